@@ -1,0 +1,41 @@
+# The two commands that matter: `make serve` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch 2.13.0; on a machine with its CPU wheel on disk this takes that wheel. Elsewhere pass
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a CPU-only build, or leave it unset
+# for PyPI's default (CUDA on Linux x86_64).
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX_URL ?=
+HOST ?= 0.0.0.0
+PORT ?= 3000
+DEVICE ?= cpu
+DTYPE ?= float32
+
+.PHONY: install serve test test-fast bench demo-models clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(PIP) install -q -e ".[test,bench,recipes]"
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(VENV)/bin/takeoff serve --model models/feedback-rewriter --classifier models/feedback-classifier \
+		--device $(DEVICE) --dtype $(DTYPE) --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m benchmarks.offline --json artifacts/offline.json
+
+demo-models: install
+	$(PY) -m recipes.build_demo_models
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

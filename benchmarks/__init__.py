@@ -1,0 +1,1 @@
+"""Throughput and latency benchmarks that print and save figures."""

@@ -1,0 +1,1 @@
+"""Dataset generation, fine-tuning and demo-model recipes for the feedback coach."""

@@ -1,0 +1,56 @@
+"""The one contract between the scheduler and the kernels: what to run this step, what came out.
+
+Plain Python (lists, ints, floats); the runner in kernels/runner.py is the only code that turns
+these into tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scheduler.sampling_params import SamplingParams
+
+
+@dataclass
+class ClassifyInput:
+    request_id: str
+    token_ids: list[int]  # already tokenized and truncated, special tokens included
+    token_type_ids: list[int] | None = None  # segment ids for text pairs; None: all zeros
+
+
+@dataclass
+class PrefillInput:
+    request_id: str
+    slot: int  # KV slot this sequence owns until it finishes
+    prompt_ids: list[int]  # encoder input, EOS included, len <= max_input_len
+    sampling: SamplingParams
+
+
+@dataclass
+class SchedulerOutput:
+    # Classification requests to run this step (they need no KV slot).
+    classify: list[ClassifyInput] = field(default_factory=list)
+    # New generations: encoder pass, cross-attention K/V into `slot`, and their first token.
+    prefill: list[PrefillInput] = field(default_factory=list)
+    # Slots already holding a sequence that need exactly one more token each.
+    decode_slots: list[int] = field(default_factory=list)
+    # Slots whose sequences left since the last step (finished or aborted); the runner may drop
+    # per-slot state. The scheduler has already made them free for reuse.
+    freed_slots: list[int] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.classify or self.prefill or self.decode_slots)
+
+    @property
+    def num_prefill_tokens(self) -> int:
+        return sum(len(p.prompt_ids) for p in self.prefill)
+
+
+@dataclass
+class RunnerOutput:
+    # request_id -> one probability per label, in the classifier's label order.
+    probabilities: dict[str, list[float]] = field(default_factory=dict)
+    # slot -> the token id chosen this step (one per prefilled or decoded slot).
+    next_token_ids: dict[int, int] = field(default_factory=dict)
+    # Wall-clock seconds spent per kind of work this step ("classify", "prefill", "decode").
+    step_seconds: dict[str, float] = field(default_factory=dict)

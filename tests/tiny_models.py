@@ -1,0 +1,99 @@
+"""Tiny random models with real tokenizers, saved in Hugging Face layout, for tests.
+
+Nothing is downloaded: the tokenizers are trained here on a small corpus, the weights are random.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (ElectraConfig, ElectraForSequenceClassification, PreTrainedTokenizerFast,
+                          T5Config, T5ForConditionalGeneration)
+
+CORPUS = [
+    "Your report was late again and the numbers in the forecast were wrong.",
+    "Thanks for the clear sprint demo; could you add the test results next time?",
+    "The onboarding guide is confusing. Maybe split it into shorter steps.",
+    "Context: a manager gives feedback. Make the following feedback constructive:",
+    "Café meetings über alles — naïve résumé, 日本語のテキスト, emoji 🙂 and ½ cup.",
+    "line one\nline two\n\tindented line three",
+    "The quarterly numbers look great, well done to the whole team!",
+    "Why is this still broken? You never listen to anyone.",
+]
+
+# Shapes exercised by the model tests: (name, T5Config overrides).
+T5_SHAPES = {
+    "relu-tied": dict(feed_forward_proj="relu", tie_word_embeddings=True),
+    "gated-gelu-untied": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False),
+    "gated-gelu-tied-wide": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=True,
+                                 d_model=48, d_kv=12, num_heads=6, d_ff=96),
+    "deep-decoder": dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                         num_layers=2, num_decoder_layers=4),
+}
+
+
+def build_t5_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with T5's special tokens: any text, newlines and emoji included."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
+def build_wordpiece_tokenizer() -> PreTrainedTokenizerFast:
+    """An uncased WordPiece tokenizer with BERT's special tokens."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=300,
+                                        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator(CORPUS * 4, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_max_length=64)
+
+
+def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0) -> Path:
+    tokenizer = build_t5_tokenizer()
+    options = dict(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=4, d_ff=64,
+                   num_layers=2, num_decoder_layers=2, relative_attention_num_buckets=8,
+                   relative_attention_max_distance=20, dropout_rate=0.0,
+                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    options.update(T5_SHAPES[shape])
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(T5Config(**options)).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed: int = 0) -> Path:
+    from takeoff.feedback_task import LABELS
+
+    labels = labels or LABELS
+    tokenizer = build_wordpiece_tokenizer()
+    config = ElectraConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32,
+                           num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                           max_position_embeddings=64, num_labels=len(labels),
+                           id2label=dict(enumerate(labels)),
+                           label2id={name: i for i, name in enumerate(labels)},
+                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    model = ElectraForSequenceClassification(config).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
