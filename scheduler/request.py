@@ -1,0 +1,107 @@
+"""One request and the state it owns: kind, status, token ids, KV slot, timing."""
+from __future__ import annotations
+
+import enum
+import time
+from typing import TYPE_CHECKING
+
+from scheduler.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    from scheduler.detokenizer import IncrementalDetokenizer
+
+
+class RequestStatus(enum.IntEnum):
+    # Finished states sort after the live ones, so `status > RUNNING` means finished.
+    WAITING = 0
+    RUNNING = 1
+    FINISHED_LENGTH = 2
+    FINISHED_EOS = 3
+    FINISHED_STOP = 4
+    FINISHED_ABORTED = 5
+    FINISHED_ERROR = 6
+    FINISHED_CLASSIFIED = 7  # a classification request whose probabilities are in
+
+    @property
+    def is_finished(self) -> bool:
+        return self > RequestStatus.RUNNING
+
+
+_FINISH_REASONS = {
+    RequestStatus.FINISHED_LENGTH: "length",
+    RequestStatus.FINISHED_EOS: "eos_token",
+    RequestStatus.FINISHED_STOP: "stop_sequence",
+    RequestStatus.FINISHED_ABORTED: "aborted",
+    RequestStatus.FINISHED_ERROR: "error",
+    RequestStatus.FINISHED_CLASSIFIED: "classified",
+}
+
+
+class RequestKind(enum.Enum):
+    GENERATE = "generate"  # owns a KV slot from prefill until it finishes
+    CLASSIFY = "classify"  # one forward pass, no slot
+
+
+class Request:
+    def __init__(
+        self,
+        request_id: str,
+        kind: RequestKind,
+        prompt_ids: list[int],
+        sampling: SamplingParams | None = None,
+        token_type_ids: list[int] | None = None,
+        eos_token_id: int | None = None,
+        arrival_time: float | None = None,
+    ) -> None:
+        if not prompt_ids:
+            raise ValueError("a request needs at least one prompt token")
+        self.request_id = request_id
+        self.kind = kind
+        self.prompt_ids = list(prompt_ids)
+        self.sampling = sampling if sampling is not None else SamplingParams()
+        self.token_type_ids = token_type_ids
+        self.eos_token_id = eos_token_id
+        self.status = RequestStatus.WAITING
+        self.output_ids: list[int] = []  # generated tokens, the final EOS included
+        self.text = ""  # every piece of text sent so far, joined
+        self.slot: int | None = None
+        self.probabilities: list[float] | None = None  # classification result, label order
+        self.error: str | None = None
+        self.detokenizer: IncrementalDetokenizer | None = None  # set by the scheduler on add
+        # Clock: time.monotonic() seconds, the same clock Scheduler uses when `now` is omitted.
+        self.arrival_time = time.monotonic() if arrival_time is None else arrival_time
+        self.first_scheduled_time: float | None = None
+        self.first_token_time: float | None = None
+        self.finish_time: float | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_finished
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.output_ids)
+
+    @property
+    def finish_reason(self) -> str | None:
+        return _FINISH_REASONS.get(self.status)
+
+    def finish(self, status: RequestStatus, now: float, error: str | None = None) -> bool:
+        """Enter a terminal state. The first reason sticks; later calls return False."""
+        if not status.is_finished:
+            raise ValueError(f"{status.name} is not a finished state")
+        if self.is_finished:
+            return False
+        self.status = status
+        self.finish_time = now
+        if error is not None:
+            self.error = error
+        return True
+
+    def __repr__(self) -> str:
+        return (f"Request({self.request_id!r}, {self.kind.name}, {self.status.name}, "
+                f"slot={self.slot}, prompt={len(self.prompt_ids)}, out={len(self.output_ids)})")
