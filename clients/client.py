@@ -1,0 +1,288 @@
+"""A Python client for a takeoff server: `TakeoffClient` (asyncio, aiohttp) and `Client` (blocking).
+
+    async with TakeoffClient("http://localhost:3000") as client:
+        print(await client.generate("Translate to German: hello"))
+        async for piece in client.generate_stream("Tell me a story"):
+            print(piece, end="", flush=True)
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any, AsyncIterator, Iterator
+
+import aiohttp
+
+from clients.errors import (RequestTimeoutError, TakeoffError, UnreachableError, error_for_status,
+                            error_from_event)
+from clients.sse import SSEDecoder
+
+DEFAULT_URL = "http://localhost:3000"
+
+
+def request_body(text: str | list[str], **fields: Any) -> dict[str, Any]:
+    """A request body: `text` plus every field that was given (None: the server's default)."""
+    body = {"text": text}
+    body.update({name: value for name, value in fields.items() if value is not None})
+    if "stop" in body and isinstance(body["stop"], str):
+        body["stop"] = [body["stop"]]
+    return body
+
+
+def sampling_fields(temperature: float | None, top_k: int | None = None) -> dict[str, Any]:
+    """Takeoff's sampling fields for a temperature: Takeoff is greedy (top-k 1) unless told
+    otherwise, so a temperature above 0 without a top-k samples from the whole distribution."""
+    if temperature is None:
+        return {"sampling_topk": top_k}
+    if temperature == 0:
+        return {"sampling_topk": 1 if top_k is None else top_k}
+    return {"sampling_temperature": temperature, "sampling_topk": 0 if top_k is None else top_k}
+
+
+class TextStream:
+    """The pieces of one streamed generation, in order; `metadata` is set once it has ended.
+
+    Closing it early (`aclose()`, `break` inside `async with`, or cancelling the task reading it)
+    closes the connection, which makes the server abort the request and free its slot.
+    """
+
+    def __init__(self, client: "TakeoffClient", path: str, body: dict[str, Any]):
+        self._client = client
+        self._path = path
+        self._body = body
+        self._response: aiohttp.ClientResponse | None = None
+        self._pieces: AsyncIterator[str] | None = None
+        self.metadata: dict[str, Any] | None = None
+
+    def __aiter__(self) -> "TextStream":
+        return self
+
+    async def __anext__(self) -> str:
+        if self._pieces is None:
+            self._pieces = self._read()
+        try:
+            return await self._pieces.__anext__()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def __aenter__(self) -> "TextStream":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            self._response.close()  # drops the connection: the server sees the disconnect
+            self._response = None
+
+    async def _read(self) -> AsyncIterator[str]:
+        self._response = await self._client._send("POST", self._path, self._body, stream=True)
+        decoder = SSEDecoder()
+        with _translated_errors(self._client.url):
+            async for chunk in self._response.content.iter_any():
+                for event in decoder.feed(chunk):
+                    if event.event == "error":
+                        raise error_from_event(event.data)
+                    if event.event == "metadata":
+                        self.metadata = json.loads(event.data)
+                    elif event.event == "message":
+                        yield event.data
+            decoder.close()
+
+
+class TakeoffClient:
+    """An asyncio client; one aiohttp session (connection pool) for all its calls.
+
+    `timeout` bounds a whole answer, or for a stream the wait for each next piece;
+    `connect_timeout` bounds reaching the server.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None,
+                 timeout: float = 120.0, connect_timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> "TakeoffClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def generate(self, text: str | list[str], *, max_new_tokens: int | None = None,
+                       min_new_tokens: int | None = None, sampling_temperature: float | None = None,
+                       sampling_topp: float | None = None, sampling_topk: int | None = None,
+                       repetition_penalty: float | None = None,
+                       no_repeat_ngram_size: int | None = None, seed: int | None = None,
+                       stop: str | list[str] | None = None, prompt_max_tokens: int | None = None,
+                       return_metadata: bool | None = None,
+                       consumer_group: str | None = None) -> dict[str, Any]:
+        """POST /generate; the server's answer: `{"text": ...}` (plus `metadata` when asked)."""
+        fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
+        return await self._json("POST", "/generate", request_body(text, **fields))
+
+    def generate_stream(self, text: str, *, max_new_tokens: int | None = None,
+                        min_new_tokens: int | None = None,
+                        sampling_temperature: float | None = None,
+                        sampling_topp: float | None = None, sampling_topk: int | None = None,
+                        repetition_penalty: float | None = None,
+                        no_repeat_ngram_size: int | None = None, seed: int | None = None,
+                        stop: str | list[str] | None = None,
+                        prompt_max_tokens: int | None = None,
+                        consumer_group: str | None = None) -> TextStream:
+        """POST /generate_stream; an async iterator of text pieces (see `TextStream`)."""
+        fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
+        return TextStream(self, "/generate_stream", request_body(text, **fields))
+
+    async def classify(self, text: str | list[str] | list[list[str]],
+                       consumer_group: str | None = None) -> dict[str, Any]:
+        """POST /classify → `{"result": [[p, ...], ...], "labels": [...]}`."""
+        return await self._json("POST", "/classify", request_body(
+            text, consumer_group=consumer_group))
+
+    async def tokenize(self, text: str, consumer_group: str | None = None) -> dict[str, Any]:
+        """POST /tokenize → `{"tokens": [...], "ids": [...]}`."""
+        answer = await self._json("POST", "/tokenize", request_body(
+            text, consumer_group=consumer_group))
+        return answer["result"]
+
+    async def analyze_feedback(self, text: str, context: str = "") -> dict[str, Any]:
+        """POST /v1/feedback/analyze → each sentence with its label and kind."""
+        return await self._json("POST", "/v1/feedback/analyze", {"text": text, "context": context})
+
+    async def reader_groups(self) -> dict[str, Any]:
+        return await self._json("GET", "/reader_groups")
+
+    async def health(self) -> Any:
+        return await self._json("GET", "/health")
+
+    async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = await self._send(method, path, body, stream=False)
+        with _translated_errors(self.url):
+            async with response:
+                return await response.json(content_type=None)
+
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None,
+                    stream: bool) -> aiohttp.ClientResponse:
+        """The response once its status is known good; a typed error otherwise."""
+        timeout = aiohttp.ClientTimeout(total=None if stream else self.timeout,
+                                        sock_connect=self.connect_timeout,
+                                        sock_read=self.timeout)
+        with _translated_errors(self.url):
+            response = await self._get_session().request(
+                method, self.url + path, json=body, timeout=timeout)
+            if response.status >= 400:
+                async with response:
+                    raw = await response.text()
+                try:
+                    parsed: Any = json.loads(raw)
+                except ValueError:
+                    parsed = raw
+                raise error_for_status(response.status, parsed, response.headers.get("Retry-After"))
+            return response
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._session = aiohttp.ClientSession(headers=headers)
+        return self._session
+
+
+@contextlib.contextmanager
+def _translated_errors(url: str) -> Iterator[None]:
+    """Turns aiohttp's and asyncio's exceptions into this package's typed errors."""
+    try:
+        yield
+    except TakeoffError:
+        raise
+    except asyncio.TimeoutError as error:
+        raise RequestTimeoutError(f"no answer from {url} in time") from error
+    except aiohttp.ClientConnectorError as error:
+        raise UnreachableError(f"cannot reach the server at {url} ({error.os_error})") from error
+    except aiohttp.ClientError as error:
+        raise UnreachableError(f"connection to {url} failed: {error}") from error
+
+
+class _SyncTextStream:
+    """`TextStream` driven by a `Client`'s event loop: a plain iterator of text pieces."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stream: TextStream):
+        self._loop = loop
+        self._stream = stream
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self._stream.metadata
+
+    def __iter__(self) -> "_SyncTextStream":
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return self._loop.run_until_complete(self._stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def __enter__(self) -> "_SyncTextStream":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._stream.aclose())
+
+
+class Client:
+    """The same calls as `TakeoffClient`, blocking; `generate_stream` is a plain iterator.
+
+    It runs its own event loop, so it must not be used from inside a running one.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None,
+                 timeout: float = 120.0, connect_timeout: float = 10.0):
+        self._loop = asyncio.new_event_loop()
+        self._client = TakeoffClient(url, api_key, timeout, connect_timeout)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.close())
+            self._loop.close()
+
+    def generate(self, text: str | list[str], **fields: Any) -> dict[str, Any]:
+        return self._loop.run_until_complete(self._client.generate(text, **fields))
+
+    def generate_stream(self, text: str, **fields: Any) -> _SyncTextStream:
+        return _SyncTextStream(self._loop, self._client.generate_stream(text, **fields))
+
+    def classify(self, text: str | list[str] | list[list[str]],
+                 consumer_group: str | None = None) -> dict[str, Any]:
+        return self._loop.run_until_complete(self._client.classify(text, consumer_group))
+
+    def tokenize(self, text: str, consumer_group: str | None = None) -> dict[str, Any]:
+        return self._loop.run_until_complete(self._client.tokenize(text, consumer_group))
+
+    def analyze_feedback(self, text: str, context: str = "") -> dict[str, Any]:
+        return self._loop.run_until_complete(self._client.analyze_feedback(text, context))
+
+    def reader_groups(self) -> dict[str, Any]:
+        return self._loop.run_until_complete(self._client.reader_groups())
+
+    def health(self) -> Any:
+        return self._loop.run_until_complete(self._client.health())
