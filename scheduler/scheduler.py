@@ -22,6 +22,9 @@ and the worst case (one kind waits two steps) is easy to state and to test.
 Finishing: EOS (once `min_new_tokens` exist; the EOS token is kept in `output_ids` but is not
 text), `max_new_tokens`, or a stop sequence (see detokenizer.py). A finished request leaves at
 once: its slot is free for this very next schedule, and reported in that step's `freed_slots`.
+A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
+queue"); `schedule` notices and the following `update` returns it, so call `update` after every
+`schedule`, even an empty one.
 """
 from __future__ import annotations
 
@@ -222,7 +225,8 @@ class Scheduler:
     # ---- update ---------------------------------------------------------------------------
     def update(self, scheduler_output: SchedulerOutput, runner_output: RunnerOutput,
                now: float | None = None) -> list[RequestOutput]:
-        """Apply one step's results. Requests aborted while the step ran are skipped."""
+        """Apply one step's results; also returns the requests `schedule` found timed out.
+        Requests aborted while the step ran are skipped."""
         now = _now(now)
         outputs, self._expired = self._expired, []
         for item in scheduler_output.classify:
