@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -25,7 +26,7 @@ async def read_json(request: Request, max_bytes: int | None = None) -> dict[str,
             raise too_large(f"request body is over the limit of {limit} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise bad_request("request body must be a JSON object")
@@ -56,3 +57,28 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
              list: "a list", dict: "an object"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def get_text(body: dict, name: str = "text") -> str:
+    """A required, non-empty string field."""
+    value = get_field(body, name, str)
+    if not value.strip():
+        raise bad_request(f"'{name}' must not be empty", name)
+    return value
+
+
+def get_number(body: dict, name: str, kind: type, default: Any, *, minimum: float | None = None,
+               maximum: float | None = None, above: float | None = None) -> Any:
+    """A finite int or float field within its range (`above` is an exclusive lower bound)."""
+    value = get_field(body, name, kind, default)
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad_request(f"'{name}' must be a finite number", name)
+    if minimum is not None and value < minimum:
+        raise bad_request(f"'{name}' must be at least {minimum}", name)
+    if above is not None and value <= above:
+        raise bad_request(f"'{name}' must be greater than {above}", name)
+    if maximum is not None and value > maximum:
+        raise bad_request(f"'{name}' must be at most {maximum}", name)
+    return value

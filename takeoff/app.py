@@ -1,0 +1,155 @@
+"""The Starlette application: its lifespan loads the readers and runs the engine."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from takeoff import feedback_api, openai_api, routes
+from takeoff.config import ServerConfig
+from takeoff.engine import Engine
+from takeoff.errors import ApiError
+from takeoff.metrics import Metrics
+from takeoff.readers import GENERATE, Reader, load_readers
+
+logger = logging.getLogger("takeoff")
+HTTP_ERROR_TYPES = {404: "not_found_error", 405: "method_not_allowed", 413: "request_too_large"}
+OPEN_PATHS = ("/health",)
+
+
+def build_runner(config: ServerConfig, readers: dict[str, Reader]):
+    """The real model runner over the loaded readers (blocking: allocates the KV cache)."""
+    from kernels.runner import ModelRunner
+
+    by_task = {reader.info.task: reader for reader in readers.values()}
+    generator, classifier = by_task.get(GENERATE), by_task.get("classify")
+    max_input_len = max(r.info.max_input_len for r in readers.values())
+    return ModelRunner(generator=generator.model if generator else None,
+                       classifier=classifier.model if classifier else None,
+                       max_num_seqs=config.max_num_seqs, max_len=config.max_new_tokens,
+                       max_input_len=max_input_len)
+
+
+def create_app(config: ServerConfig, readers: dict[str, Reader] | None = None,
+               runner_factory: Callable = build_runner) -> Starlette:
+    """`readers` already loaded (as `takeoff serve` does, to report load errors in one line),
+    or None to load them in the lifespan."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        loaded = readers if readers is not None else await asyncio.to_thread(load_readers, config)
+        runner = await asyncio.to_thread(runner_factory, config, loaded)
+        engine = Engine(config, loaded, runner, metrics)
+        engine.start()
+        app.state.engine = engine
+        _log_readiness(engine)
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    all_routes = routes.routes() + openai_api.routes() + feedback_api.routes()
+    app = Starlette(
+        routes=all_routes,
+        middleware=[Middleware(ApiMiddleware, api_key=config.api_key, metrics=metrics,
+                               endpoints=_endpoint_names(all_routes))],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            Exception: _internal_error},
+        lifespan=lifespan)
+    app.state.config = config
+    app.state.metrics = metrics
+    app.state.max_body_bytes = config.max_body_bytes
+    return app
+
+
+def _log_readiness(engine: Engine) -> None:
+    for info in engine.groups().values():
+        logger.info("consumer group %r: %s %s on %s (%s)", info.name, info.task, info.model_path,
+                    info.device, info.dtype)
+    logger.info("KV cache: %.1f MiB for %d slots", engine.runner.kv_cache_bytes / 2**20,
+                engine.config.max_num_seqs)
+
+
+def _endpoint_names(all_routes: list[BaseRoute]) -> tuple[set[str], tuple[str, ...]]:
+    """Exact paths and mount prefixes: the `endpoint` label never takes an arbitrary path."""
+    paths = {r.path for r in all_routes if isinstance(r, Route)}
+    prefixes = tuple(r.path for r in all_routes if isinstance(r, Mount))
+    return paths, prefixes
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    error_type = HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error")
+    message = exc.detail
+    if exc.status_code == 404:
+        message = f"no endpoint at {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    return ApiError(exc.status_code, message, error_type, None, dict(exc.headers or {})).response()
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s", request.url.path)
+    return ApiError(500, "internal server error", "internal_error").response()
+
+
+class ApiMiddleware:
+    """Bearer-token check (when a key is set) and the request counter by endpoint and status."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, metrics: Metrics,
+                 endpoints: tuple[set[str], tuple[str, ...]]) -> None:
+        self.app = app
+        self.api_key = api_key
+        self.metrics = metrics
+        self.paths, self.prefixes = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self._authorized(scope):
+                await self.app(scope, receive, send_counted)
+            else:
+                error = ApiError(401, "a valid API key is required: send 'Authorization: Bearer "
+                                 "<key>'", "authentication_error", None,
+                                 {"WWW-Authenticate": "Bearer"})
+                await error.response()(scope, receive, send_counted)
+        finally:
+            self.metrics.requests.labels(self._endpoint(scope["path"]), str(status)).inc()
+
+    def _authorized(self, scope: Scope) -> bool:
+        if not self.api_key or scope["path"] in OPEN_PATHS:
+            return True
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
+                                                                  self.api_key.encode())
+
+    def _endpoint(self, path: str) -> str:
+        if path in self.paths:
+            return path
+        return next((p for p in self.prefixes if path.startswith(p + "/")), "other")

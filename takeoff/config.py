@@ -1,0 +1,113 @@
+"""The server's configuration: one frozen dataclass, from CLI flags and TAKEOFF_* variables.
+
+Each option is declared once in `OPTIONS` (flag, type, help); `takeoff serve --help`, the
+environment variable names and the checks all come from that table. A flag given on the command
+line wins over its environment variable, which wins over the default.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+ENV_PREFIX = "TAKEOFF_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str | None = None  # generator directory (a T5-family model); None: no generator
+    classifier: str | None = None  # classifier directory; None: no classifier
+    device: str = "cpu"
+    dtype: str = "float32"
+    host: str = "0.0.0.0"
+    port: int = 3000
+    max_num_seqs: int = 64  # KV slots: generations decoding at once
+    max_queue: int = 256  # waiting requests before new ones get 429
+    max_num_batched_tokens: int = 4096  # tokens per engine step (prefill + classify + decode)
+    max_classify_batch: int = 32  # classification inputs per engine step
+    max_input_len: int = 512  # longest encoder input accepted (capped by each model's own limit)
+    max_new_tokens: int = 512  # largest max_new_tokens a request may ask for
+    queue_timeout: float = 60.0  # seconds a request may wait for a slot before it fails
+    api_key: str | None = None  # when set, every endpoint but /health needs this bearer token
+    max_body_bytes: int = 1 << 20  # request bodies over this get 413
+    drain_timeout: float = 30.0  # on SIGTERM, seconds to let running requests finish
+    log_level: str = "info"
+    generator_group: str = "primary"  # consumer group names of the two readers
+    classifier_group: str = "classifier"
+
+    def __post_init__(self) -> None:
+        if not (self.model or self.classifier):
+            raise ValueError("give at least one model: --model DIR and/or --classifier DIR")
+        for name in ("port", "max_num_seqs", "max_queue", "max_num_batched_tokens",
+                     "max_classify_batch", "max_input_len", "max_new_tokens", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_flag(name)} must be at least 1")
+        for name in ("queue_timeout", "drain_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{_flag(name)} must be positive")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        if self.generator_group == self.classifier_group:
+            raise ValueError("the two consumer groups need different names")
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+# field name -> (parser for the flag and the environment variable, help text)
+OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "model": (str, "directory of the generator (a Flan-T5 / T5 model saved by Hugging Face)"),
+    "classifier": (str, "directory of the classifier (ELECTRA/BERT-style, sequence classification)"),
+    "device": (str, "where the models run: cpu, cuda or cuda:N (default: cpu)"),
+    "dtype": (str, "float32, float16 or bfloat16 (default: float32)"),
+    "host": (str, "address to listen on (default: 0.0.0.0)"),
+    "port": (int, "port to listen on (default: 3000)"),
+    "max_num_seqs": (int, "generations decoding at once, i.e. KV-cache slots (default: 64)"),
+    "max_queue": (int, "waiting requests before new ones are refused with 429 (default: 256)"),
+    "max_num_batched_tokens": (int, "token budget of one engine step (default: 4096)"),
+    "max_classify_batch": (int, "classification inputs in one engine step (default: 32)"),
+    "max_input_len": (int, "longest input in tokens; longer gets 413 (default: 512, capped by "
+                           "the model)"),
+    "max_new_tokens": (int, "largest max_new_tokens a request may ask for (default: 512)"),
+    "queue_timeout": (float, "seconds a request may wait in the queue (default: 60)"),
+    "api_key": (str, "require 'Authorization: Bearer KEY' on every endpoint but /health"),
+    "max_body_bytes": (int, "largest request body in bytes; larger gets 413 (default: 1048576)"),
+    "drain_timeout": (float, "on SIGTERM, seconds running requests get to finish (default: 30)"),
+    "log_level": (str, f"one of {', '.join(LOG_LEVELS)} (default: info)"),
+    "generator_group": (str, "consumer group of the generator (default: primary)"),
+    "classifier_group": (str, "consumer group of the classifier (default: classifier)"),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per ServerConfig field; all default to None so the environment can fill in."""
+    for name, (kind, help_text) in OPTIONS.items():
+        metavar = "DIR" if name in ("model", "classifier") else name.upper()
+        parser.add_argument(_flag(name), dest=name, type=kind, default=None, metavar=metavar,
+                            help=f"{help_text} [env {env_name(name)}]")
+
+
+def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Flags first, then TAKEOFF_* variables, then the defaults. Raises ValueError, one line."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in fields(ServerConfig):
+        kind, _ = OPTIONS[field.name]
+        if args.get(field.name) is not None:
+            values[field.name] = args[field.name]
+        elif environ.get(env_name(field.name)):
+            raw = environ[env_name(field.name)]
+            try:
+                values[field.name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{env_name(field.name)}={raw!r} is not a valid "
+                                 f"{kind.__name__}") from None
+    return ServerConfig(**values)

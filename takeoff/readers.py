@@ -1,0 +1,96 @@
+"""The loaded models ("readers"), their consumer groups, and turning text into their token ids."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from takeoff.config import ServerConfig
+from takeoff.errors import bad_request, not_found, too_large
+
+GENERATE, CLASSIFY = "generate", "classify"
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    name: str
+    task: str  # GENERATE or CLASSIFY
+    model_path: str
+    device: str
+    dtype: str
+    max_input_len: int  # tokens, special tokens included
+    max_new_tokens: int | None  # None for a classifier
+
+
+@dataclass
+class Reader:
+    """One loaded model in its consumer group."""
+    info: GroupInfo
+    model: Any  # kernels.loader.Seq2SeqModel or ClassifierModel
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    def encode(self, text: str, prompt_max_tokens: int | None = None) -> list[int]:
+        """Token ids, special tokens included: truncated to prompt_max_tokens when it is given,
+        otherwise 413 when longer than the reader's limit."""
+        limit = self.info.max_input_len
+        if prompt_max_tokens is not None:
+            limit = min(limit, prompt_max_tokens)
+            return self.tokenizer(text, truncation=True, max_length=limit)["input_ids"]
+        ids = self.tokenizer(text, verbose=False)["input_ids"]
+        _check_length(len(ids), limit)
+        return ids
+
+    def encode_pair(self, text: str, pair: str | None) -> tuple[list[int], list[int] | None]:
+        """Ids and segment ids of a classifier input (413 when it is over the limit)."""
+        encoded = self.tokenizer(text, pair, verbose=False)
+        _check_length(len(encoded["input_ids"]), self.info.max_input_len)
+        return encoded["input_ids"], encoded.get("token_type_ids")
+
+
+def _check_length(num_tokens: int, limit: int) -> None:
+    if num_tokens > limit:
+        raise too_large(f"the input is {num_tokens} tokens long; this model takes at most {limit} "
+                        f"(pass prompt_max_tokens to truncate it instead)", "text")
+
+
+def load_readers(config: ServerConfig) -> dict[str, Reader]:
+    """Load the configured models (blocking; raises kernels.loader.ModelLoadError)."""
+    from kernels.loader import load_classifier, load_generator
+
+    readers = {}
+    if config.model:
+        model = load_generator(config.model, config.device, config.dtype)
+        readers[config.generator_group] = make_reader(config, config.generator_group, model, GENERATE)
+    if config.classifier:
+        model = load_classifier(config.classifier, config.device, config.dtype)
+        readers[config.classifier_group] = make_reader(config, config.classifier_group, model,
+                                                       CLASSIFY)
+    return readers
+
+
+def make_reader(config: ServerConfig, group: str, model, task: str) -> Reader:
+    max_input_len = min(config.max_input_len, model.max_input_len)
+    info = GroupInfo(name=group, task=task, model_path=str(model.path), device=str(model.device),
+                     dtype=str(model.dtype).removeprefix("torch."), max_input_len=max_input_len,
+                     max_new_tokens=config.max_new_tokens if task == GENERATE else None)
+    return Reader(info, model)
+
+
+def resolve_group(readers: dict[str, Reader], name: str | None, task: str | None) -> Reader:
+    """The reader of group `name` (404 unknown, 400 when it cannot do `task`); with no name, the
+    first group that can (any group when task is None)."""
+    if name is None:
+        for reader in readers.values():
+            if task is None or reader.info.task == task:
+                return reader
+        raise not_found(f"no consumer group on this server can {task}", "consumer_group")
+    reader = readers.get(name)
+    if reader is None:
+        raise not_found(f"consumer group '{name}' does not exist; this server has "
+                        f"{', '.join(repr(g) for g in readers)}", "consumer_group")
+    if task is not None and reader.info.task != task:
+        raise bad_request(f"consumer group '{name}' serves {reader.info.task} requests, "
+                          f"not {task}", "consumer_group")
+    return reader

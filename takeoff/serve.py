@@ -1,0 +1,86 @@
+"""`takeoff serve`: load the models, then serve them with uvicorn (uvloop when available).
+
+Graceful drain: the first SIGTERM/SIGINT marks the engine draining (new requests and /ready get
+503) while the listener stays open; once the running requests have finished (or drain_timeout
+has passed) uvicorn shuts down as usual. A second signal exits at once.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+import time
+
+import uvicorn
+
+from takeoff.config import ServerConfig, add_config_arguments, config_from
+
+logger = logging.getLogger("takeoff")
+
+
+def add_serve_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve a generator and/or a classifier over HTTP",
+        description="Serve a Flan-T5 generator and/or a sequence classifier with continuous "
+                    "batching (Takeoff API, OpenAI-compatible /v1, the feedback app). Every flag "
+                    "can also be set with the TAKEOFF_* environment variable named after it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_arguments(parser)
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        config = config_from(vars(args))
+    except ValueError as exc:
+        print(f"takeoff serve: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(message)s")
+    from kernels.loader import ModelLoadError
+    from takeoff.app import create_app
+    from takeoff.readers import load_readers
+
+    try:
+        readers = load_readers(config)
+    except ModelLoadError as exc:
+        print(f"takeoff serve: error: {exc}", file=sys.stderr)
+        return 1
+    app = create_app(config, readers)
+    server = DrainingServer(uvicorn_config(app, config))
+    server.run()
+    return 0
+
+
+def uvicorn_config(app, config: ServerConfig) -> uvicorn.Config:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return uvicorn.Config(app, host=config.host, port=config.port, loop=loop,
+                          log_level=config.log_level, timeout_graceful_shutdown=5,
+                          access_log=config.log_level == "debug")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the first exit signal drains the engine before shutting down."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.drain_started: float | None = None
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.drain_started is not None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._captured_signals.append(sig)
+        self.drain_started = time.monotonic()
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_started is not None and not self.should_exit:
+            engine = getattr(self.config.app.state, "engine", None)
+            if engine is not None and not engine.draining:
+                engine.draining = True
+                logger.info("draining: finishing running requests, refusing new ones")
+            waited = time.monotonic() - self.drain_started
+            finished = engine is None or (engine.is_idle and not self.server_state.tasks)
+            if finished or waited > engine.config.drain_timeout:
+                self.should_exit = True
+        return await super().on_tick(counter)

@@ -1,0 +1,85 @@
+"""A real server on a free port: uvicorn in a background thread, serving the tiny random models.
+
+`server_factory(**config_overrides)` starts one per distinct set of overrides (and reuses it for
+the rest of the session); `server_url` is the default one. Thread servers share this process, so
+each has its own metrics registry and engine.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from takeoff.app import create_app
+from takeoff.config import ServerConfig
+from takeoff.serve import uvicorn_config
+
+# Small limits keep the tiny servers quick; tests that need others pass overrides.
+# (port is unused: the server gets an already bound socket)
+TEST_DEFAULTS = dict(host="127.0.0.1", port=1, max_num_seqs=8, max_new_tokens=256,
+                     max_queue=64, log_level="warning")
+START_TIMEOUT_S = 60
+
+
+class ThreadServer:
+    def __init__(self, config: ServerConfig, **app_options) -> None:
+        self.app = create_app(config, **app_options)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn_config(self.app, config))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+                                       daemon=True, name=f"uvicorn {self.url}")
+
+    def start(self) -> "ThreadServer":
+        self.thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the test server at {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def engine(self):
+        return self.app.state.engine
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.socket.close()
+
+
+@pytest.fixture(scope="session")
+def server_factory(tiny_t5_dir, tiny_classifier_dir):
+    """Call with ServerConfig overrides (model=None for a classifier-only server, api_key=...);
+    returns the base URL. Servers with the same overrides are shared within the session."""
+    servers: dict[tuple, ThreadServer] = {}
+
+    def start(**overrides) -> str:
+        return start_server(**overrides).url
+
+    def start_server(**overrides) -> ThreadServer:
+        key = tuple(sorted((k, repr(v)) for k, v in overrides.items()))
+        if key not in servers:
+            options = dict(TEST_DEFAULTS, model=str(tiny_t5_dir),
+                           classifier=str(tiny_classifier_dir))
+            options.update(overrides)
+            runner_factory = options.pop("runner_factory", None)
+            app_options = {"runner_factory": runner_factory} if runner_factory else {}
+            servers[key] = ThreadServer(ServerConfig(**options), **app_options).start()
+        return servers[key]
+
+    start.server = start_server
+    yield start
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url(server_factory) -> str:
+    return server_factory()
