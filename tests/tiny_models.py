@@ -73,11 +73,41 @@ def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0) ->
                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     options.update(T5_SHAPES[shape])
     torch.manual_seed(seed)
-    model = T5ForConditionalGeneration(T5Config(**options)).eval()
+    model = T5ForConditionalGeneration(T5Config(**options))
+    teach_to_copy(model, tokenizer)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+def teach_to_copy(model: T5ForConditionalGeneration, tokenizer, steps: int = 40) -> None:
+    """A few quick optimizer steps teaching the model to echo spans of the corpus.
+
+    A freshly initialised T5 repeats one token forever, which would hide decoding bugs; a little
+    training makes it emit varied tokens and stop with EOS at different lengths."""
+    ids = [tokenizer(text)["input_ids"][:-1] for text in CORPUS]
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: threads only contend (7x slower on a busy 2-core box)
+    model.train()
+    for _ in range(steps):
+        spans = []
+        for sentence in ids:
+            start = int(torch.randint(0, max(1, len(sentence) - 4), (1,), generator=generator))
+            length = int(torch.randint(3, 20, (1,), generator=generator))
+            spans.append(sentence[start:start + length] + [tokenizer.eos_token_id])
+        width = max(map(len, spans))
+        inputs = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in spans])
+        labels = torch.tensor([s + [-100] * (width - len(s)) for s in spans])
+        loss = model(input_ids=inputs, attention_mask=(inputs != tokenizer.pad_token_id).long(),
+                     labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    torch.set_num_threads(num_threads)
 
 
 def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed: int = 0) -> Path:

@@ -1,0 +1,119 @@
+"""Executes one `SchedulerOutput`: classification, prefills and decodes, mixed in one step.
+
+The runner is the only place that turns the scheduler's integers (slots, token ids) into tensors.
+It keeps each slot's sequence state (tokens so far, sampling parameters, generator), set at
+prefill and dropped when the scheduler frees the slot.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from kernels import t5
+from kernels.classifier import classify
+from kernels.kv_cache import KVCache
+from kernels.loader import ClassifierModel, Seq2SeqModel
+from kernels.sampling import SlotState, choose_tokens, make_generator
+from scheduler.output import PrefillInput, RunnerOutput, SchedulerOutput
+
+logger = logging.getLogger(__name__)
+
+
+class ModelRunner:
+    def __init__(self, generator: Seq2SeqModel | None = None, classifier: ClassifierModel | None = None,
+                 max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512):
+        self.generator, self.classifier = generator, classifier
+        self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
+        self.slots: dict[int, SlotState] = {}
+        self.cache: KVCache | None = None
+        if generator is not None:
+            w = generator.weights
+            with torch.inference_mode():
+                bias_table = t5.decoder_bias_table(w, max_len)
+                self.cache = KVCache(len(w.decoder), max_num_seqs, w.num_heads, w.d_kv, max_len,
+                                     max_input_len, bias_table, generator.device, generator.dtype)
+            logger.info("KV cache: %d slots x %d tokens (self) / %d (cross), %.1f MiB",
+                        max_num_seqs, max_len, max_input_len, self.kv_cache_bytes / 2**20)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        return self.cache.nbytes if self.cache is not None else 0
+
+    def execute(self, scheduler_output: SchedulerOutput) -> RunnerOutput:
+        output = RunnerOutput()
+        for slot in scheduler_output.freed_slots:
+            self.slots.pop(slot, None)
+        with torch.inference_mode():
+            if scheduler_output.classify:
+                start = time.perf_counter()
+                inputs = [(c.token_ids, c.token_type_ids) for c in scheduler_output.classify]
+                rows = classify(self._need(self.classifier, "classifier"), inputs)
+                output.probabilities = {c.request_id: row for c, row in zip(scheduler_output.classify, rows)}
+                output.step_seconds["classify"] = time.perf_counter() - start
+            if scheduler_output.prefill:
+                start = time.perf_counter()
+                self._prefill(scheduler_output.prefill)
+                output.step_seconds["prefill"] = time.perf_counter() - start
+            # New sequences take their first decoder step together with the running ones.
+            slots = list(scheduler_output.decode_slots) + [p.slot for p in scheduler_output.prefill]
+            if slots:
+                start = time.perf_counter()
+                output.next_token_ids = self._decode(slots)
+                kind = "decode" if scheduler_output.decode_slots else "prefill"
+                output.step_seconds[kind] = output.step_seconds.get(kind, 0.0) + time.perf_counter() - start
+        return output
+
+    def _prefill(self, prefills: list[PrefillInput]) -> None:
+        model = self._need(self.generator, "generator")
+        for p in prefills:
+            if not 0 <= p.slot < self.max_num_seqs:
+                raise ValueError(f"slot {p.slot} is outside 0..{self.max_num_seqs - 1}")
+            if not 0 < len(p.prompt_ids) <= self.max_input_len:
+                raise ValueError(f"request {p.request_id}: {len(p.prompt_ids)} input tokens; "
+                                 f"1 to {self.max_input_len} allowed")
+            if p.sampling.max_new_tokens > self.max_len:
+                raise ValueError(f"request {p.request_id}: max_new_tokens {p.sampling.max_new_tokens} "
+                                 f"exceeds the runner's max_len {self.max_len}")
+        lengths = [len(p.prompt_ids) for p in prefills]
+        input_ids = torch.full((len(prefills), max(lengths)), model.pad_token_id, dtype=torch.long)
+        for i, p in enumerate(prefills):  # [batch, longest input], right-padded
+            input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
+        device = model.device
+        encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device))
+        slots = torch.tensor([p.slot for p in prefills], device=device)
+        for i, layer in enumerate(model.weights.decoder):
+            keys, values = t5.cross_keys_values(model.weights, encoded, layer)
+            self.cache.write_cross(i, slots, keys, values)
+        for p, length in zip(prefills, lengths):
+            generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
+            self.slots[p.slot] = SlotState(p.request_id, p.sampling, length,
+                                           [model.decoder_start_token_id], generator)
+
+    def _decode(self, slots: list[int]) -> dict[int, int]:
+        model = self._need(self.generator, "generator")
+        states = []
+        for slot in slots:
+            state = self.slots.get(slot)
+            if state is None:
+                raise ValueError(f"slot {slot} holds no sequence; it must be prefilled first")
+            if state.position >= self.max_len:
+                raise ValueError(f"request {state.request_id} reached the runner's max_len {self.max_len}")
+            states.append(state)
+        order = sorted(range(len(slots)), key=slots.__getitem__)  # ascending slots read by slicing
+        slots = [slots[i] for i in order]
+        states = [states[i] for i in order]
+        batch = self.cache.step_batch(slots, [s.position for s in states], [s.input_len for s in states])
+        last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
+        logits = t5.decode_step(model.weights, self.cache, batch, last_tokens)  # [n, vocab]
+        tokens = choose_tokens(logits, states, model.eos_token_id)
+        for state, token in zip(states, tokens):
+            state.append(token)
+        return dict(zip(slots, tokens))
+
+    @staticmethod
+    def _need(model, role: str):
+        if model is None:
+            raise ValueError(f"this step asks for the {role}, but the runner was built without one")
+        return model

@@ -1,0 +1,105 @@
+"""Choosing each sequence's next token from its logits.
+
+The order is Hugging Face `generate`'s: repetition penalty, no-repeat n-gram, min_new_tokens, then
+(when sampling) temperature, top-k, top-p. Each sequence draws from its own torch.Generator, so a
+seeded request gets the same tokens alone or in any batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from scheduler.sampling_params import SamplingParams
+
+
+@dataclass
+class SlotState:
+    """What the runner keeps for the sequence in one KV slot."""
+    request_id: str
+    sampling: SamplingParams
+    input_len: int  # encoder tokens, i.e. cross-attention keys in the cache
+    token_ids: list[int]  # decoder input so far: the start token, then every generated token
+    generator: torch.Generator | None = None  # only for sampled requests
+    # no-repeat n-gram index: the (n-1) tokens before each n-gram -> the tokens that followed them
+    ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tokens, self.token_ids = self.token_ids, []
+        for token_id in tokens:
+            self.append(token_id)
+
+    @property
+    def num_generated(self) -> int:
+        return len(self.token_ids) - 1
+
+    @property
+    def position(self) -> int:
+        """Decoder position of the token this sequence feeds in next."""
+        return len(self.token_ids) - 1
+
+    def append(self, token_id: int) -> None:
+        self.token_ids.append(token_id)
+        n = self.sampling.no_repeat_ngram_size
+        if n and len(self.token_ids) >= n:
+            ngram = self.token_ids[-n:]
+            self.ngrams.setdefault(tuple(ngram[:-1]), set()).add(ngram[-1])
+
+    def banned_tokens(self) -> set[int]:
+        n = self.sampling.no_repeat_ngram_size
+        if not n or len(self.token_ids) + 1 < n:
+            return set()
+        prefix = tuple(self.token_ids[len(self.token_ids) - n + 1:]) if n > 1 else ()
+        return self.ngrams.get(prefix, set())
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()  # a fresh non-deterministic seed
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> list[int]:
+    """logits: [n, vocab] fp32, one row per state (modified in place). Returns one token per row."""
+    _apply_penalties(logits, states)
+    suppress_eos = [i for i, s in enumerate(states) if s.num_generated < s.sampling.min_new_tokens]
+    if suppress_eos:
+        logits[suppress_eos, eos_token_id] = float("-inf")
+    tokens = logits.argmax(dim=-1).tolist()
+    for i, state in enumerate(states):
+        if not state.sampling.is_greedy:
+            tokens[i] = sample(logits[i], state.sampling, state.generator)
+    return tokens
+
+
+def _apply_penalties(logits: torch.Tensor, states: list[SlotState]) -> None:
+    for i, state in enumerate(states):
+        penalty = state.sampling.repetition_penalty
+        if penalty != 1.0:
+            seen = torch.tensor(state.token_ids, device=logits.device)
+            scores = logits[i].gather(0, seen)
+            scores = torch.where(scores < 0, scores * penalty, scores / penalty)
+            logits[i].scatter_(0, seen, scores)
+        banned = state.banned_tokens()
+        if banned:
+            logits[i, list(banned)] = float("-inf")
+
+
+def sample(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+    """Draw one token from scores [vocab] after temperature, top-k and top-p."""
+    scores = scores / params.temperature
+    if params.top_k > 0:
+        k = min(params.top_k, scores.shape[-1])
+        kth_best = torch.topk(scores, k).values[-1]
+        scores = scores.masked_fill(scores < kth_best, float("-inf"))
+    if params.top_p < 1.0:
+        ascending, order = torch.sort(scores)
+        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative <= 1 - params.top_p
+        drop[-1] = False  # always keep the most likely token
+        scores = scores.masked_fill(drop.scatter(0, order, drop), float("-inf"))
+    probs = scores.softmax(dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator).item())
