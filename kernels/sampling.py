@@ -64,18 +64,17 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> list[int]:
     """logits: [n, vocab] fp32, one row per state (modified in place). Returns one token per row."""
-    _apply_penalties(logits, states)
-    suppress_eos = [i for i, s in enumerate(states) if s.num_generated < s.sampling.min_new_tokens]
-    if suppress_eos:
-        logits[suppress_eos, eos_token_id] = float("-inf")
+    apply_penalties(logits, states, eos_token_id)
     tokens = logits.argmax(dim=-1).tolist()
     for i, state in enumerate(states):
         if not state.sampling.is_greedy:
-            tokens[i] = sample(logits[i], state.sampling, state.generator)
+            probs = warp(logits[i], state.sampling).softmax(dim=-1)
+            tokens[i] = int(torch.multinomial(probs, 1, generator=state.generator).item())
     return tokens
 
 
-def _apply_penalties(logits: torch.Tensor, states: list[SlotState]) -> None:
+def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> None:
+    """Repetition penalty, no-repeat n-gram and min_new_tokens, in place on logits [n, vocab]."""
     for i, state in enumerate(states):
         penalty = state.sampling.repetition_penalty
         if penalty != 1.0:
@@ -86,10 +85,13 @@ def _apply_penalties(logits: torch.Tensor, states: list[SlotState]) -> None:
         banned = state.banned_tokens()
         if banned:
             logits[i, list(banned)] = float("-inf")
+    suppress_eos = [i for i, s in enumerate(states) if s.num_generated < s.sampling.min_new_tokens]
+    if suppress_eos:
+        logits[suppress_eos, eos_token_id] = float("-inf")
 
 
-def sample(scores: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    """Draw one token from scores [vocab] after temperature, top-k and top-p."""
+def warp(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature, then top-k, then top-p on one row of scores [vocab]; dropped tokens get -inf."""
     scores = scores / params.temperature
     if params.top_k > 0:
         k = min(params.top_k, scores.shape[-1])
@@ -101,5 +103,4 @@ def sample(scores: torch.Tensor, params: SamplingParams, generator: torch.Genera
         drop = cumulative <= 1 - params.top_p
         drop[-1] = False  # always keep the most likely token
         scores = scores.masked_fill(drop.scatter(0, order, drop), float("-inf"))
-    probs = scores.softmax(dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator).item())
+    return scores

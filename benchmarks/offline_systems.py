@@ -1,0 +1,151 @@
+"""The systems the offline benchmark compares, each run on the same requests and saved model.
+
+Every request asks for an exact number of tokens (EOS suppressed until then), identically for
+every system, so they all do the same useful work; tokens a static batch computes past a
+request's own length are not counted.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from scheduler.request import Request, RequestKind
+from scheduler.sampling_params import SamplingParams
+from scheduler.scheduler import Scheduler, SchedulerConfig
+
+# google/flan-t5-small's shape; the weights are random.
+FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8,
+                     num_decoder_layers=8, num_heads=6, feed_forward_proj="gated-gelu",
+                     tie_word_embeddings=False, relative_attention_num_buckets=32,
+                     relative_attention_max_distance=128, dropout_rate=0.0,
+                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+
+
+@dataclass
+class BenchRequest:
+    prompt_ids: list[int]  # EOS-terminated encoder input
+    num_tokens: int  # tokens this request wants, exactly
+    arrival_step: int = 0  # engine driver: the step at which the request is submitted
+    params: SamplingParams | None = None  # engine driver: other parameters than "exactly num_tokens"
+
+    @property
+    def sampling(self) -> SamplingParams:
+        if self.params is not None:
+            return self.params
+        return SamplingParams(max_new_tokens=self.num_tokens, min_new_tokens=self.num_tokens)
+
+
+@dataclass
+class SystemResult:
+    name: str
+    outputs: list[list[int]]  # each request's generated ids, cut to its own length
+    total_s: float
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(o) for o in self.outputs)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.num_tokens / self.total_s
+
+
+def save_random_t5(path: Path, seed: int = 0, **overrides) -> Path:
+    """A random T5 with a word-level tokenizer ("<pad>", "</s>", "<unk>", "t3", "t4", ...)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    options = {**FLAN_T5_SMALL, **overrides}
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(T5Config(**options)).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    names = ["<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(3, options["vocab_size"])]
+    tokenizer = Tokenizer(models.WordLevel({name: i for i, name in enumerate(names)}, unk_token="<unk>"))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(path)
+    return path
+
+
+def make_requests(num_requests: int, vocab_size: int, seed: int = 0, input_lens=(40, 56),
+                  output_lens=(16, 128), eos_token_id: int = 1) -> list[BenchRequest]:
+    rng = random.Random(seed)
+    requests = []
+    for i in range(num_requests):
+        prompt = [rng.randrange(3, vocab_size) for _ in range(rng.randint(*input_lens) - 1)]
+        # Output lengths evenly spread over the range, in shuffled order.
+        share = i / max(1, num_requests - 1)
+        requests.append(BenchRequest(prompt + [eos_token_id],
+                                     round(output_lens[0] + share * (output_lens[1] - output_lens[0]))))
+    rng.shuffle(requests)
+    return requests
+
+
+def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> SystemResult:
+    """Hugging Face generate on static batches: each batch runs until its longest request is done."""
+    outputs = []
+    start = time.perf_counter()
+    for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
+        width = max(len(r.prompt_ids) for r in chunk)
+        input_ids = torch.tensor([r.prompt_ids + [0] * (width - len(r.prompt_ids)) for r in chunk])
+        longest = max(r.num_tokens for r in chunk)
+        with torch.inference_mode():
+            out = model.generate(input_ids.to(model.device), attention_mask=(input_ids != 0).long().to(model.device),
+                                 do_sample=False, max_new_tokens=longest, min_new_tokens=longest)
+        outputs += [row[1:1 + r.num_tokens] for r, row in zip(chunk, out.tolist())]
+    return SystemResult(name, outputs, time.perf_counter() - start)
+
+
+def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
+            name: str) -> SystemResult:
+    """CTranslate2 translate_batch on the same static batches."""
+    index = {token: i for i, token in enumerate(vocab)}
+    outputs = []
+    start = time.perf_counter()
+    for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
+        longest = max(r.num_tokens for r in chunk)
+        results = translator.translate_batch([[vocab[t] for t in r.prompt_ids] for r in chunk],
+                                             max_batch_size=batch_size, beam_size=1,
+                                             max_decoding_length=longest, min_decoding_length=longest)
+        outputs += [[index[t] for t in res.hypotheses[0][:r.num_tokens]] for r, res in zip(chunk, results)]
+    return SystemResult(name, outputs, time.perf_counter() - start)
+
+
+def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],
+               max_num_seqs: int, max_num_batched_tokens: int = 4096, name: str = "engine",
+               on_step=None) -> SystemResult:
+    """Continuous batching: the project's scheduler and runner, with no server around them.
+
+    Requests are submitted at their arrival_step; on_step(step, scheduler_output) sees each step."""
+    scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                          max_queue=max(1, len(requests)), queue_timeout_s=1e9),
+                          decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    pending = sorted(enumerate(requests), key=lambda item: item[1].arrival_step)
+    submitted: list[Request | None] = [None] * len(requests)
+    step = 0
+    start = time.perf_counter()
+    with tqdm(total=sum(r.num_tokens for r in requests), desc=name, leave=False) as bar:
+        while pending or scheduler.has_work:
+            while pending and pending[0][1].arrival_step <= step:
+                i, r = pending.pop(0)
+                submitted[i] = Request(str(i), RequestKind.GENERATE, r.prompt_ids, r.sampling,
+                                       eos_token_id=eos_token_id)
+                scheduler.add(submitted[i])
+            scheduler_output = scheduler.schedule()
+            if on_step is not None:
+                on_step(step, scheduler_output)
+            runner_output = runner.execute(scheduler_output)
+            scheduler.update(scheduler_output, runner_output)
+            bar.update(len(runner_output.next_token_ids))
+            step += 1
+    elapsed = time.perf_counter() - start
+    return SystemResult(name, [list(r.output_ids) for r in submitted], elapsed)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
