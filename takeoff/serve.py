@@ -70,7 +70,6 @@ class DrainingServer(uvicorn.Server):
         if self.drain_started is not None or self.should_exit:
             super().handle_exit(sig, frame)
             return
-        self._captured_signals.append(sig)
         self.drain_started = time.monotonic()
 
     async def on_tick(self, counter: int) -> bool:

@@ -1,0 +1,121 @@
+"""`takeoff serve`: its flags and environment variables, load errors, and the drain on SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import fields
+
+import aiohttp
+import pytest
+
+from clients.sse import SSEDecoder
+from takeoff.cli import main
+from takeoff.config import ServerConfig, config_from, env_name
+from tests.server.helpers import next_event
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "takeoff.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_help_documents_every_flag_and_its_variable():
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for field in fields(ServerConfig):
+        assert "--" + field.name.replace("_", "-") in result.stdout
+        assert env_name(field.name) in result.stdout
+
+
+def test_flags_win_over_environment_which_wins_over_defaults():
+    environ = {"TAKEOFF_MODEL": "/m", "TAKEOFF_PORT": "4000", "TAKEOFF_MAX_QUEUE": "9",
+               "TAKEOFF_API_KEY": "k", "TAKEOFF_QUEUE_TIMEOUT": "2.5"}
+    config = config_from({"port": 5000, "model": None}, environ)
+    assert (config.model, config.port, config.max_queue, config.api_key,
+            config.queue_timeout) == ("/m", 5000, 9, "k", 2.5)
+    assert config.max_num_seqs == ServerConfig.max_num_seqs
+    with pytest.raises(ValueError, match="TAKEOFF_PORT"):
+        config_from({}, {"TAKEOFF_MODEL": "/m", "TAKEOFF_PORT": "eighty"})
+    with pytest.raises(ValueError, match="at least one model"):
+        config_from({}, {})
+    with pytest.raises(ValueError, match="--max-num-seqs"):
+        config_from({"max_num_seqs": 0}, {"TAKEOFF_MODEL": "/m"})
+
+
+@pytest.mark.parametrize("args,expected_code,message", [
+    (["--model", "/no/such/dir"], 1, "does not exist"),
+    (["--classifier", "CLASSIFIER", "--model", "CLASSIFIER"], 1, "T5"),
+    (["--classifier", "CLASSIFIER", "--device", "tpu"], 1, "device"),
+    (["--classifier", "CLASSIFIER", "--dtype", "int3"], 1, "dtype"),
+    ([], 2, "at least one model"),
+    (["--model", "/m", "--max-queue", "0"], 2, "--max-queue"),
+])
+def test_clear_one_line_errors(args, expected_code, message, tiny_classifier_dir, capsys,
+                               monkeypatch):
+    monkeypatch.delenv("TAKEOFF_MODEL", raising=False)
+    monkeypatch.delenv("TAKEOFF_CLASSIFIER", raising=False)
+    args = [str(tiny_classifier_dir) if a == "CLASSIFIER" else a for a in args]
+    assert main(["serve", *args]) == expected_code
+    stderr = capsys.readouterr().err
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_ready(http, url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            async with http.get(url + "/ready") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"server did not become ready: {process.communicate(timeout=5)}")
+
+
+async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_classifier_dir):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"TAKEOFF_MODEL": str(tiny_t5_dir), "TAKEOFF_CLASSIFIER": str(tiny_classifier_dir),
+           "TAKEOFF_PORT": str(port), "TAKEOFF_HOST": "127.0.0.1", "TAKEOFF_MAX_NUM_SEQS": "2",
+           "TAKEOFF_MAX_NEW_TOKENS": "600", "TAKEOFF_LOG_LEVEL": "warning"}
+    process = subprocess.Popen([sys.executable, "-m", "takeoff.cli", "serve"],
+                               env={**os.environ, **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, url, process)
+            body = {"text": "a long one", "max_new_tokens": 600, "min_new_tokens": 600}
+            async with http.post(url + "/generate_stream", json=body) as stream:
+                decoder, pending = SSEDecoder(), []
+                await next_event(stream, decoder, pending)
+                process.send_signal(signal.SIGTERM)
+                async with http.get(url + "/ready") as ready:
+                    while ready.status == 200:  # the signal is handled on the next tick
+                        await asyncio.sleep(0.05)
+                        ready = await http.get(url + "/ready")
+                    assert ready.status == 503
+                async with http.post(url + "/generate", json={"text": "late"}) as late:
+                    assert late.status == 503
+                    assert (await late.json())["error"]["type"] == "service_unavailable"
+                rest = pending + decoder.feed(await stream.content.read()) + decoder.close()
+            assert rest[-1].event == "metadata"
+            assert json.loads(rest[-1].data)["generated_tokens"] == 600
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
