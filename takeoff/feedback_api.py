@@ -1,6 +1,249 @@
-"""Routes of this module are mounted by takeoff/app.py (see docs/internals.md)."""
+"""The feedback coach: its page, `/v1/feedback/analyze` and `/v1/feedback/improve`.
+
+Analyze splits the feedback into sentences and classifies them all in one batched call. Improve
+rewrites each critical sentence on its own and keeps the constructive ones word for word: the
+rewriter was trained on short pieces of negative feedback, a sentence stays well inside its input
+limit, the person keeps what they wrote well, and the critical sentences are generated side by
+side in the engine's continuous batch. The pieces of the answer are streamed in text order.
+"""
 from __future__ import annotations
+
+import html
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from scheduler.sampling_params import SamplingParams
+from takeoff.errors import ApiError, bad_request, too_large
+from takeoff.feedback_task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, kind_of, rewrite_prompt
+from takeoff.http import get_field, read_json
+from takeoff.sentences import split_sentences
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_TEXT_CHARS = 5000
+MAX_CONTEXT_CHARS = 1000
+MAX_SENTENCES = 64
+MAX_REWRITE_TOKENS = 128
+# The rewriter was only ever trained with a context; this one stands in when none is given.
+DEFAULT_CONTEXT = "You are giving feedback to a colleague on their work"
+# What each label means, for the page's legend.
+LABEL_HINTS = {
+    "Positive Comment": "praises something specific",
+    "Helpful Suggestion": "proposes a concrete next step",
+    "Balanced Criticism": "names a problem with care and a way forward",
+    "Vague Criticism": "a complaint with nothing to act on",
+    "Harsh Criticism": "needlessly severe about the work",
+    "Sarcastic Comment": "mocks instead of saying what is wrong",
+    "Blameful Accusation": "assigns fault instead of solving the problem",
+    "Personal Attack": "targets the person, not the work",
+    "Threat": "presses with consequences",
+}
+KIND_ICONS = {"constructive": "✓", "critical": "⚠"}
+
+
+@dataclass
+class AnalyzedSentence:
+    text: str
+    start: int
+    end: int
+    label: str
+    score: float  # the classifier's probability for `label`
+    kind: str  # "constructive" | "critical"
+
+
+@dataclass
+class Feedback:
+    """One request's feedback: its text, context and analyzed sentences."""
+    text: str
+    context: str
+    sentences: list[AnalyzedSentence]
+
+    @property
+    def kind(self) -> str:
+        critical = any(s.kind == "critical" for s in self.sentences)
+        return "critical" if critical else "constructive"
+
+    def separator_before(self, index: int) -> str:
+        """The original text between sentence `index - 1` and sentence `index` (bullets, breaks)."""
+        if index == 0:
+            return ""
+        between = self.text[self.sentences[index - 1].end:self.sentences[index].start]
+        return between.replace("\r\n", "\n").replace("\r", "\n")
+
+    def analysis(self) -> dict:
+        return {"sentences": [asdict(s) for s in self.sentences], "kind": self.kind}
 
 
 def routes() -> list:
-    return []
+    return [
+        Route("/", page, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+        Route("/v1/feedback/analyze", analyze, methods=["POST"]),
+        Route("/v1/feedback/improve", improve, methods=["POST"]),
+    ]
+
+
+async def page(request: Request) -> HTMLResponse:
+    template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    filled = (template.replace("{{legend}}", _legend_html())
+              .replace("{{default_context}}", html.escape(DEFAULT_CONTEXT))
+              .replace("{{max_chars}}", str(MAX_TEXT_CHARS)))
+    return HTMLResponse(filled, headers={"Cache-Control": "no-cache"})
+
+
+def _legend_html() -> str:
+    """The nine labels from feedback_task, so the page never lists a different set."""
+    columns = []
+    for kind, labels in (("constructive", CONSTRUCTIVE_LABELS), ("critical", CRITICAL_LABELS)):
+        items = "".join(
+            f'<li><span class="tag {kind}">{KIND_ICONS[kind]} {html.escape(label)}</span>'
+            f'<span class="hint">{html.escape(LABEL_HINTS.get(label, ""))}</span></li>'
+            for label in labels)
+        columns.append(f'<div><h3 class="verdict {kind}">{KIND_ICONS[kind]} {kind.capitalize()}'
+                       f'</h3><ul>{items}</ul></div>')
+    return "".join(columns)
+
+
+async def analyze(request: Request) -> JSONResponse:
+    body = await read_json(request)
+    feedback = await _analyze(request.app.state.engine, *_read_feedback(body))
+    return JSONResponse(feedback.analysis())
+
+
+async def improve(request: Request):
+    body = await read_json(request)
+    text, context = _read_feedback(body)
+    stream = get_field(body, "stream", bool, False)
+    engine = request.app.state.engine
+    feedback = await _analyze(engine, text, context)
+    rewrites = await _submit_rewrites(engine, feedback)
+    if stream:
+        return EventSourceResponse(_improve_events(feedback, rewrites))
+    try:
+        pieces = [piece async for piece in _improved_pieces(feedback, rewrites)]
+    finally:
+        await _close_all(rewrites)
+    return JSONResponse(_improve_result(feedback, rewrites, "".join(pieces)))
+
+
+def _read_feedback(body: dict) -> tuple[str, str]:
+    text = get_field(body, "text", str)
+    if not text.strip():
+        raise bad_request("'text' must not be empty", "text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise too_large(f"'text' is {len(text)} characters; the limit is {MAX_TEXT_CHARS}",
+                        "text")
+    context = get_field(body, "context", str, "")
+    if len(context) > MAX_CONTEXT_CHARS:
+        raise too_large(f"'context' is {len(context)} characters; the limit is "
+                        f"{MAX_CONTEXT_CHARS}", "context")
+    return text, context
+
+
+async def _analyze(engine, text: str, context: str) -> Feedback:
+    sentences = split_sentences(text)
+    if not sentences:
+        raise bad_request("'text' has no sentences to analyze", "text")
+    if len(sentences) > MAX_SENTENCES:
+        raise too_large(f"'text' has {len(sentences)} sentences; the limit is {MAX_SENTENCES}",
+                        "text")
+    rows, labels = await engine.classify([s.text for s in sentences])
+    analyzed = []
+    for sentence, row in zip(sentences, rows):
+        best = max(range(len(row)), key=row.__getitem__)
+        analyzed.append(AnalyzedSentence(sentence.text, sentence.start, sentence.end,
+                                         labels[best], float(row[best]), kind_of(labels[best])))
+    return Feedback(text, context, analyzed)
+
+
+class Rewrite:
+    """One critical sentence's rewrite. The engine generates every submitted rewrite at once and
+    buffers its pieces, so reading them one sentence after another costs no concurrency."""
+
+    def __init__(self, index: int, stream):
+        self.index = index  # of the sentence it replaces
+        self.stream = stream
+        self.text = ""
+
+    async def pieces(self):
+        async for piece in self.stream:
+            if not self.text:
+                piece = piece.lstrip()  # the original separator already spaces it
+            self.text += piece
+            if piece:
+                yield piece
+
+
+async def _submit_rewrites(engine, feedback: Feedback) -> list[Rewrite]:
+    """Submit every critical sentence at once; a refusal (429, 413, ...) withdraws the others."""
+    group = engine.resolve_group(None, "generate")
+    limit = engine.groups()[group].max_new_tokens or MAX_REWRITE_TOKENS
+    params = SamplingParams(max_new_tokens=min(MAX_REWRITE_TOKENS, limit))
+    context = feedback.context.strip() or DEFAULT_CONTEXT
+    rewrites: list[Rewrite] = []
+    try:
+        for index, sentence in enumerate(feedback.sentences):
+            if sentence.kind == "critical":
+                prompt = rewrite_prompt(context, sentence.text)
+                rewrites.append(Rewrite(index, engine.generate_stream(prompt, params, group)))
+    except BaseException:
+        await _close_all(rewrites)
+        raise
+    return rewrites
+
+
+async def _improved_pieces(feedback: Feedback, rewrites: list[Rewrite]):
+    """The improved text, piece by piece, in the order of the original sentences."""
+    rewrite_of = {rewrite.index: rewrite for rewrite in rewrites}
+    for index, sentence in enumerate(feedback.sentences):
+        separator = feedback.separator_before(index)
+        if separator:
+            yield separator
+        if index not in rewrite_of:
+            yield sentence.text
+            continue
+        async for piece in rewrite_of[index].pieces():
+            yield piece
+        if not rewrite_of[index].text.strip():
+            yield sentence.text  # an empty rewrite must not drop what the person said
+
+
+async def _improve_events(feedback: Feedback, rewrites: list[Rewrite]):
+    """SSE events: text pieces as `data`, then `event: result` with the final JSON. A client
+    that goes away cancels this generator, which withdraws every rewrite still running."""
+    pieces = []
+    try:
+        async for piece in _improved_pieces(feedback, rewrites):
+            if piece:
+                pieces.append(piece)
+                yield ServerSentEvent(data=piece)
+        result = _improve_result(feedback, rewrites, "".join(pieces))
+        yield ServerSentEvent(data=json.dumps(result), event="result")
+    except ApiError as error:
+        yield ServerSentEvent(data=json.dumps(error.body()), event="error")
+    except Exception as error:  # noqa: BLE001 - the stream has started: report, don't crash
+        body = {"message": str(error) or "generation failed", "type": "engine_error", "param": None}
+        yield ServerSentEvent(data=json.dumps({"error": body}), event="error")
+    finally:
+        await _close_all(rewrites)
+
+
+def _improve_result(feedback: Feedback, rewrites: list[Rewrite], text: str) -> dict:
+    rewritten = {rewrite.index: rewrite.text.strip() or None for rewrite in rewrites}
+    result = {"text": text, **feedback.analysis()}
+    for index, sentence in enumerate(result["sentences"]):
+        sentence["rewrite"] = rewritten.get(index)
+    return result
+
+
+async def _close_all(rewrites: list[Rewrite]) -> None:
+    """Abort every rewrite still running. One after another, with no task in between: this runs
+    in the `finally` of a cancelled SSE generator, where anything that waits is cancelled too."""
+    for rewrite in rewrites:
+        await rewrite.stream.aclose()

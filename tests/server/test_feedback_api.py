@@ -1,0 +1,264 @@
+"""The feedback coach's endpoints over real HTTP: analyze, improve (JSON and SSE), the page."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import contextmanager
+
+import aiohttp
+import pytest
+
+from transformers import AutoTokenizer
+
+from takeoff.feedback_api import DEFAULT_CONTEXT
+from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
+from takeoff.sentences import split_sentences
+from tests.feedback_models import LEARNED, save_feedback_classifier
+
+CONSTRUCTIVE = [s for s, label in LEARNED.items() if kind_of(label) == "constructive"]
+CRITICAL = [s for s, label in LEARNED.items() if kind_of(label) == "critical"]
+# constructive, critical, constructive, critical: both kinds, on two lines
+MIXED = f"{CONSTRUCTIVE[0]} {CRITICAL[0]}\n- {CONSTRUCTIVE[1]}\n- {CRITICAL[1]}"
+CONTEXT = "A team lead gives feedback to an engineer on a sprint"
+
+
+@pytest.fixture(scope="module")
+def learned_classifier(tmp_path_factory) -> str:
+    """A classifier that knows LEARNED by heart, so both kinds occur in one text."""
+    return str(save_feedback_classifier(tmp_path_factory.mktemp("feedback-classifier")))
+
+
+@pytest.fixture(scope="module")
+def coach_url(server_factory, learned_classifier):
+    return server_factory(classifier=learned_classifier)
+
+
+@contextmanager
+def spy(engine, method: str):
+    """Record (arguments, returned value) of each call to engine.<method> while the block runs;
+    a call that raised is recorded with None."""
+    calls = []
+    original = getattr(engine, method)
+
+    def recording(*args, **kwargs):
+        calls.append((args, None))
+        calls[-1] = (args, original(*args, **kwargs))
+        return calls[-1][1]
+
+    setattr(engine, method, recording)
+    try:
+        yield calls
+    finally:
+        delattr(engine, method)
+
+
+async def post(url: str, path: str, body, headers=None) -> tuple[int, dict, dict]:
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + path, data=data, headers=headers) as response:
+            return response.status, dict(response.headers), await response.json()
+
+
+async def read_events(response: aiohttp.ClientResponse) -> list[tuple[str, str]]:
+    """(event, data) pairs of an SSE body, parsed as the spec says."""
+    events, name, data = [], "message", []
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:
+            if data:
+                events.append((name, "\n".join(data)))
+            name, data = "message", []
+        elif line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+    return events
+
+
+async def test_analyze_labels_every_sentence_with_its_offsets(coach_url):
+    status, _, answer = await post(coach_url, "/v1/feedback/analyze",
+                                   {"text": MIXED, "context": CONTEXT})
+    assert status == 200
+    expected = split_sentences(MIXED)
+    assert [s["text"] for s in answer["sentences"]] == [CONSTRUCTIVE[0], CRITICAL[0],
+                                                        CONSTRUCTIVE[1], CRITICAL[1]]
+    for sentence, split in zip(answer["sentences"], expected):
+        assert (sentence["start"], sentence["end"]) == (split.start, split.end)
+        assert MIXED[sentence["start"]:sentence["end"]] == sentence["text"]
+        assert sentence["label"] == LEARNED[sentence["text"]]
+        assert sentence["kind"] == kind_of(sentence["label"])
+        assert 1 / len(LABELS) < sentence["score"] <= 1
+    assert answer["kind"] == "critical"
+
+
+async def test_analyze_scores_match_the_classifier(coach_url):
+    text = " ".join(CONSTRUCTIVE)
+    _, _, answer = await post(coach_url, "/v1/feedback/analyze", {"text": text})
+    _, _, classified = await post(coach_url, "/classify", {"text": CONSTRUCTIVE})
+    for sentence, row in zip(answer["sentences"], classified["result"]):
+        assert sentence["score"] == pytest.approx(max(row), abs=1e-5)
+        assert sentence["label"] == classified["labels"][row.index(max(row))]
+    assert answer["kind"] == "constructive"
+
+
+async def test_analyze_classifies_all_sentences_in_one_call(server_factory):
+    server = server_factory.server(max_queue=63)
+    with spy(server.engine, "classify") as calls:
+        status, _, answer = await post(server.url, "/v1/feedback/analyze", {"text": MIXED})
+    assert status == 200
+    assert [args for args, _ in calls] == [([s["text"] for s in answer["sentences"]],)]
+
+
+@pytest.mark.parametrize("body, status, param", [
+    ({}, 400, "text"),
+    ({"text": ""}, 400, "text"),
+    ({"text": " \n\t "}, 400, "text"),
+    ({"text": "... !!"}, 400, "text"),
+    ({"text": 42}, 400, "text"),
+    ({"text": ["a list"]}, 400, "text"),
+    ({"text": "Fine.", "context": 3}, 400, "context"),
+    ({"text": "x" * 5001}, 413, "text"),
+    ({"text": "Fine.", "context": "c" * 1001}, 413, "context"),
+    ({"text": "Bad. " * 65}, 413, "text"),
+])
+@pytest.mark.parametrize("path", ["/v1/feedback/analyze", "/v1/feedback/improve"])
+async def test_bad_requests_get_a_json_error(server_url, path, body, status, param):
+    got, _, answer = await post(server_url, path, body)
+    assert got == status
+    assert answer["error"]["param"] == param
+    assert answer["error"]["message"]
+
+
+async def test_stream_must_be_a_boolean(server_url):
+    status, _, answer = await post(server_url, "/v1/feedback/improve",
+                                   {"text": "Fine.", "stream": "yes"})
+    assert status == 400
+    assert answer["error"]["param"] == "stream"
+
+
+async def test_invalid_json_is_a_400(server_url):
+    status, _, answer = await post(server_url, "/v1/feedback/analyze", b"{not json")
+    assert status == 400
+    assert "JSON" in answer["error"]["message"]
+
+
+async def test_improve_rewrites_critical_sentences_and_keeps_the_others(coach_url):
+    status, _, answer = await post(coach_url, "/v1/feedback/improve",
+                                   {"text": MIXED, "context": CONTEXT})
+    assert status == 200
+    sentences = answer["sentences"]
+    assert [s["kind"] for s in sentences] == ["constructive", "critical"] * 2
+    expected_parts = []
+    for sentence in sentences:
+        if sentence["kind"] == "constructive":
+            assert sentence["rewrite"] is None
+            expected_parts.append(sentence["text"])
+            continue
+        # the same prompt through /generate, greedy, gives the same rewrite
+        _, _, generated = await post(coach_url, "/generate", {
+            "text": rewrite_prompt(CONTEXT, sentence["text"]), "max_new_tokens": 128})
+        assert sentence["rewrite"] == (generated["text"].strip() or None)
+        expected_parts.append(sentence["rewrite"] or sentence["text"])
+    a, b, c, d = expected_parts
+    assert answer["text"] == f"{a} {b}\n- {c}\n- {d}"
+
+
+async def test_improve_leaves_constructive_feedback_as_it_is(coach_url):
+    text = f"  {CONSTRUCTIVE[0]}\r\n\r\n{CONSTRUCTIVE[1]}  "
+    status, _, answer = await post(coach_url, "/v1/feedback/improve", {"text": text})
+    assert status == 200
+    assert answer["kind"] == "constructive"
+    assert answer["text"] == f"{CONSTRUCTIVE[0]}\n\n{CONSTRUCTIVE[1]}"
+
+
+async def test_improve_streams_pieces_in_order_then_the_result(coach_url):
+    body = {"text": MIXED, "context": CONTEXT, "stream": True}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(coach_url + "/v1/feedback/improve", json=body) as response:
+            assert response.status == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = await read_events(response)
+    pieces = [data for name, data in events if name == "message"]
+    assert [name for name, _ in events][-1] == "result"
+    assert len(pieces) > 4  # the rewrites arrive piece by piece, not in one lump
+    result = json.loads(events[-1][1])
+    assert "".join(pieces) == result["text"]
+    _, _, unstreamed = await post(coach_url, "/v1/feedback/improve",
+                                  {"text": MIXED, "context": CONTEXT})
+    assert result == unstreamed
+
+
+async def wait_until_idle(engine, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if engine.scheduler.num_running == 0 and engine.scheduler.num_waiting == 0:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_client_that_leaves_cancels_the_rewrites(server_factory, learned_classifier):
+    server = server_factory.server(classifier=learned_classifier, max_num_seqs=2)
+    text = " ".join(CRITICAL * 3)  # nine rewrites, two slots: most are still to come
+    with spy(server.engine, "abort") as aborted, spy(server.engine, "generate_stream") as calls:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(server.url + "/v1/feedback/improve",
+                                    json={"text": text, "stream": True}) as response:
+                assert response.status == 200
+                await response.content.readline()  # the first piece has been generated
+        assert await wait_until_idle(server.engine)
+    rewrites = {stream.request_id for _, stream in calls}
+    assert len(rewrites) == 9
+    assert len(rewrites & {request_id for (request_id,), _ in aborted}) >= 6
+    assert server.engine.scheduler.num_free_slots == 2
+
+
+async def test_a_refused_rewrite_withdraws_those_already_submitted(server_factory,
+                                                                  learned_classifier,
+                                                                  tiny_t5_dir):
+    # The last critical sentence is the longest: an input limit between its prompt and the
+    # others' lets two rewrites in and refuses the third with a 413.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5_dir)
+    lengths = [len(tokenizer(rewrite_prompt(DEFAULT_CONTEXT, s)).input_ids) for s in CRITICAL]
+    assert max(lengths[:2]) < lengths[2]
+    limit = (max(lengths[:2]) + lengths[2]) // 2
+    server = server_factory.server(classifier=learned_classifier, max_input_len=limit)
+    with spy(server.engine, "abort") as aborted, spy(server.engine, "generate_stream") as calls:
+        status, _, answer = await post(server.url, "/v1/feedback/improve",
+                                       {"text": " ".join(CRITICAL)})
+        assert await wait_until_idle(server.engine)
+    assert status == 413
+    assert answer["error"]["type"] == "request_too_large"
+    submitted = [stream.request_id for _, stream in calls if stream is not None]
+    assert len(calls) == 3 and len(submitted) == 2
+    assert set(submitted) <= {request_id for (request_id,), _ in aborted}
+    assert server.engine.scheduler.num_free_slots == server.engine.config.max_num_seqs
+
+
+async def test_the_page_and_its_static_files(server_url):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server_url + "/") as response:
+            assert response.status == 200
+            assert response.headers["content-type"].startswith("text/html")
+            page = await response.text()
+        for element_id in ("feedback", "context", "analyze", "improve", "result", "improved"):
+            assert f'id="{element_id}"' in page
+        assert all(label in page for label in LABELS)
+        assert "{{" not in page
+        async with session.get(server_url + "/static/app.js") as response:
+            assert response.status == 200
+            assert "javascript" in response.headers["content-type"]
+            assert "/v1/feedback/improve" in await response.text()
+        async with session.get(server_url + "/static/nothing.js") as response:
+            assert response.status == 404
+
+
+async def test_an_api_key_guards_the_feedback_endpoints(server_factory):
+    url = server_factory(api_key="s3cret")
+    status, _, _ = await post(url, "/v1/feedback/analyze", {"text": "Fine."})
+    assert status == 401
+    status, _, answer = await post(url, "/v1/feedback/analyze", {"text": "Fine."},
+                                   headers={"Authorization": "Bearer s3cret"})
+    assert status == 200
+    assert len(answer["sentences"]) == 1
