@@ -8,10 +8,12 @@ from kernels.loader import ClassifierModel
 
 def encode_texts(model: ClassifierModel, texts: list[str | tuple[str, str]]) -> list[tuple[list[int], list[int] | None]]:
     """Tokenize texts or (text, text_pair) pairs, truncated to the model's limit, with special tokens."""
+    segments = getattr(model.config, "type_vocab_size", 0) > 1
     encoded = []
     for text in texts:
         first, second = (text, None) if isinstance(text, str) else text
-        out = model.tokenizer(first, second, truncation=True, max_length=model.max_input_len)
+        out = model.tokenizer(first, second, truncation=True, max_length=model.max_input_len,
+                              return_token_type_ids=segments)
         encoded.append((out["input_ids"], out.get("token_type_ids")))
     return encoded
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (ElectraConfig, ElectraForSequenceClassification, PreTrainedTokenizerFast,
+from transformers import (AutoModelForSequenceClassification, BertConfig, ElectraConfig,
+                          PreTrainedTokenizerFast, RobertaConfig,
                           T5Config, T5ForConditionalGeneration)
 
 CORPUS = [
@@ -110,19 +111,27 @@ def teach_to_copy(model: T5ForConditionalGeneration, tokenizer, steps: int = 40)
     torch.set_num_threads(num_threads)
 
 
-def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed: int = 0) -> Path:
+def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed: int = 0,
+                         family: str = "electra") -> Path:
+    """A tiny random sequence classifier: family "electra" (the default), "bert" or "roberta"."""
     from takeoff.feedback_task import LABELS
 
     labels = labels or LABELS
     tokenizer = build_wordpiece_tokenizer()
-    config = ElectraConfig(vocab_size=len(tokenizer), embedding_size=16, hidden_size=32,
-                           num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                           max_position_embeddings=64, num_labels=len(labels),
-                           id2label=dict(enumerate(labels)),
-                           label2id={name: i for i, name in enumerate(labels)},
-                           hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    common = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                  num_labels=len(labels), id2label=dict(enumerate(labels)),
+                  label2id={name: i for i, name in enumerate(labels)},
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                  pad_token_id=tokenizer.pad_token_id)
+    if family == "electra":
+        config = ElectraConfig(embedding_size=16, **common)
+    elif family == "bert":
+        config = BertConfig(**common)
+    else:  # RoBERTa's positions start after the padding index: two more positions
+        config = RobertaConfig(**{**common, "max_position_embeddings": 66, "type_vocab_size": 1})
     torch.manual_seed(seed)
-    model = ElectraForSequenceClassification(config).eval()
+    model = AutoModelForSequenceClassification.from_config(config).eval()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)

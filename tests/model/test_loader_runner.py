@@ -1,0 +1,83 @@
+"""Loading errors a user can act on, and the runner's slot bookkeeping."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from transformers import GPT2Config
+
+from kernels.loader import ModelLoadError, load_classifier, load_generator
+from kernels.runner import ModelRunner
+from scheduler.output import PrefillInput, SchedulerOutput
+from scheduler.sampling_params import SamplingParams
+
+
+def test_generator_exposes_what_the_engine_needs(tiny_t5_dir):
+    generator = load_generator(tiny_t5_dir)
+    assert (generator.eos_token_id, generator.pad_token_id, generator.decoder_start_token_id) == (1, 0, 0)
+    assert generator.tokenizer.decode(generator.tokenizer("hello there")["input_ids"],
+                                      skip_special_tokens=True) == "hello there"
+    assert generator.max_input_len > 0 and str(generator.device) == "cpu"
+
+
+@pytest.mark.parametrize("loader", [load_generator, load_classifier])
+def test_missing_directory(loader, tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        loader(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("loader", [load_generator, load_classifier])
+def test_unsupported_architecture(loader, tmp_path):
+    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="'gpt2' model"):
+        loader(tmp_path)
+
+
+def test_wrong_kind_of_model(tiny_t5_dir, tiny_classifier_dir):
+    with pytest.raises(ModelLoadError, match="'t5' model; the classifier must be"):
+        load_classifier(tiny_t5_dir)
+    with pytest.raises(ModelLoadError, match="'electra' model; the generator must be"):
+        load_generator(tiny_classifier_dir)
+
+
+def test_missing_tokenizer_files(tiny_t5_dir, tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_t5_dir / name, tmp_path / name)
+    with pytest.raises(ModelLoadError, match="no tokenizer files"):
+        load_generator(tmp_path)
+
+
+def test_missing_weights_and_bad_options(tiny_t5_dir, tmp_path):
+    for path in tiny_t5_dir.iterdir():
+        if path.name != "model.safetensors":
+            shutil.copy(path, tmp_path / path.name)
+    with pytest.raises(ModelLoadError, match="has no weights"):
+        load_generator(tmp_path)
+    with pytest.raises(ModelLoadError, match="dtype must be one of"):
+        load_generator(tiny_t5_dir, dtype="float64")
+    with pytest.raises(ModelLoadError, match="device"):
+        load_generator(tiny_t5_dir, device="tpu")
+
+
+def test_kv_cache_size_and_slot_lifecycle(tiny_t5_dir):
+    generator = load_generator(tiny_t5_dir)
+    w = generator.weights
+    runner = ModelRunner(generator, max_num_seqs=3, max_len=10, max_input_len=20)
+    per_token = 2 * len(w.decoder) * w.num_heads * w.d_kv * 4  # K and V, every layer, fp32
+    assert runner.kv_cache_bytes == 3 * (10 + 20) * per_token
+
+    prompt = generator.tokenizer("The onboarding guide")["input_ids"]
+    params = SamplingParams(max_new_tokens=10, min_new_tokens=10)
+    out = runner.execute(SchedulerOutput(prefill=[PrefillInput("a", 2, prompt, params)]))
+    assert list(out.next_token_ids) == [2]
+    for _ in range(9):
+        runner.execute(SchedulerOutput(decode_slots=[2]))
+    with pytest.raises(ValueError, match="max_len"):
+        runner.execute(SchedulerOutput(decode_slots=[2]))
+    runner.execute(SchedulerOutput(freed_slots=[2]))
+    with pytest.raises(ValueError, match="holds no sequence"):
+        runner.execute(SchedulerOutput(decode_slots=[2]))
+    with pytest.raises(ValueError, match="input tokens"):
+        runner.execute(SchedulerOutput(prefill=[PrefillInput("b", 0, prompt * 10, params)]))
+    with pytest.raises(ValueError, match="slot 3 is outside"):
+        runner.execute(SchedulerOutput(prefill=[PrefillInput("c", 3, prompt, params)]))
