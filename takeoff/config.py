@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
+from takeoff.chat_template import CHAT_TEMPLATES
+
 ENV_PREFIX = "TAKEOFF_"
 
 
@@ -35,6 +37,7 @@ class ServerConfig:
     log_level: str = "info"
     generator_group: str = "primary"  # consumer group names of the two readers
     classifier_group: str = "classifier"
+    chat_template: str = "feedback"  # how /v1/chat/completions builds the generator's input
 
     def __post_init__(self) -> None:
         if not (self.model or self.classifier):
@@ -48,6 +51,8 @@ class ServerConfig:
                 raise ValueError(f"{_flag(name)} must be positive")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+        if self.chat_template not in CHAT_TEMPLATES:
+            raise ValueError(f"--chat-template must be one of {', '.join(CHAT_TEMPLATES)}")
         if self.generator_group == self.classifier_group:
             raise ValueError("the two consumer groups need different names")
 
@@ -76,6 +81,9 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "log_level": (str, f"one of {', '.join(LOG_LEVELS)} (default: info)"),
     "generator_group": (str, "consumer group of the generator (default: primary)"),
     "classifier_group": (str, "consumer group of the classifier (default: classifier)"),
+    "chat_template": (str, "how /v1/chat/completions turns messages into the generator group's "
+                           "input: feedback (system message = context, last user message = the "
+                           "feedback to rewrite) or transcript (default: feedback)"),
 }
 
 

@@ -77,11 +77,9 @@ async def chat_completions(request: Request):
 
 
 def chat_template_of(engine: Engine, group: str) -> str:
-    """The configured chat template of a generator group."""
+    """The chat template of a generator group (`--chat-template` sets the generator group's)."""
     config = engine.config
-    if group == config.generator_group:
-        return getattr(config, "chat_template", DEFAULT_CHAT_TEMPLATE)
-    return DEFAULT_CHAT_TEMPLATE
+    return config.chat_template if group == config.generator_group else DEFAULT_CHAT_TEMPLATE
 
 
 # ---- parsing -------------------------------------------------------------------------------

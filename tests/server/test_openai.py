@@ -8,6 +8,7 @@ import aiohttp
 import openai
 import pytest
 
+from takeoff.config import ServerConfig
 from takeoff.feedback_task import rewrite_prompt
 from tests.clients.slow_runner import metric, slow_runner
 
@@ -230,3 +231,19 @@ def _post(server_url: str, path: str, body: dict) -> dict:
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)
 
+
+
+def test_transcript_chat_template(server_factory):
+    url = server_factory(chat_template="transcript")
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hello"}]
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+        answer = chat(client, messages, max_tokens=8)
+        expected = complete(client, prompt="System: Be brief.\nUser: hello", max_tokens=8)
+    assert answer.choices[0].message.content == expected.choices[0].text
+    assert answer.usage.prompt_tokens == expected.usage.prompt_tokens
+
+
+def test_unknown_chat_template_is_refused_at_startup():
+    with pytest.raises(ValueError, match="--chat-template must be one of feedback, transcript"):
+        ServerConfig(model="any", chat_template="llama")
