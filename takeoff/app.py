@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Callable
 
@@ -53,6 +54,7 @@ def create_app(config: ServerConfig, readers: dict[str, Reader] | None = None,
         engine = Engine(config, loaded, runner, metrics)
         engine.start()
         app.state.engine = engine
+        app.state.started_at = time.time()
         _log_readiness(engine)
         try:
             yield

@@ -13,6 +13,7 @@ from scheduler.sampling_params import SamplingParams
 from takeoff.engine import Engine, GenerationStream
 from takeoff.errors import ApiError, bad_request, too_large, unavailable
 from takeoff.http import get_field, get_number, get_text, read_json
+from takeoff.metrics import CONTENT_TYPE
 
 MAX_SEED = 2**63 - 1
 MAX_STOP_SEQUENCES = 16
@@ -195,8 +196,6 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    from takeoff.metrics import CONTENT_TYPE
-
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
