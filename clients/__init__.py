@@ -1,1 +1,2 @@
-"""Clients for a takeoff server: an async Python client, a sync wrapper, the CLI chat and one-shot commands."""
+"""Clients for a takeoff server: Python clients (async and blocking), `takeoff chat`, one-shot
+commands."""

@@ -74,8 +74,8 @@ class TextStream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._response is not None:
-            self._response.close()  # drops the connection: the server sees the disconnect
+        if self._response is not None:  # not read to the end: drop the connection, so that
+            self._response.close()  # the server sees the disconnect and aborts the request
             self._response = None
 
     async def _read(self) -> AsyncIterator[str]:
@@ -91,6 +91,8 @@ class TextStream:
                     elif event.event == "message":
                         yield event.data
             decoder.close()
+        self._response.release()  # read to the end: the connection goes back to the pool
+        self._response = None
 
 
 class TakeoffClient:

@@ -74,7 +74,7 @@ def describe_error(error: TakeoffError, url: str) -> str:
         return (f"the server refused the request: {error.message} - give the right key with "
                 "--api-key or TAKEOFF_API_KEY")
     if isinstance(error, OverloadedError):
-        retry = f"; retry in {error.retry_after:g} s" if error.retry_after is not None else ""
+        retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         return f"the server is overloaded: {error.message}{retry}"
     if isinstance(error, UnavailableError):
         return f"the server is not ready: {error.message}"

@@ -165,6 +165,22 @@ def test_unauthorised_then_authorised(chat, server_factory):
     assert " tokens, " in terminal.wait_for(" s]")
 
 
+def test_overloaded_server_is_a_clear_message(chat, server_factory, long_prompt):
+    url = server_factory(max_num_seqs=1, max_queue=1, runner_factory=slow_runner)
+    running, waiting, refused = (chat(url, "--max-new-tokens", "200") for _ in range(3))
+    for terminal in (running, waiting, refused):
+        terminal.wait_for_prompt()
+    running.type(long_prompt)
+    _wait_until(lambda: asyncio.run(_metric(url, "takeoff_kv_slots_in_use")) == 1)
+    waiting.type(long_prompt)
+    _wait_until(lambda: asyncio.run(_metric(url, "takeoff_queue_length")) == 1)
+    refused.type(long_prompt)
+    assert "the server is overloaded" in refused.wait_for_prompt()
+    for terminal in (running, waiting):
+        terminal.child.sendintr()
+        terminal.wait_for("stopped")
+
+
 def test_scripted_without_a_terminal(server_url, long_prompt):
     with Client(server_url) as client:
         expected = client.generate(long_prompt, max_new_tokens=12)["text"]
