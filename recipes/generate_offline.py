@@ -1,0 +1,176 @@
+"""Generate both datasets from templates and slot fillers, no LLM needed.
+
+    python -m recipes.generate_offline --out data/offline
+
+Train and validation come from disjoint templates, workplaces and invented work items, so the
+validation figures measure generalisation to unseen phrasings and contexts, not recall.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from recipes import offline_slots as slots
+from recipes import offline_templates as tpl
+from recipes.datasets import dedupe, distribution, shuffled, write_split
+from takeoff.feedback_task import CRITICAL_LABELS, LABELS
+
+CRITICAL_OPENERS = ["Honestly, ", "Look, ", "To be frank, ", "{name}, ", "Seriously, ", "Well, ", "Again, "]
+CONSTRUCTIVE_OPENERS = ["{name}, ", "Hey, ", "By the way, ", "Just a thought: ", "Quick note: ", "So, "]
+STOPWORDS = set("about after again also because been before being could does doing from have having here "
+                "into just more most much only other over same should some such than that their them then "
+                "there these they this those through under very were what when where which while will with "
+                "would your yours".split())
+
+
+@dataclass
+class Pools:
+    """The slot values one split may use; train and validation get disjoint ones."""
+    workplaces: list
+    templates: dict           # label -> [(template, issue)]
+    invented_items: list[str]
+
+
+def article(noun: str) -> str:
+    return ("an " if noun[0].lower() in "aeiou" or noun.startswith("HR") else "a ") + noun
+
+
+def sentence_case(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"(^|[.?!] )([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+
+
+def invented_items(seed: int) -> tuple[list[str], list[str]]:
+    """Work items made of a common English word and a document noun, split by word."""
+    from wordfreq import top_n_list
+    words = [w for w in top_n_list("en", 12000)[1500:]
+             if w.isalpha() and w.isascii() and 4 <= len(w) <= 10 and w not in STOPWORDS]
+    random.Random(seed).shuffle(words)
+    rng = random.Random(seed + 1)
+    items = [f"the {w} {rng.choice(slots.DOC_NOUNS)}" for w in words]
+    cut = len(items) * 4 // 5
+    return items[:cut], items[cut:]
+
+
+def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:
+    rng = random.Random(seed)
+    workplaces = list(slots.WORKPLACES)
+    rng.shuffle(workplaces)
+    num_val = max(1, round(len(workplaces) * validation_fraction))
+    train_templates, val_templates = {}, {}
+    for label in LABELS:
+        templates = list(tpl.LABEL_TEMPLATES[label])
+        rng.shuffle(templates)
+        cut = max(1, round(len(templates) * validation_fraction))
+        val_templates[label], train_templates[label] = templates[:cut], templates[cut:]
+    train_items, val_items = invented_items(seed)
+    return (Pools(workplaces[num_val:], train_templates, train_items),
+            Pools(workplaces[:num_val], val_templates, val_items))
+
+
+def pick_item(rng: random.Random, pools: Pools, workplace=None) -> str:
+    roll = rng.random()
+    if roll < 0.08:
+        return rng.choice(slots.PERSONAL_ITEMS)
+    if roll < 0.35:
+        return rng.choice(pools.invented_items)
+    return rng.choice((workplace or rng.choice(pools.workplaces))[3])
+
+
+def fill(template: str, rng: random.Random, item: str, issue: str | None = None) -> str:
+    issue = issue or rng.choice(tpl.ISSUES)
+    values = dict(item=item, name=rng.choice(slots.NAMES), time=rng.choice(slots.TIMES),
+                  deadline=rng.choice(slots.DEADLINES), aspect=rng.choice(slots.ASPECTS),
+                  strength=rng.choice(slots.STRENGTHS), doc=item.split()[-1])
+    values["fix"] = rng.choice(tpl.FIXES[issue]).format_map(values)
+    return sentence_case(template.format_map(values))
+
+
+def decorate(sentence: str, label: str, rng: random.Random) -> str:
+    """Openers, lower case and missing full stops: how people actually type."""
+    if rng.random() < 0.2:
+        openers = CRITICAL_OPENERS if label in CRITICAL_LABELS else CONSTRUCTIVE_OPENERS
+        opener = rng.choice(openers).format(name=rng.choice(slots.NAMES))
+        sentence = opener + sentence[0].lower() + sentence[1:]
+    if rng.random() < 0.1:
+        sentence = sentence.lower()
+    if rng.random() < 0.1:
+        sentence = sentence.rstrip(".!")
+    return sentence
+
+
+def classification_rows(pools: Pools, num_per_label: int, rng: random.Random) -> list[dict]:
+    rows = []
+    for label in tqdm(LABELS, desc="classification", leave=False):
+        for _ in range(num_per_label):
+            template, issue = rng.choice(pools.templates[label])
+            item = pick_item(rng, pools)
+            sentence = decorate(fill(template, rng, item, issue), label, rng)
+            rows.append(dict(sentence=sentence, label=label, template=template, item=item))
+    return rows
+
+
+def context_for(workplace, item: str, rng: random.Random) -> str:
+    name, giver, receiver, _ = workplace
+    about = re.sub(r"^your ", "their ", item)
+    return sentence_case(rng.choice(slots.CONTEXT_TEMPLATES).format(
+        a_giver=article(giver), A_giver=article(giver).capitalize(), giver=giver,
+        a_receiver=article(receiver), workplace=name, item=about))
+
+
+def rewrite_pair(pools: Pools, rng: random.Random) -> dict:
+    """One to three critical clauses about one item, and a constructive answer about the same item."""
+    workplace = rng.choice(pools.workplaces)
+    item = pick_item(rng, pools, workplace)
+    labels = rng.sample(CRITICAL_LABELS, rng.choice([1, 1, 2, 2, 3]))
+    with_item = ([t for t in pools.templates[labels[0]] if "{item}" in t[0]]
+                 or [t for label in CRITICAL_LABELS for t in pools.templates[label] if "{item}" in t[0]])
+    first, issue = rng.choice(with_item)
+    clauses = [fill(first, rng, item, issue)]
+    clauses += [fill(rng.choice(pools.templates[label])[0], rng, item) for label in labels[1:]]
+    ask = fill(rng.choice(tpl.ASK), rng, item, issue)
+    constructive = rng.choice(tpl.CONNECT).format(
+        ack=fill(rng.choice(tpl.ACKNOWLEDGE), rng, item), ask=ask, ask_lower=ask[0].lower() + ask[1:],
+        obs=fill(rng.choice(tpl.OBSERVE[issue]), rng, item).rstrip(".").lower())
+    return dict(context=context_for(workplace, item, rng), negative=" ".join(clauses),
+                constructive=sentence_case(constructive), workplace=workplace[0], template=first, item=item)
+
+
+def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int) -> dict:
+    """{'classification': (train, validation), 'rewrite': (train, validation)} as row dicts."""
+    rng = random.Random(seed)
+    train_pools, val_pools = split_pools(seed, validation_fraction)
+    num_val_per_label = max(1, int(num_per_label * validation_fraction))
+    num_val_pairs = max(1, int(num_pairs * validation_fraction))
+    out = {}
+    cls = [classification_rows(p, n, rng) for p, n in ((train_pools, num_per_label), (val_pools, num_val_per_label))]
+    out["classification"] = [shuffled(dedupe(rows, ("sentence",))[0], seed) for rows in cls]
+    pairs = [[rewrite_pair(p, rng) for _ in tqdm(range(n), desc="pairs", leave=False)]
+             for p, n in ((train_pools, num_pairs), (val_pools, num_val_pairs))]
+    out["rewrite"] = [shuffled(dedupe(rows, ("context", "negative"))[0], seed) for rows in pairs]
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("data/offline"), help="output folder")
+    parser.add_argument("--num-per-label", type=int, default=600, help="training sentences per label")
+    parser.add_argument("--num-pairs", type=int, default=20000, help="training rewrite pairs")
+    parser.add_argument("--validation-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed)
+    for task, (train, validation) in data.items():
+        write_split(args.out, task, train, validation)
+        print(f"{task}: {len(train)} train, {len(validation)} validation -> {args.out / task}")
+    contexts = distribution(r["workplace"] for r in data["rewrite"][0])
+    print("rewrite contexts (train), most and least common:", contexts[:3], contexts[-3:])
+
+
+if __name__ == "__main__":
+    main()

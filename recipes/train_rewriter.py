@@ -1,0 +1,135 @@
+"""Fine-tune a T5 rewriter on `context,negative,constructive` pairs.
+
+    python -m recipes.train_rewriter --data data/offline/rewrite --out models/feedback-rewriter
+
+With `--init DIR` it fine-tunes a local T5 / Flan-T5 folder. Without it, it trains a small T5
+from scratch, with a SentencePiece tokenizer learned from the training texts plus common English
+words (so real input is not all unknown pieces). Saves fp16 safetensors in Hugging Face layout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+from recipes.datasets import read_csv
+from recipes.training import pad, seed_everything, train
+from takeoff.feedback_task import rewrite_prompt
+
+
+def build_tokenizer(texts: list[str], out_dir: Path, vocab_size: int, num_common_words: int):
+    """Train a unigram SentencePiece model; load it as a T5 tokenizer with no extra ids."""
+    import sentencepiece as spm
+    from wordfreq import top_n_list
+    words = top_n_list("en", num_common_words)
+    corpus = texts + words + [w.capitalize() for w in words[:5000]]
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = f"{tmp}/spiece"
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(corpus), model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
+            pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, character_coverage=0.9995,
+            input_sentence_size=len(corpus), shuffle_input_sentence=True, minloglevel=2,
+            normalization_rule_name="nmt_nfkc")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        Path(prefix + ".model").replace(out_dir / "spiece.model")
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "eos_token": "</s>", "pad_token": "<pad>",
+         "unk_token": "<unk>", "model_max_length": 512}))
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    # transformers silently builds a few-token vocabulary when it mis-reads the model file.
+    assert len(tokenizer) == vocab_size, f"tokenizer has {len(tokenizer)} tokens, expected {vocab_size}"
+    assert tokenizer.pad_token_id == 0 and tokenizer.eos_token_id == 1
+    return tokenizer
+
+
+def small_t5(vocab_size: int, d_model: int, num_layers: int) -> T5ForConditionalGeneration:
+    config = T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=32, num_heads=d_model // 32,
+                      d_ff=d_model * 3, num_layers=num_layers, num_decoder_layers=num_layers,
+                      feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=0.05,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return T5ForConditionalGeneration(config)
+
+
+def encode_pairs(tokenizer, rows: list[dict], max_input_len: int, max_target_len: int):
+    prompts = [rewrite_prompt(r["context"], r["negative"]) for r in rows]
+    inputs = tokenizer(prompts, truncation=True, max_length=max_input_len)["input_ids"]
+    targets = tokenizer([r["constructive"] for r in rows], truncation=True, max_length=max_target_len)["input_ids"]
+    return inputs, targets
+
+
+def seq2seq_loss(model, inputs, targets, indices: list[int]) -> torch.Tensor:
+    input_ids = pad([inputs[i] for i in indices], 0)    # [batch, src_len]
+    labels = pad([targets[i] for i in indices], -100)   # [batch, tgt_len]
+    return model(input_ids=input_ids, attention_mask=input_ids.ne(0), labels=labels).loss
+
+
+@torch.no_grad()
+def validation_loss(model, inputs, targets, batch_size: int = 64) -> float:
+    total, count = 0.0, 0
+    for start in range(0, len(inputs), batch_size):
+        indices = list(range(start, min(start + batch_size, len(inputs))))
+        total += seq2seq_loss(model, inputs, targets, indices).item() * len(indices)
+        count += len(indices)
+    return total / max(1, count)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data/offline/rewrite"), help="folder with train.csv, validation.csv")
+    parser.add_argument("--out", type=Path, default=Path("models/feedback-rewriter"))
+    parser.add_argument("--init", type=Path, help="local T5 folder to fine-tune (default: a small T5 from scratch)")
+    parser.add_argument("--epochs", type=float, default=4.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, help="default 1e-3 from scratch, 3e-4 when fine-tuning")
+    parser.add_argument("--vocab-size", type=int, default=5000)
+    parser.add_argument("--num-common-words", type=int, default=20000)
+    parser.add_argument("--d-model", type=int, default=192)
+    parser.add_argument("--num-layers", type=int, default=3)
+    parser.add_argument("--max-input-len", type=int, default=160)
+    parser.add_argument("--max-target-len", type=int, default=96)
+    parser.add_argument("--max-train-rows", type=int, help="use only the first N training pairs")
+    parser.add_argument("--num-validation-rows", type=int, default=512, help="rows for the validation loss")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only on CPUs with bf16 units)")
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spinning on a busy machine)")
+    args = parser.parse_args(argv)
+    seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
+    val_rows = read_csv(args.data / "validation.csv")[:args.num_validation_rows]
+    if args.init:
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
+        model = T5ForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
+    else:
+        texts = [rewrite_prompt(r["context"], r["negative"]) for r in train_rows] + [r["constructive"] for r in train_rows]
+        tokenizer = build_tokenizer(texts, args.out, args.vocab_size, args.num_common_words)
+        model = small_t5(len(tokenizer), args.d_model, args.num_layers)
+    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}")
+    inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
+    val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
+    losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
+                   num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
+                   seed=args.seed, bf16=args.bf16, desc="rewriter", checkpoint_every=args.checkpoint_every,
+                   checkpoint=lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))
+    val_loss = validation_loss(model, val_inputs, val_targets)
+    print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
+    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), num_train_rows=len(inputs),
+                                          num_steps=len(losses), epochs=args.epochs, seed=args.seed))
+
+
+def save(model, tokenizer, out: Path, summary: dict) -> None:
+    """fp16 weights in Hugging Face layout; the model in memory stays fp32 for further training."""
+    half = {name: tensor.half() for name, tensor in model.state_dict().items()}
+    model.save_pretrained(out, state_dict=half, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

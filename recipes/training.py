@@ -1,0 +1,72 @@
+"""The training loop both recipes share: seeded, linear warmup then linear decay to zero, bf16 autocast."""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm import tqdm
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, num_warmup: int, num_total: int):
+    def factor(step: int) -> float:
+        if step < num_warmup:
+            return (step + 1) / num_warmup
+        return max(0.0, (num_total - step) / max(1, num_total - num_warmup))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def batches(num_rows: int, batch_size: int, seed: int) -> list[list[int]]:
+    order = list(range(num_rows))
+    random.Random(seed).shuffle(order)
+    return [order[i:i + batch_size] for i in range(0, num_rows, batch_size)]
+
+
+def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], num_rows: int, *,
+          num_epochs: float, batch_size: int, lr: float, seed: int, bf16: bool = True,
+          warmup_fraction: float = 0.06, weight_decay: float = 0.01, desc: str = "train",
+          checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0) -> list[float]:
+    """Run `num_epochs` (may be fractional) over row indices; `loss_of(indices)` is one batch's loss.
+
+    `checkpoint(step)` runs every `checkpoint_every` steps (in eval mode). Returns every step's loss.
+    """
+    seed_everything(seed)
+    steps_per_epoch = math.ceil(num_rows / batch_size)
+    num_steps = max(1, round(num_epochs * steps_per_epoch))
+    plan: list[list[int]] = []
+    epoch = 0
+    while len(plan) < num_steps:
+        plan += batches(num_rows, batch_size, seed + epoch)
+        epoch += 1
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = linear_schedule(optimizer, max(1, int(num_steps * warmup_fraction)), num_steps)
+    model.train()
+    losses = []
+    progress = tqdm(plan[:num_steps], desc=desc, mininterval=5)
+    for indices in progress:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_of(indices)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
+        if checkpoint and checkpoint_every and len(losses) % checkpoint_every == 0 and len(losses) < num_steps:
+            model.eval()
+            checkpoint(len(losses))
+            model.train()
+    model.eval()
+    return losses
+
+
+def pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [pad_id] * (width - len(r)) for r in rows])  # [batch, width]

@@ -1,0 +1,72 @@
+"""The offline generator: columns, a split with no leakage, subjects carried into the rewrites."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from recipes import generate_offline
+from recipes.datasets import CLASSIFY_COLUMNS, REWRITE_COLUMNS, dedupe, split_by_group
+from takeoff.feedback_task import LABELS, rewrite_prompt
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate_offline.generate(num_per_label=60, num_pairs=300, validation_fraction=0.2, seed=3)
+
+
+def test_cli_writes_both_tasks_with_their_columns(tmp_path):
+    generate_offline.main(["--out", str(tmp_path), "--num-per-label", "20", "--num-pairs", "50"])
+    for task, columns in (("classification", CLASSIFY_COLUMNS), ("rewrite", REWRITE_COLUMNS)):
+        for split in ("train", "validation"):
+            with open(tmp_path / task / f"{split}.csv", newline="") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+            assert tuple(reader.fieldnames) == columns
+            assert rows and all(all(row[c] for c in columns) for row in rows)
+
+
+def test_every_label_in_both_splits(data):
+    train, validation = data["classification"]
+    assert {r["label"] for r in train} == set(LABELS) == {r["label"] for r in validation}
+
+
+@pytest.mark.parametrize("task,key", [("classification", "template"), ("classification", "item"),
+                                      ("rewrite", "template"), ("rewrite", "workplace"), ("rewrite", "item")])
+def test_no_template_workplace_or_item_straddles_the_split(data, task, key):
+    train, validation = data[task]
+    shared = {r[key] for r in train} & {r[key] for r in validation}
+    # Personal items ("your performance") are shared on purpose; nothing else may be.
+    assert shared <= set(generate_offline.slots.PERSONAL_ITEMS)
+
+
+def test_rewrites_name_the_same_work_item(data):
+    train, _ = data["rewrite"]
+    for row in train:
+        assert row["item"].lower() in row["negative"].lower()
+        assert row["item"].lower() in row["constructive"].lower()
+
+
+def test_pairs_vary(data):
+    train, _ = data["rewrite"]
+    assert len({r["constructive"] for r in train}) > 0.95 * len(train)
+    assert len({r["workplace"] for r in train}) >= 20
+
+
+def test_prompt_matches_the_original_format():
+    prompt = rewrite_prompt("You manage a nurse at a hospital.", "The notes are a mess.")
+    assert prompt == "Context: You manage a nurse at a hospital. Make the following feedback constructive: The notes are a mess."
+
+
+def test_dedupe_ignores_case_and_punctuation():
+    rows = [dict(sentence="Great job!", label="Positive Comment"), dict(sentence="great  job", label="Positive Comment"),
+            dict(sentence="Good job", label="Positive Comment")]
+    kept, dropped = dedupe(rows, ("sentence",))
+    assert [r["sentence"] for r in kept] == ["Great job!", "Good job"] and dropped == 1
+
+
+def test_split_by_group_keeps_groups_whole():
+    rows = [dict(g=g, i=i) for g in "abcdefghij" for i in range(3)]
+    train, validation = split_by_group(rows, lambda r: r["g"], 0.3, seed=1)
+    assert len(validation) == 9 and len(train) == 21
+    assert not {r["g"] for r in train} & {r["g"] for r in validation}
