@@ -74,6 +74,8 @@ class TextStream:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._pieces is not None:
+            await self._pieces.aclose()
         if self._response is not None:  # not read to the end: drop the connection, so that
             self._response.close()  # the server sees the disconnect and aborts the request
             self._response = None

@@ -247,3 +247,12 @@ def test_transcript_chat_template(server_factory):
 def test_unknown_chat_template_is_refused_at_startup():
     with pytest.raises(ValueError, match="--chat-template must be one of feedback, transcript"):
         ServerConfig(model="any", chat_template="llama")
+
+
+def test_api_key_is_the_openai_api_key(server_factory):
+    url = server_factory(api_key="s3cret")
+    with openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0) as wrong:
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+    with openai.OpenAI(base_url=url + "/v1", api_key="s3cret", max_retries=0) as right:
+        assert complete(right, max_tokens=2).usage.completion_tokens <= 2
