@@ -44,10 +44,13 @@ class ChatSettings:
 
 
 class ChatSession:
-    def __init__(self, client: TakeoffClient, console: Console, settings: ChatSettings):
+    def __init__(self, client: TakeoffClient, console: Console, settings: ChatSettings,
+                 status: Console | None = None):
         self.client = client
-        self.console = console
+        self.console = console  # answers and what the user asked to see
+        self.status = status or console  # notes, warnings and each answer's status line
         self.settings = settings
+        self.num_failed = 0  # requests the server refused or never answered
         self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
             "/context": self.set_context, "/analyze": self.analyze,
             "/temperature": self.set_temperature, "/max-tokens": self.set_max_tokens,
@@ -82,25 +85,31 @@ class ChatSession:
         except asyncio.CancelledError:
             if not task.cancelled():
                 raise  # the session itself is being cancelled
-            self.console.print("\n[yellow]stopped[/yellow]")
+            self.status.print(Text("stopped", style="yellow"))
         except TakeoffError as error:
-            self.console.print()
-            self.warn(describe_error(error, self.client.url))
+            self.fail(error)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 
     async def _stream_answer(self, message: str) -> None:
         settings = self.settings
         prompt = rewrite_prompt(settings.context, message) if settings.context else message
-        started = time.perf_counter()
-        async with self.client.generate_stream(
-                prompt, max_new_tokens=settings.max_new_tokens, consumer_group=settings.group,
-                **sampling_fields(settings.temperature)) as stream:
-            async for piece in stream:
-                self.console.print(piece, end="", markup=False)
+        started, shown = time.perf_counter(), False
+        sampling = sampling_fields(settings.temperature)
+        try:
+            async with self.client.generate_stream(
+                    prompt, max_new_tokens=settings.max_new_tokens,
+                    consumer_group=settings.group, **sampling) as stream:
+                async for piece in stream:
+                    self.console.print(piece, end="", markup=False)
+                    shown = True
+        except BaseException:
+            if shown:  # end the cut-off answer's line before the message about it
+                self.console.print()
+            raise
         self.console.print()
         meta = stream.metadata or {}
-        self.console.print(Text(f"[{meta.get('generated_tokens', '?')} tokens, "
+        self.status.print(Text(f"[{meta.get('generated_tokens', '?')} tokens, "
                                 f"{meta.get('finish_reason', '?')}, "
                                 f"{time.perf_counter() - started:.1f} s]", style="dim"))
 
@@ -110,10 +119,11 @@ class ChatSession:
         try:
             answer = await self.client.analyze_feedback(text, self.settings.context)
         except NotFoundError:
+            self.num_failed += 1
             return self.warn("this server has no feedback analyzer (POST /v1/feedback/analyze "
                              "answered 404): start it with a classifier")
         except TakeoffError as error:
-            return self.warn(describe_error(error, self.client.url))
+            return self.fail(error)
         for sentence in answer.get("sentences", []):
             colour = "red" if sentence.get("kind") == "critical" else "green"
             line = Text(f"{sentence.get('kind', '?'):>12}  ", style=f"bold {colour}")
@@ -158,10 +168,14 @@ class ChatSession:
         self.console.print(HELP, markup=False, highlight=False)
 
     def note(self, message: str) -> None:
-        self.console.print(Text(message, style="cyan"))
+        self.status.print(Text(message, style="cyan"))
+
+    def fail(self, error: TakeoffError) -> None:
+        self.num_failed += 1
+        self.warn(describe_error(error, self.client.url))
 
     def warn(self, message: str) -> None:
-        self.console.print(Text(message, style="bold red"))
+        self.status.print(Text(message, style="bold red"))
 
 
 async def greet(session: ChatSession) -> None:
@@ -169,7 +183,7 @@ async def greet(session: ChatSession) -> None:
     try:
         groups = await session.client.reader_groups()
     except TakeoffError as error:
-        return session.warn(describe_error(error, session.client.url))
+        return session.fail(error)
     session.note(f"connected to {session.client.url}; groups: {', '.join(group_names(groups))}. "
                  "/help for commands")
 
@@ -216,12 +230,15 @@ def run_chat(args: argparse.Namespace) -> int:
 async def chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     console = Console(highlight=False, soft_wrap=True)
+    # Scripted, only the answers go to stdout; the notes go to stderr.
+    status = console if interactive else Console(stderr=True, highlight=False, soft_wrap=True)
     settings = ChatSettings(context=args.context, temperature=args.temperature,
                             max_new_tokens=args.max_new_tokens, group=args.group)
     async with TakeoffClient(args.url, args.api_key, timeout=args.timeout) as client:
-        session = ChatSession(client, console, settings)
+        session = ChatSession(client, console, settings, status)
         await greet(session)
         async for line in read_lines(interactive, args.history):
             if not await session.handle(line):
                 break
-    return 0
+    # A script learns from the exit status that some request failed; a person saw it already.
+    return 1 if session.num_failed and not interactive else 0

@@ -188,8 +188,19 @@ def test_scripted_without_a_terminal(server_url, long_prompt):
                            "--max-new-tokens", "12"], input=f"{long_prompt}\n/quit\n",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "\x1b[" not in done.stdout  # plain text, no colour codes, for a pipe
-    assert expected + "\n" in done.stdout
+    assert done.stdout == expected + "\n"  # only the answer, no colour codes, for a pipe
+    assert "groups: primary, classifier" in done.stderr and " tokens, " in done.stderr
+
+
+def test_scripted_with_the_server_down_exits_1():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    done = subprocess.run([sys.executable, "-m", "takeoff.cli", "chat", "--url", url],
+                          input="hello\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert f"cannot reach the takeoff server at {url}" in done.stderr
 
 
 async def _metric(url: str, name: str, labels: str = "") -> float:
