@@ -9,12 +9,13 @@ class TakeoffError(Exception):
     """Base of every client error; `message` is the server's own words when it sent any."""
 
     def __init__(self, message: str, status: int | None = None, type: str | None = None,
-                 param: str | None = None):
+                 param: str | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.type = type
         self.param = param
+        self.retry_after = retry_after  # seconds, from the server's Retry-After header
 
     def __str__(self) -> str:
         return f"{self.status}: {self.message}" if self.status else self.message
@@ -39,11 +40,6 @@ class RequestTooLargeError(BadRequestError):
 class OverloadedError(TakeoffError):
     """429: the server's queue is full; `retry_after` is the server's hint in seconds."""
 
-    def __init__(self, message: str, status: int = 429, type: str | None = None,
-                 param: str | None = None, retry_after: float | None = None):
-        super().__init__(message, status, type, param)
-        self.retry_after = retry_after
-
 
 class ServerError(TakeoffError):
     """5xx, or an error event in the middle of a stream."""
@@ -51,11 +47,6 @@ class ServerError(TakeoffError):
 
 class UnavailableError(ServerError):
     """503: the server is starting or draining; `retry_after` is the server's hint in seconds."""
-
-    def __init__(self, message: str, status: int = 503, type: str | None = None,
-                 param: str | None = None, retry_after: float | None = None):
-        super().__init__(message, status, type, param)
-        self.retry_after = retry_after
 
 
 class UnreachableError(TakeoffError, builtins.ConnectionError):
@@ -84,15 +75,11 @@ def describe_error(error: TakeoffError, url: str) -> str:
 def error_for_status(status: int, body: object, retry_after: str | None = None) -> TakeoffError:
     """The typed error for an HTTP error answer, carrying the server's message."""
     message, type_, param = _parse_error_body(body, status)
-    hint = _parse_retry_after(retry_after)
-    if status == 429:
-        return OverloadedError(message, status, type_, param, retry_after=hint)
-    if status == 503:
-        return UnavailableError(message, status, type_, param, retry_after=hint)
-    kind = {401: AuthenticationError, 404: NotFoundError, 413: RequestTooLargeError}.get(status)
+    kind = {401: AuthenticationError, 404: NotFoundError, 413: RequestTooLargeError,
+            429: OverloadedError, 503: UnavailableError}.get(status)
     if kind is None:
         kind = BadRequestError if 400 <= status < 500 else ServerError
-    return kind(message, status, type_, param)
+    return kind(message, status, type_, param, _parse_retry_after(retry_after))
 
 
 def error_from_event(data: str) -> ServerError:

@@ -9,7 +9,7 @@ import pytest
 
 from clients.client import Client, TakeoffClient
 from clients.errors import (AuthenticationError, BadRequestError, NotFoundError, OverloadedError,
-                            RequestTimeoutError, UnreachableError)
+                            RequestTimeoutError, RequestTooLargeError, UnreachableError)
 from tests.clients.slow_runner import metric, slow_runner
 
 PROMPT = "Your report was late again."
@@ -78,6 +78,16 @@ async def test_bad_request_carries_the_server_message(server_url):
     assert caught.value.status == 400 and caught.value.param == "max_new_tokens"
     assert "max_new_tokens" in caught.value.message
     assert in_stream.value.param == "sampling_topp"
+
+
+async def test_input_over_the_limit_is_too_large(server_url):
+    async with TakeoffClient(server_url) as client:
+        with pytest.raises(RequestTooLargeError) as caught:
+            await client.generate("word " * 2000)
+        truncated = await client.generate("word " * 2000, prompt_max_tokens=16,
+                                          max_new_tokens=2, return_metadata=True)
+    assert caught.value.status == 413 and "prompt_max_tokens" in caught.value.message
+    assert truncated["metadata"]["input_tokens"] == 16
 
 
 async def test_unknown_group_is_not_found(server_url):
