@@ -11,6 +11,7 @@ import pytest
 from takeoff.config import ServerConfig
 from takeoff.feedback_task import rewrite_prompt
 from tests.clients.slow_runner import metric, slow_runner
+from tests.server.test_streaming import RUNNERS, failing_runner_factory
 
 PROMPT = "The onboarding guide is confusing."
 
@@ -256,3 +257,37 @@ def test_api_key_is_the_openai_api_key(server_factory):
             wrong.models.list()
     with openai.OpenAI(base_url=url + "/v1", api_key="s3cret", max_retries=0) as right:
         assert complete(right, max_tokens=2).usage.completion_tokens <= 2
+
+
+def test_several_prompts_streamed_and_not(client):
+    prompts = [PROMPT, "Thanks for the clear sprint demo", "hello"]
+    whole = client.completions.create(model="primary", prompt=prompts, temperature=0,
+                                      max_tokens=10)
+    alone = [complete(client, prompt=p, max_tokens=10).choices[0].text for p in prompts]
+    assert [c.text for c in sorted(whole.choices, key=lambda c: c.index)] == alone
+    streamed = {i: "" for i in range(len(prompts))}
+    finished = set()
+    for chunk in client.completions.create(model="primary", prompt=prompts, temperature=0,
+                                           max_tokens=10, stream=True):
+        for choice in chunk.choices:
+            assert choice.index not in finished
+            streamed[choice.index] += choice.text
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert [streamed[i] for i in range(len(prompts))] == alone
+    assert finished == {0, 1, 2}
+
+
+def test_failure_mid_stream_raises_in_the_openai_client(server_factory):
+    url = server_factory(runner_factory=failing_runner_factory)
+    runner = RUNNERS[-1]
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": PROMPT}], max_tokens=200,
+            stream=True, extra_body={"min_tokens": 200})
+        with pytest.raises(openai.APIError, match="simulated device failure"):
+            for number, chunk in enumerate(stream):
+                if number == 2:  # the answer has started: the next step fails
+                    runner.fail.set()
+        # The server goes on.
+        assert complete(client, max_tokens=2).usage.completion_tokens <= 2
