@@ -9,8 +9,10 @@ import pytest
 
 from clients.client import Client, TakeoffClient
 from clients.errors import (AuthenticationError, BadRequestError, NotFoundError, OverloadedError,
-                            RequestTimeoutError, RequestTooLargeError, UnreachableError)
+                            RequestTimeoutError, RequestTooLargeError, ServerError,
+                            UnreachableError)
 from tests.clients.slow_runner import metric, slow_runner
+from tests.server.test_streaming import failing_runner_factory
 
 PROMPT = "Your report was late again."
 
@@ -189,3 +191,18 @@ def test_sync_client(server_url):
         with pytest.raises(BadRequestError):
             client.classify("hello", consumer_group="primary")
 
+
+
+async def test_error_event_mid_stream_raises_server_error(server_factory):
+    server = server_factory.server(runner_factory=failing_runner_factory)
+    url, runner = server.url, server.engine.runner
+    async with TakeoffClient(url) as client:
+        pieces = []
+        with pytest.raises(ServerError) as caught:
+            async for piece in client.generate_stream(PROMPT, max_new_tokens=200,
+                                                      min_new_tokens=200):
+                pieces.append(piece)
+                if len(pieces) == 2:  # the answer has started: the next step fails
+                    runner.fail.set()
+        assert "simulated device failure" in caught.value.message
+        assert (await client.generate(PROMPT, max_new_tokens=2))["text"] is not None

@@ -11,7 +11,7 @@ import pytest
 from takeoff.config import ServerConfig
 from takeoff.feedback_task import rewrite_prompt
 from tests.clients.slow_runner import metric, slow_runner
-from tests.server.test_streaming import RUNNERS, failing_runner_factory
+from tests.server.test_streaming import failing_runner_factory
 
 PROMPT = "The onboarding guide is confusing."
 
@@ -279,8 +279,8 @@ def test_several_prompts_streamed_and_not(client):
 
 
 def test_failure_mid_stream_raises_in_the_openai_client(server_factory):
-    url = server_factory(runner_factory=failing_runner_factory)
-    runner = RUNNERS[-1]
+    server = server_factory.server(runner_factory=failing_runner_factory)
+    url, runner = server.url, server.engine.runner
     with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
         stream = client.chat.completions.create(
             model="primary", messages=[{"role": "user", "content": PROMPT}], max_tokens=200,
