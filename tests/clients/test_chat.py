@@ -86,6 +86,17 @@ def test_help_and_settings(chat, server_url, long_prompt):
     assert "serves classify requests" in terminal.wait_for_prompt()  # the server's own words
     terminal.type("/nonsense")
     assert "unknown command /nonsense" in terminal.wait_for_prompt()
+    terminal.type("/max-tokens 7")
+    terminal.wait_for("at most 7 tokens")
+    terminal.wait_for_prompt()
+    terminal.child.send("/group half-typed")
+    terminal.child.sendintr()  # at the prompt Ctrl-C clears the line, the program goes on
+    terminal.type("/settings")
+    shown = terminal.wait_for("context (none)")
+    assert "max tokens 7" in shown and "group classifier" in shown
+    terminal.wait_for_prompt()
+    terminal.child.send("\x1b[A\x1b[A\r")  # arrow up twice: the line before /settings again
+    assert "at most 7 tokens" in terminal.wait_for_prompt()
     terminal.type("/quit")
     assert terminal.exit_status() == 0
 
