@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
 
 from clients.chat import run_chat
 from clients.client import DEFAULT_URL, TakeoffClient, sampling_fields

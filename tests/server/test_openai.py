@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 
 import aiohttp
 import openai
@@ -225,8 +226,6 @@ def _stop_inside(text: str) -> str:
 
 
 def _post(server_url: str, path: str, body: dict) -> dict:
-    import urllib.request
-
     request = urllib.request.Request(server_url + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as response:
