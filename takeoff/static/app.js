@@ -21,7 +21,7 @@ const ui = {
   copy: $("#copy"),
   copyStatus: $("#copy-status"),
 };
-const maxChars = Number(ui.count.textContent.split("/")[1]) || Infinity;
+const maxChars = Number(ui.feedback.dataset.maxChars);
 
 // ---- talking to the server -------------------------------------------------------------------
 

@@ -1,0 +1,112 @@
+"""The feedback coach in headless Chromium: type, analyze, read the labels, improve, copy."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from takeoff.feedback_task import LABELS, kind_of
+from tests.e2e.conftest import ROOT
+from tests.feedback_models import LEARNED
+
+pytestmark = pytest.mark.e2e
+
+CONSTRUCTIVE = "Thanks for the clear sprint demo."
+CRITICAL = "You never listen to anyone."
+SCREENSHOT = ROOT / "artifacts" / "feedback-page.png"
+TIMEOUT_MS = 120_000  # the demo rewriter on a busy CPU
+
+
+def test_the_sentences_are_ones_the_tiny_classifier_learned():
+    assert kind_of(LEARNED[CONSTRUCTIVE]) == "constructive"
+    assert kind_of(LEARNED[CRITICAL]) == "critical"
+
+
+async def test_analyze_then_improve_in_the_browser(page):
+    await page.goto("/")
+    await page.fill("#context", "A team lead gives feedback to an engineer after a sprint")
+    await page.fill("#feedback", f"{CONSTRUCTIVE} {CRITICAL}")
+    assert await page.inner_text("#feedback-count") == "61 / 5000 characters"
+    await page.focus("#feedback")
+    await page.keyboard.press("Control+Enter")  # the keyboard shortcut for Analyze
+
+    sentences = page.locator("#result .sentence")
+    await sentences.nth(1).wait_for(timeout=TIMEOUT_MS)
+    assert await sentences.count() == 2
+    shown = []
+    for i in range(2):
+        sentence = sentences.nth(i)
+        label = await sentence.get_attribute("data-label")
+        kind = await sentence.get_attribute("data-kind")
+        assert label in LABELS
+        assert kind == kind_of(label)
+        assert label in await sentence.inner_text()  # the label is written, not only coloured
+        shown.append(kind)
+    assert shown == ["constructive", "critical"]
+    assert await page.locator("#verdict").inner_text() == "⚠ critical: 1 of 2 sentences critical"
+
+    # Each SSE piece is written into #improved as it is read: count those writes.
+    await page.evaluate("""() => {
+        window.improvedWrites = 0;
+        new MutationObserver((records) => { window.improvedWrites += records.length; }).observe(
+            document.querySelector('#improved'),
+            {childList: true, characterData: true, subtree: true});
+    }""")
+    await page.click("#improve")  # its handler disables the buttons before it awaits anything
+    await page.wait_for_function("""() => !document.querySelector('#improve').disabled
+        && document.querySelector('#improved').getAttribute('aria-busy') === 'false'""",
+                                 timeout=TIMEOUT_MS)
+    assert not await page.locator("#error").is_visible(), await page.inner_text("#error")
+    improved = await page.inner_text("#improved")
+    writes = await page.evaluate("window.improvedWrites")
+    assert improved.startswith(CONSTRUCTIVE)  # the constructive sentence is kept as it was
+    assert improved != f"{CONSTRUCTIVE} {CRITICAL}"  # the critical one was rewritten
+    assert writes >= 4  # cleared, then piece by piece, then the final text: not in one lump
+
+    await page.click("#copy")
+    await page.wait_for_selector("#copy-status:has-text('Copied')")
+    assert await page.evaluate("navigator.clipboard.readText()") == improved
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert page.errors == []
+
+
+@pytest.mark.parametrize("status, headers, message, shown", [
+    (429, {"Retry-After": "7"}, "queue full", "The server is busy. Try again in 7 seconds."),
+    (413, {}, "'text' is 6000 characters; the limit is 5000",
+     "Your feedback is too long: 'text' is 6000 characters; the limit is 5000"),
+    (400, {}, "'context' must be a string", "Error 400: 'context' must be a string"),
+])
+async def test_server_errors_are_explained(page, status, headers, message, shown):
+    body = json.dumps({"error": {"message": message, "type": "x", "param": None}})
+
+    async def refuse(route):
+        await route.fulfill(status=status, headers=headers, body=body,
+                            content_type="application/json")
+
+    await page.route("**/v1/feedback/*", refuse)
+    await page.goto("/")
+    await page.fill("#feedback", CRITICAL)
+    await page.click("#analyze")
+    error = page.locator("#error")
+    await error.wait_for(state="visible")
+    assert await error.inner_text() == shown
+    assert await error.get_attribute("role") == "alert"
+    assert not await page.locator("#analyze").is_disabled()  # ready for another try
+
+
+async def test_the_page_is_labelled_and_lists_the_nine_labels(page):
+    await page.goto("/")
+    for field in ("feedback", "context", "api-key"):
+        assert await page.locator(f"label[for='{field}']").count() == 1
+    legend = await page.inner_text("#legend")
+    assert all(label in legend for label in LABELS)
+    await page.click("#analyze")  # nothing typed: the page says so instead of calling the server
+    assert await page.inner_text("#error") == "Write or paste some feedback first."
+    await page.fill("#feedback", "x" * 5001)
+    await page.click("#analyze")
+    assert await page.inner_text("#error") == (
+        "Your feedback is too long: 5001 characters, the limit is 5000.")
+    assert await page.locator("#result .sentence").count() == 0
