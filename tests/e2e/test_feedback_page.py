@@ -110,3 +110,23 @@ async def test_the_page_is_labelled_and_lists_the_nine_labels(page):
     assert await page.inner_text("#error") == (
         "Your feedback is too long: 5001 characters, the limit is 5000.")
     assert await page.locator("#result .sentence").count() == 0
+
+
+async def test_streamed_pieces_and_a_late_error_are_shown(page):
+    # CRLF and LF line ends, a piece over two data lines, a leading space kept, then an error.
+    error = json.dumps({"error": {"message": "the engine failed", "type": "engine_error",
+                                  "param": None}})
+    body = (f"data: line one\r\ndata: line two\r\n\r\ndata:  and more\n\n"
+            f"event: error\ndata: {error}\n\n")
+
+    async def stream(route):
+        await route.fulfill(status=200, body=body, content_type="text/event-stream")
+
+    await page.route("**/v1/feedback/improve", stream)
+    await page.goto("/")
+    await page.fill("#feedback", CRITICAL)
+    await page.click("#improve")
+    await page.locator("#error").wait_for(state="visible")
+    assert await page.inner_text("#error") == "the engine failed"
+    assert await page.text_content("#improved") == "line one\nline two and more"
+    assert await page.locator("#copy").is_disabled()
