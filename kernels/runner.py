@@ -2,7 +2,8 @@
 
 The runner is the only place that turns the scheduler's integers (slots, token ids) into tensors.
 It keeps each slot's sequence state (tokens so far, sampling parameters, generator), set at
-prefill and dropped when the scheduler frees the slot.
+prefill and dropped when the scheduler frees the slot, and maps slots to KV-cache rows kept
+packed at the front, so a decode step reads the cache as views instead of gathering it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class ModelRunner:
         self.generator, self.classifier = generator, classifier
         self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
         self.slots: dict[int, SlotState] = {}
+        self.row_slots: list[int] = []  # the slot whose sequence is in each occupied cache row
         self.cache: KVCache | None = None
         if generator is not None:
             w = generator.weights
@@ -43,9 +45,9 @@ class ModelRunner:
 
     def execute(self, scheduler_output: SchedulerOutput) -> RunnerOutput:
         output = RunnerOutput()
-        for slot in scheduler_output.freed_slots:
-            self.slots.pop(slot, None)
         with torch.inference_mode():
+            for slot in scheduler_output.freed_slots:
+                self._free(slot)
             if scheduler_output.classify:
                 start = time.perf_counter()
                 inputs = [(c.token_ids, c.token_type_ids) for c in scheduler_output.classify]
@@ -82,14 +84,28 @@ class ModelRunner:
             input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
         device = model.device
         encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device))
-        slots = torch.tensor([p.slot for p in prefills], device=device)
+        for p, length in zip(prefills, lengths):
+            self._free(p.slot)  # a slot reused without being reported free
+            generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
+            self.slots[p.slot] = SlotState(p.request_id, p.sampling, length, [model.decoder_start_token_id],
+                                           generator, row=len(self.row_slots))
+            self.row_slots.append(p.slot)
+        rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
         for i, layer in enumerate(model.weights.decoder):
             keys, values = t5.cross_keys_values(model.weights, encoded, layer)
-            self.cache.write_cross(i, slots, keys, values)
-        for p, length in zip(prefills, lengths):
-            generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
-            self.slots[p.slot] = SlotState(p.request_id, p.sampling, length,
-                                           [model.decoder_start_token_id], generator)
+            self.cache.write_cross(i, rows, keys, values)
+
+    def _free(self, slot: int) -> None:
+        """Drop the slot's sequence; the sequence in the last row moves into its row."""
+        state = self.slots.pop(slot, None)
+        if state is None:
+            return
+        last_slot = self.row_slots.pop()
+        if last_slot != slot:
+            moved = self.slots[last_slot]
+            self.cache.move(moved.row, state.row, moved.position, moved.input_len)
+            moved.row = state.row
+            self.row_slots[state.row] = last_slot
 
     def _decode(self, slots: list[int]) -> dict[int, int]:
         model = self._need(self.generator, "generator")
@@ -101,10 +117,11 @@ class ModelRunner:
             if state.position >= self.max_len:
                 raise ValueError(f"request {state.request_id} reached the runner's max_len {self.max_len}")
             states.append(state)
-        order = sorted(range(len(slots)), key=slots.__getitem__)  # ascending slots read by slicing
+        order = sorted(range(len(slots)), key=lambda i: states[i].row)  # consecutive rows: read by slicing
         slots = [slots[i] for i in order]
         states = [states[i] for i in order]
-        batch = self.cache.step_batch(slots, [s.position for s in states], [s.input_len for s in states])
+        batch = self.cache.step_batch([s.row for s in states], [s.position for s in states],
+                                      [s.input_len for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
         logits = t5.decode_step(model.weights, self.cache, batch, last_tokens)  # [n, vocab]
         tokens = choose_tokens(logits, states, model.eos_token_id)

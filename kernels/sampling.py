@@ -21,6 +21,7 @@ class SlotState:
     input_len: int  # encoder tokens, i.e. cross-attention keys in the cache
     token_ids: list[int]  # decoder input so far: the start token, then every generated token
     generator: torch.Generator | None = None  # only for sampled requests
+    row: int = -1  # the KV-cache row holding this sequence (the runner keeps rows packed)
     # no-repeat n-gram index: the (n-1) tokens before each n-gram -> the tokens that followed them
     ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
 

@@ -81,3 +81,33 @@ def test_kv_cache_size_and_slot_lifecycle(tiny_t5_dir):
         runner.execute(SchedulerOutput(prefill=[PrefillInput("b", 0, prompt * 10, params)]))
     with pytest.raises(ValueError, match="slot 3 is outside"):
         runner.execute(SchedulerOutput(prefill=[PrefillInput("c", 3, prompt, params)]))
+
+
+def test_leaving_sequence_does_not_disturb_the_others(tiny_t5_dir):
+    """Freeing a slot moves the last cache row into the hole; the moved sequence must not notice."""
+    generator = load_generator(tiny_t5_dir)
+    prompts = [generator.tokenizer(text)["input_ids"] for text in
+               ("Your report was late again", "The onboarding guide is confusing.", "Thanks for the demo")]
+    params = SamplingParams(max_new_tokens=12, min_new_tokens=12)
+
+    def run(free_first_after: int | None) -> dict[int, list[int]]:
+        runner = ModelRunner(generator, max_num_seqs=5, max_len=12, max_input_len=32)
+        slots = [4, 0, 2]
+        out = runner.execute(SchedulerOutput(prefill=[PrefillInput(str(s), s, p, params)
+                                                      for s, p in zip(slots, prompts)]))
+        tokens = {s: [t] for s, t in out.next_token_ids.items()}
+        for step in range(11):
+            freed = [4] if step == free_first_after else []
+            if freed:
+                slots = slots[1:]
+            out = runner.execute(SchedulerOutput(decode_slots=slots, freed_slots=freed))
+            for s, t in out.next_token_ids.items():
+                tokens[s].append(t)
+        # Rows stay packed: slot 2's sequence (last row) moved into the row slot 4 left.
+        assert runner.row_slots == ([4, 0, 2] if free_first_after is None else [2, 0])
+        return tokens
+
+    alone = run(None)
+    after_leave = run(3)
+    assert after_leave[0] == alone[0] and after_leave[2] == alone[2]
+    assert len(after_leave[4]) == 4
