@@ -227,9 +227,6 @@ async def _improve_events(feedback: Feedback, rewrites: list[Rewrite]):
         yield ServerSentEvent(data=json.dumps(result), event="result")
     except ApiError as error:
         yield ServerSentEvent(data=json.dumps(error.body()), event="error")
-    except Exception as error:  # noqa: BLE001 - the stream has started: report, don't crash
-        body = {"message": str(error) or "generation failed", "type": "engine_error", "param": None}
-        yield ServerSentEvent(data=json.dumps({"error": body}), event="error")
     finally:
         await _close_all(rewrites)
 

@@ -14,7 +14,10 @@ from transformers import AutoTokenizer
 from takeoff.feedback_api import DEFAULT_CONTEXT
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
 from takeoff.sentences import split_sentences
+from clients.sse import SSEDecoder
 from tests.feedback_models import LEARNED, save_feedback_classifier
+from tests.server.helpers import next_event, read_events
+from tests.server.test_streaming import failing_runner_factory
 
 CONSTRUCTIVE = [s for s, label in LEARNED.items() if kind_of(label) == "constructive"]
 CRITICAL = [s for s, label in LEARNED.items() if kind_of(label) == "critical"]
@@ -58,22 +61,6 @@ async def post(url: str, path: str, body, headers=None) -> tuple[int, dict, dict
     async with aiohttp.ClientSession() as session:
         async with session.post(url + path, data=data, headers=headers) as response:
             return response.status, dict(response.headers), await response.json()
-
-
-async def read_events(response: aiohttp.ClientResponse) -> list[tuple[str, str]]:
-    """(event, data) pairs of an SSE body, parsed as the spec says."""
-    events, name, data = [], "message", []
-    async for raw in response.content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if data:
-                events.append((name, "\n".join(data)))
-            name, data = "message", []
-        elif line.startswith("data:"):
-            data.append(line[6:] if line.startswith("data: ") else line[5:])
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-    return events
 
 
 async def test_analyze_labels_every_sentence_with_its_offsets(coach_url):
@@ -179,10 +166,10 @@ async def test_improve_streams_pieces_in_order_then_the_result(coach_url):
             assert response.status == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             events = await read_events(response)
-    pieces = [data for name, data in events if name == "message"]
-    assert [name for name, _ in events][-1] == "result"
+    pieces = [event.data for event in events if event.event == "message"]
+    assert [event.event for event in events][-1] == "result"
     assert len(pieces) > 4  # the rewrites arrive piece by piece, not in one lump
-    result = json.loads(events[-1][1])
+    result = json.loads(events[-1].data)
     assert "".join(pieces) == result["text"]
     _, _, unstreamed = await post(coach_url, "/v1/feedback/improve",
                                   {"text": MIXED, "context": CONTEXT})
@@ -233,6 +220,23 @@ async def test_a_refused_rewrite_withdraws_those_already_submitted(server_factor
     submitted = [stream.request_id for _, stream in calls if stream is not None]
     assert len(calls) == 3 and len(submitted) == 2
     assert set(submitted) <= {request_id for (request_id,), _ in aborted}
+    assert server.engine.scheduler.num_free_slots == server.engine.config.max_num_seqs
+
+
+async def test_a_failed_step_mid_stream_is_an_error_event(server_factory, learned_classifier):
+    server = server_factory.server(classifier=learned_classifier,
+                                   runner_factory=failing_runner_factory)
+    body = {"text": " ".join(CRITICAL), "stream": True}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.url + "/v1/feedback/improve", json=body) as response:
+            decoder, pending = SSEDecoder(), []
+            assert (await next_event(response, decoder, pending)).event == "message"
+            server.engine.runner.fail.set()
+            rest = pending + decoder.feed(await response.content.read()) + decoder.close()
+    assert rest[-1].event == "error"
+    assert "simulated device failure" in json.loads(rest[-1].data)["error"]["message"]
+    assert "result" not in [event.event for event in rest]
+    assert await wait_until_idle(server.engine)
     assert server.engine.scheduler.num_free_slots == server.engine.config.max_num_seqs
 
 
