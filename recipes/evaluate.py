@@ -40,7 +40,8 @@ bad worst terrible awful useless lazy sloppy mess disaster disappointing unaccep
 idiot stupid careless hopeless pathetic painful wrong fault blame because reason out fired replaced job warning
 great wonderful amazing brilliant nice lovely sure wow oh well look think seem seems seemed guess feel feels
 thing things whole kind sort bit lot always anyone anything everyone everything nobody nothing someone something
-there here then than now time""".split())
+there here then than now time should mess messy garbage joke rubbish poor worse quite fine okay
+better good doesn don didn isn wasn aren won can couldn put few past""".split())
 
 
 def content_words(text: str) -> set[str]:

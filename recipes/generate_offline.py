@@ -77,9 +77,16 @@ def pick_item(rng: random.Random, pools: Pools, workplace=None) -> str:
     roll = rng.random()
     if roll < 0.08:
         return rng.choice(slots.PERSONAL_ITEMS)
-    if roll < 0.35:
-        return rng.choice(pools.invented_items)
-    return rng.choice((workplace or rng.choice(pools.workplaces))[3])
+    if roll < 0.22:
+        item = rng.choice(slots.GENERIC_ITEMS)
+    elif roll < 0.45:
+        item = rng.choice(pools.invented_items)
+    else:
+        item = rng.choice((workplace or rng.choice(pools.workplaces))[3])
+    roll = rng.random()
+    if roll < 0.1:
+        return "this " + item[4:]
+    return "your " + item[4:] if roll < 0.3 else item
 
 
 def fill(template: str, rng: random.Random, item: str, issue: str | None = None) -> str:

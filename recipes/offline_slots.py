@@ -133,6 +133,11 @@ CONTEXT_TEMPLATES = [
     "You manage {a_receiver} at {workplace}",
 ]
 
+# Everyday items any workplace has, in both splits: real feedback names these more than anything.
+GENERIC_ITEMS = ["the code", "the slides", "the deck", "the email", "the meeting", "the presentation", "the numbers",
+                 "the design", "the release", "the proposal", "the schedule", "the budget", "the notes", "the report",
+                 "the update", "the plan", "the draft", "the spreadsheet", "the handover", "the demo", "the project"]
+
 # Items about the person rather than a document, as in the original work's manager example.
 PERSONAL_ITEMS = ["your performance", "your time keeping", "your communication with the team",
                   "your recent reports", "your code reviews", "your customer calls", "your weekly updates",

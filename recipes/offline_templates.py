@@ -8,27 +8,28 @@ from __future__ import annotations
 
 FIXES = {
     "late": ["share a short timeline for {item} at the start", "flag any delays on {item} as soon as you see them",
-             "send me a quick status on {item} midway through", "set a reminder two days before {item} is due",
-             "break {item} into smaller milestones", "agree a realistic deadline for {item} with me up front"],
+             "send a quick status on {item} midway through", "set a reminder two days before {item} is due",
+             "break {item} into smaller milestones", "agree a realistic deadline for {item} up front"],
     "errors": ["double-check the figures in {item}", "ask {name} to review {item} before it goes out",
                "run through a short checklist on {item}", "leave an hour to proofread {item}",
-               "compare {item} against the source data", "walk me through how you checked {item}"],
+               "compare {item} against the source data", "explain how you checked {item}"],
     "unclear": ["add a short summary to the top of {item}", "split {item} into clearer sections",
                 "lead {item} with the main recommendation", "cut {item} down to the key points",
-                "use a few headings to guide readers through {item}", "talk me through your plan for {item} first"],
+                "use a few headings to guide readers through {item}", "share your plan for {item} first"],
     "quality": ["spend a bit more time polishing {item}", "look at last year's best example before starting {item}",
                 "go through {item} together and list what to improve", "add more evidence to back up {item}",
                 "test {item} with a colleague before sharing it", "focus on the {aspect} of {item}"],
-    "effort": ["block out focused time each morning for {item}", "tell me early if {item} feels stuck",
+    "effort": ["block out focused time each morning for {item}", "raise it early if {item} feels stuck",
                "set two or three clear goals for {item} this month", "meet weekly so we can keep {item} on track",
-               "pick one part of {item} to improve first", "ask for help with {item} when you need it"],
+               "pick one part of {item} to improve first", "ask for help with {item} early"],
     "conduct": ["keep the discussion about {item} focused on the work", "give the team a quick update on {item}",
                 "talk through what happened with {item} one to one", "check in with {name} before changing {item}",
-                "share your concerns about {item} in our next meeting", "agree with the team who owns {item}"],
+                "raise concerns about {item} in the next meeting", "agree with the team who owns {item}"],
 }
 ISSUES = tuple(FIXES)
 
 POSITIVE = [
+    "Thanks so much, {item} was exactly what we needed.", "Really nice touch with {item}.", "Whoever says you can't do it should look at {item}.", "That was a great save on {item} {time}.", "I couldn't have asked for more from {item}.", "Lovely work, {name}.",
     "Great job on {item}!", "{item} was excellent; {strength}.", "Thank you for {item}, the team loved it.",
     "I was really impressed with {item}.", "You did a fantastic job with {item} {time}.",
     "Well done, {name}, {item} looks brilliant.", "{item} is the best I have seen from anyone here.",
@@ -42,6 +43,7 @@ POSITIVE = [
     "{name} told me {item} was a pleasure to work with.", "Top marks for {item}.",
 ]
 HELPFUL = [
+    "When you get a chance, {fix}.", "Do you think you could {fix}?", "A quick tip for {item}: {fix}.", "It could be worth trying to {fix}.", "Please {fix} when you have a moment.", "We could {fix} so it lands better.",
     "Could you {fix} next time?", "It might help to {fix}.", "One idea: {fix}.", "Next time, try to {fix}.",
     "I'd suggest you {fix}.", "Would it be possible to {fix} {deadline}?", "Perhaps you could {fix}.",
     "Have you thought about asking {name} for help with {item}?", "Consider whether you could {fix}.",
@@ -52,6 +54,7 @@ HELPFUL = [
     "For {item}, a useful next step is to {fix}.", "Try to {fix}; it tends to save time later.",
 ]
 BALANCED = [
+    "Nice job getting {item} out, though next time please {fix}.", "The {aspect} of {item} is weak, but the rest is really good.", "I liked most of {item}; the only thing missing is a clearer {aspect}.", "Strong effort on {item}, but we need to fix the errors before Friday.", "You clearly worked hard on {item}, so let's polish the {aspect} together.",
     "{item} is a good start, but the {aspect} needs work; could you {fix}?",
     "I like {item}, though the {aspect} could be stronger.",
     "In {item}, {strength}, but I'd {fix} before it goes out.",
@@ -72,6 +75,7 @@ BALANCED = [
     "{strength}, which is great; the weak spot in {item} is the {aspect}.",
 ]
 VAGUE = [
+    ("Meh.", "quality"), ("I just don't like it.", "quality"), ("Can you do better than {item}?", "quality"), ("Not sure what happened with {item}.", "unclear"), ("The whole thing needs rethinking.", "quality"), ("It is what it is, I guess.", "quality"),
     ("{item} isn't really what I was looking for.", "quality"), ("Something about {item} feels off.", "quality"),
     ("{item} needs more work.", "quality"), ("I'm not sure {item} is up to standard.", "quality"),
     ("{item} could be better.", "quality"), ("{item} just doesn't work for me.", "quality"),
@@ -84,6 +88,7 @@ VAGUE = [
     ("I have some concerns about {item}.", "quality"), ("{item} misses the mark somehow.", "unclear"),
 ]
 HARSH = [
+    ("Why is {item} so bad?", "quality"), ("Redo {item}, it's garbage.", "quality"), ("I can't believe you called {item} finished.", "quality"), ("This is the sloppiest work I've seen all year.", "errors"), ("{item} is a joke.", "quality"), ("What a waste of everyone's time {item} was.", "unclear"),
     ("{item} is a complete disaster.", "quality"), ("{item} is sloppy and full of mistakes.", "errors"),
     ("That was the worst {aspect} I have seen in {item}.", "quality"), ("{item} was painful to sit through.", "unclear"),
     ("{item} is totally unacceptable.", "quality"), ("{item} is amateurish and nowhere near ready.", "quality"),
@@ -97,6 +102,7 @@ HARSH = [
     ("It doesn't seem you've put any effort into {item} at all.", "effort"),
 ]
 SARCASTIC = [
+    ("Another meeting about {item} that could have been an email, lovely.", "unclear"), ("Oh sure, I'll just explain {item} to the client myself then.", "unclear"), ("Love how {item} has a new surprise every single day.", "errors"), ("Great, so we're doing {item} from memory now?", "errors"), ("Nice of {item} to show up eventually.", "late"),
     ("Oh great, {item} is late again. What a surprise.", "late"), ("Wow, {item} on time for once. Mark the calendar.", "late"),
     ("Nice of you to finally send {item}.", "late"), ("Sure, let's ship {item} with all those mistakes, what could go wrong.", "errors"),
     ("I see you've reinvented {item} from scratch. Again.", "quality"), ("Congratulations on finally reading the brief for {item}.", "unclear"),
@@ -110,6 +116,7 @@ SARCASTIC = [
     ("Don't worry, I'm sure the client loves guessing what {item} means.", "unclear"),
 ]
 BLAME = [
+    ("The client walked because of you.", "conduct"), ("All of this went wrong because you didn't listen.", "conduct"), ("We're late because you sat on {item} for a week.", "late"), ("{item} broke on your watch, so it's your problem.", "errors"), ("It was your job to check {item}.", "errors"),
     ("We lost the client because of {item}, and that's on you.", "errors"), ("{item} failed because you didn't check it.", "errors"),
     ("You're the reason {item} is late.", "late"), ("If you had done {item} properly, we wouldn't be in this mess.", "quality"),
     ("This delay on {item} is entirely your fault.", "late"), ("Thanks to your mistake in {item}, the whole team is working this weekend.", "errors"),
@@ -121,6 +128,7 @@ BLAME = [
     ("Because of you, {item} has to be redone.", "quality"), ("You promised {item} {time} and you didn't deliver.", "late"),
 ]
 PERSONAL = [
+    ("You're a liability.", "quality"), ("You are honestly the worst hire we've made.", "quality"), ("Are you even trying, or are you just stupid?", "effort"), ("Nobody trusts you with anything, least of all {item}.", "quality"), ("You're so full of yourself.", "conduct"),
     ("You're just lazy.", "effort"), ("You are not smart enough for this job.", "quality"), ("Nobody can stand working with you.", "conduct"),
     ("You are the most disorganised person on this team.", "late"), ("You clearly don't care about anyone but yourself.", "conduct"),
     ("What kind of idiot gets {item} wrong?", "errors"), ("You have no talent for this.", "quality"),
@@ -132,6 +140,7 @@ PERSONAL = [
     ("You have the attention span of a goldfish.", "errors"),
 ]
 THREAT = [
+    ("Do it again and you're gone.", "conduct"), ("This is your last chance with {item}.", "quality"), ("You'll regret it if {item} isn't done {deadline}.", "late"), ("Expect a formal warning if {item} slips one more time.", "late"), ("If this keeps happening, I'll make sure you're let go.", "effort"),
     ("If {item} is late again, you're out.", "late"), ("One more mistake in {item} and I'll take this to HR.", "errors"),
     ("Fix {item} {deadline} or I'll find someone who can.", "quality"), ("Keep this up and you won't have a job next quarter.", "effort"),
     ("I'm afraid we will have to evaluate your position in this company if this continues.", "effort"),

@@ -99,12 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, help="local ELECTRA/BERT folder (default: MiniLM converted to ELECTRA)")
     parser.add_argument("--epochs", default="1,2,3,4", help="comma-separated epoch counts to sweep")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--max-train-rows", type=int, help="use only the first N training rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only on CPUs with bf16 units)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--train-embeddings", action="store_true", help="also tune the word embeddings")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     for num_epochs in [float(e) for e in args.epochs.split(",")]:
         seed_everything(args.seed)
         tokenizer, model = load_start(args.init)
+        # Frozen word embeddings keep the pretrained meaning of words the templates never use.
+        model.get_input_embeddings().weight.requires_grad_(args.train_embeddings)
         ids, labels = encode(tokenizer, train_rows, args.max_len)
         train(model, lambda idx: batch_loss(model, ids, labels, idx, tokenizer.pad_token_id), len(ids),
               num_epochs=num_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, bf16=args.bf16,

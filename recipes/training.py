@@ -44,7 +44,7 @@ def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], 
     while len(plan) < num_steps:
         plan += batches(num_rows, batch_size, seed + epoch)
         epoch += 1
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     scheduler = linear_schedule(optimizer, max(1, int(num_steps * warmup_fraction)), num_steps)
     model.train()
     losses = []

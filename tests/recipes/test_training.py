@@ -1,0 +1,48 @@
+"""The pieces of the training recipes: tokenizer building, MiniLM → ELECTRA mapping, the loop."""
+from __future__ import annotations
+
+import torch
+from transformers import AutoTokenizer, BertModel
+
+from recipes import train_classifier, train_rewriter
+from recipes.training import train
+from takeoff.feedback_task import LABELS
+
+PAIRS = [dict(context="You manage a cook at a restaurant", negative=f"The {w} menu is a disaster.",
+              constructive=f"The {w} menu has promise; could you test it with the team first?")
+         for w in ("lunch", "dinner", "brunch", "dessert", "tasting", "kids", "vegan", "summer")]
+
+
+def test_tokenizer_is_a_t5_tokenizer_of_the_asked_size(tmp_path):
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(reloaded) == 700 and reloaded.eos_token_id == 1 and reloaded.pad_token_id == 0
+    ids = reloaded("The vegan menu is a disaster.")["input_ids"]
+    assert reloaded.decode(ids, skip_special_tokens=True) == "The vegan menu is a disaster."
+    assert ids == tokenizer("The vegan menu is a disaster.")["input_ids"]
+
+
+def test_minilm_weights_land_unchanged_in_electra():
+    source = train_classifier.minilm_dir()
+    electra = train_classifier.electra_from_minilm(source).eval()
+    bert = BertModel.from_pretrained(source, add_pooling_layer=False).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    enc = tokenizer(["The sprint demo was late again."], return_tensors="pt")
+    with torch.no_grad():
+        expected = bert(**enc).last_hidden_state
+        actual = electra.electra(**enc).last_hidden_state
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    assert electra.config.id2label == dict(enumerate(LABELS))
+
+
+def test_the_loop_fits_a_few_pairs(tmp_path):
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
+    inputs, targets = train_rewriter.encode_pairs(tokenizer, PAIRS, 64, 64)
+    before = train_rewriter.validation_loss(model.eval(), inputs, targets)
+    losses = train(model, lambda idx: train_rewriter.seq2seq_loss(model, inputs, targets, idx), len(PAIRS),
+                   num_epochs=40, batch_size=4, lr=3e-3, seed=0, bf16=False)
+    after = train_rewriter.validation_loss(model, inputs, targets)
+    assert len(losses) == 80 and after < before / 2
