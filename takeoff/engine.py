@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from scheduler.output import RunnerOutput, SchedulerOutput
 from scheduler.request import Request, RequestKind, RequestStatus
@@ -189,20 +189,24 @@ class Engine:
                 await self._wakeup.wait()
                 continue
             scheduler_output = self.scheduler.schedule()
-            try:
-                runner_output = await self._execute(loop, scheduler_output)
-                outputs = self.scheduler.update(scheduler_output, runner_output)
-            except Exception as exc:  # a failed step fails its requests, not the engine
-                logger.exception("engine step failed")
-                outputs = self.scheduler.fail(self._ids_in(scheduler_output),
-                                              f"the model step failed: {exc}")
-                outputs += self.scheduler.update(scheduler_output, RunnerOutput())
-            else:
-                self._observe_step(runner_output)
-            for output in outputs:
-                self._deliver(output)
+            for part in _classify_first(scheduler_output):
+                for output in await self._step(loop, part):
+                    self._deliver(output)
             if scheduler_output.is_empty:
                 await asyncio.sleep(IDLE_POLL_S)
+
+    async def _step(self, loop, scheduler_output: SchedulerOutput) -> list[RequestOutput]:
+        """Run one (part of a) step and apply it; a failure fails its requests, not the engine."""
+        try:
+            runner_output = await self._execute(loop, scheduler_output)
+            outputs = self.scheduler.update(scheduler_output, runner_output)
+        except Exception as exc:
+            logger.exception("engine step failed")
+            outputs = self.scheduler.fail(self._ids_in(scheduler_output),
+                                          f"the model step failed: {exc}")
+            return outputs + self.scheduler.update(scheduler_output, RunnerOutput())
+        self._observe_step(runner_output)
+        return outputs
 
     async def _execute(self, loop, scheduler_output: SchedulerOutput) -> RunnerOutput:
         if scheduler_output.is_empty and not scheduler_output.freed_slots:
@@ -266,6 +270,17 @@ class Engine:
         future = self._classifications.pop(request_id, None)
         if future is not None and not future.done():
             future.set_exception(error)
+
+
+def _classify_first(scheduler_output: SchedulerOutput) -> list[SchedulerOutput]:
+    """A step with both kinds of work runs as two: classification, answered at once, then the
+    generations. A classification then waits for at most the step already running, never for
+    the decode of the step it joins."""
+    out = scheduler_output
+    if not out.classify or not (out.prefill or out.decode_slots):
+        return [out]
+    return [SchedulerOutput(classify=out.classify, freed_slots=out.freed_slots),
+            SchedulerOutput(prefill=out.prefill, decode_slots=out.decode_slots)]
 
 
 def _engine_error(request: Request) -> EngineError:

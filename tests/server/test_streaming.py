@@ -124,3 +124,16 @@ async def test_failed_step_is_an_error_event_and_the_server_goes_on(server_facto
     events = await read_events(await http.post(url + "/generate_stream",
                                                json={"text": "next", "max_new_tokens": 3}))
     assert events[-1].event == "metadata"
+
+
+async def test_classification_is_answered_while_streams_decode(server_url, http):
+    async with http.post(server_url + "/generate_stream", json={"text": "busy", **LONG}) as stream:
+        decoder, pending = SSEDecoder(), []
+        await next_event(stream, decoder, pending)
+        for _ in range(3):
+            async with http.post(server_url + "/classify", json={"text": ["ok", "fine"]}) as reply:
+                assert reply.status == 200
+                assert len((await reply.json())["result"]) == 2
+        assert await metric(http, server_url, "takeoff_kv_slots_in_use") == 1  # still decoding
+        rest = pending + decoder.feed(await stream.content.read()) + decoder.close()
+    assert json.loads(rest[-1].data)["generated_tokens"] == 250
