@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
@@ -29,7 +29,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_CHARS = 5000
 MAX_CONTEXT_CHARS = 1000
 MAX_SENTENCES = 64
-MAX_REWRITE_TOKENS = 128
+# Greedy, as the rewriter was evaluated; blocking repeated trigrams stops the small rewriter's
+# occasional loops ("The'sssss...") at no cost to the rewrites that do not loop.
+REWRITE_SAMPLING = SamplingParams(max_new_tokens=128, no_repeat_ngram_size=3)
 # The rewriter was only ever trained with a context; this one stands in when none is given.
 DEFAULT_CONTEXT = "You are giving feedback to a colleague on their work"
 # What each label means, for the page's legend.
@@ -183,8 +185,9 @@ class Rewrite:
 async def _submit_rewrites(engine, feedback: Feedback) -> list[Rewrite]:
     """Submit every critical sentence at once; a refusal (429, 413, ...) withdraws the others."""
     group = engine.resolve_group(None, "generate")
-    limit = engine.groups()[group].max_new_tokens or MAX_REWRITE_TOKENS
-    params = SamplingParams(max_new_tokens=min(MAX_REWRITE_TOKENS, limit))
+    limit = engine.groups()[group].max_new_tokens or REWRITE_SAMPLING.max_new_tokens
+    params = replace(REWRITE_SAMPLING,
+                     max_new_tokens=min(REWRITE_SAMPLING.max_new_tokens, limit))
     context = feedback.context.strip() or DEFAULT_CONTEXT
     rewrites: list[Rewrite] = []
     try:

@@ -11,7 +11,7 @@ import pytest
 
 from transformers import AutoTokenizer
 
-from takeoff.feedback_api import DEFAULT_CONTEXT
+from takeoff.feedback_api import DEFAULT_CONTEXT, REWRITE_SAMPLING
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
 from takeoff.sentences import split_sentences
 from clients.sse import SSEDecoder
@@ -144,7 +144,9 @@ async def test_improve_rewrites_critical_sentences_and_keeps_the_others(coach_ur
             continue
         # the same prompt through /generate, greedy, gives the same rewrite
         _, _, generated = await post(coach_url, "/generate", {
-            "text": rewrite_prompt(CONTEXT, sentence["text"]), "max_new_tokens": 128})
+            "text": rewrite_prompt(CONTEXT, sentence["text"]),
+            "max_new_tokens": REWRITE_SAMPLING.max_new_tokens,
+            "no_repeat_ngram_size": REWRITE_SAMPLING.no_repeat_ngram_size})
         assert sentence["rewrite"] == (generated["text"].strip() or None)
         expected_parts.append(sentence["rewrite"] or sentence["text"])
     a, b, c, d = expected_parts
