@@ -130,3 +130,29 @@ async def test_streamed_pieces_and_a_late_error_are_shown(page):
     assert await page.inner_text("#error") == "the engine failed"
     assert await page.text_content("#improved") == "line one\nline two and more"
     assert await page.locator("#copy").is_disabled()
+
+
+async def test_the_api_key_is_sent_and_remembered(page):
+    seen = []
+
+    async def answer(route):
+        seen.append(route.request.headers.get("authorization"))
+        await route.fulfill(status=401, content_type="application/json", body=json.dumps(
+            {"error": {"message": "a valid API key is required", "type": "authentication_error",
+                       "param": None}}))
+
+    await page.route("**/v1/feedback/analyze", answer)
+    await page.goto("/")
+    await page.fill("#feedback", CRITICAL)
+    await page.click("#analyze")
+    await page.locator("#error").wait_for(state="visible")
+    assert "needs an API key" in await page.inner_text("#error")
+    await page.click("#key-box summary")
+    await page.fill("#api-key", "s3cret")
+    await page.locator("#api-key").dispatch_event("change")
+    await page.reload()
+    assert await page.input_value("#api-key") == "s3cret"  # kept in localStorage
+    await page.fill("#feedback", CRITICAL)
+    await page.click("#analyze")
+    await page.wait_for_function("() => document.querySelector('#error').textContent !== ''")
+    assert seen == [None, "Bearer s3cret"]
