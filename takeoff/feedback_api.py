@@ -4,7 +4,12 @@ Analyze splits the feedback into sentences and classifies them all in one batche
 rewrites each critical sentence on its own and keeps the constructive ones word for word: the
 rewriter was trained on short pieces of negative feedback, a sentence stays well inside its input
 limit, the person keeps what they wrote well, and the critical sentences are generated side by
-side in the engine's continuous batch. The pieces of the answer are streamed in text order.
+side in the engine's continuous batch. The answer joins the sentences with the original text
+between them (spaces, line breaks, bullets); a rewrite that comes out empty keeps the sentence.
+
+Improve answers `{"text", "kind", "sentences": [... "rewrite": str | null]}`; with `stream: true`,
+SSE `data` events carry the pieces of "text" in order and a last `event: result` carries that JSON
+(`event: error` with the error JSON if the engine fails mid-way).
 """
 from __future__ import annotations
 
