@@ -184,20 +184,8 @@ async def greet(session: ChatSession) -> None:
         groups = await session.client.reader_groups()
     except TakeoffError as error:
         return session.fail(error)
-    session.note(f"connected to {session.client.url}; groups: {', '.join(group_names(groups))}. "
+    session.note(f"connected to {session.client.url}; groups: {', '.join(groups)}. "
                  "/help for commands")
-
-
-def group_names(reader_groups: object) -> list[str]:
-    """The group names in a /reader_groups answer."""
-    if isinstance(reader_groups, dict):
-        inner = reader_groups.get("groups", reader_groups)
-        if isinstance(inner, dict):
-            return list(inner)
-        reader_groups = inner
-    if isinstance(reader_groups, list):
-        return [str(g.get("name", g)) if isinstance(g, dict) else str(g) for g in reader_groups]
-    return []
 
 
 async def read_lines(interactive: bool, history_file: str | None):
