@@ -82,7 +82,6 @@ def run_systems(args, model_dir: Path, tmp: Path, requests: list[BenchRequest]) 
     run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], args.max_num_seqs)  # warm-up
     results.append(run_engine(runner, generator.tokenizer, generator.eos_token_id, requests,
                               args.max_num_seqs, name="takeoff engine"))
-    results[-1].kv_cache_bytes = runner.kv_cache_bytes
     return results
 
 
@@ -117,10 +116,11 @@ def summarize(args, requests, results: list[SystemResult], profile: dict) -> dic
     systems = []
     for r in results:
         systems.append({"system": r.name, "tokens": r.num_tokens, "total_s": round(r.total_s, 3),
-                        "tokens_per_s": round(r.tokens_per_s, 1),
+                        "tokens_per_s": round(r.tokens_per_s, 1), "cpu_s": round(r.cpu_s, 3),
+                        "tokens_per_cpu_s": round(r.num_tokens / r.cpu_s, 1) if r.cpu_s else None,
                         "matches_hf": None if reference is None or r is reference else r.outputs == reference.outputs,
                         "ratio_vs_best_static": round(r.tokens_per_s / best_static, 3) if best_static else None,
-                        **({"kv_cache_bytes": r.kv_cache_bytes} if hasattr(r, "kv_cache_bytes") else {})})
+                        **({"kv_cache_bytes": r.kv_cache_bytes} if r.kv_cache_bytes is not None else {})})
     return {"config": {"num_requests": len(requests), "threads": args.threads, "device": args.device,
                        "max_num_seqs": args.max_num_seqs, "matches_hf_reference": reference and reference.name,
                        "input_tokens": [min(len(r.prompt_ids) for r in requests), max(len(r.prompt_ids) for r in requests)],
@@ -131,13 +131,16 @@ def summarize(args, requests, results: list[SystemResult], profile: dict) -> dic
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'system':<26}{'tokens':>8}{'total s':>10}{'tokens/s':>11}{'vs best static':>16}{'matches HF':>12}")
+    print(f"\n{'system':<26}{'tokens':>8}{'total s':>10}{'tokens/s':>11}{'tokens/cpu-s':>14}"
+          f"{'vs best static':>16}{'matches HF':>12}")
     for s in report["systems"]:
         ratio = f"{s['ratio_vs_best_static']:.2f}x" if s["ratio_vs_best_static"] else "-"
         match = "-" if s["matches_hf"] is None else str(s["matches_hf"]).lower()
-        print(f"{s['system']:<26}{s['tokens']:>8}{s['total_s']:>10.2f}{s['tokens_per_s']:>11.1f}{ratio:>16}{match:>12}")
+        print(f"{s['system']:<26}{s['tokens']:>8}{s['total_s']:>10.2f}{s['tokens_per_s']:>11.1f}"
+              f"{s['tokens_per_cpu_s'] or 0:>14.1f}{ratio:>16}{match:>12}")
     p = report["decode_step_profile"]
-    print(f"\ndecode step, batch {p['batch_size']} at position {p['position']}: {p['step_ms']:.1f} ms wall")
+    print(f"\ndecode step, batch {p['batch_size']} at position {p['position']}: {p['step_ms']:.1f} ms "
+          f"({p['clock']})")
     for name, ms in p["ms_by_part"].items():
         print(f"  {name:<28}{ms:8.2f} ms")
 

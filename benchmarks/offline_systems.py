@@ -45,6 +45,8 @@ class SystemResult:
     name: str
     outputs: list[list[int]]  # each request's generated ids, cut to its own length
     total_s: float
+    cpu_s: float = 0.0  # CPU seconds of this process (all threads): steadier than wall time
+    kv_cache_bytes: int | None = None  # the engine's preallocated cache
 
     @property
     def num_tokens(self) -> int:
@@ -89,7 +91,7 @@ def make_requests(num_requests: int, vocab_size: int, seed: int = 0, input_lens=
 def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> SystemResult:
     """Hugging Face generate on static batches: each batch runs until its longest request is done."""
     outputs = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         width = max(len(r.prompt_ids) for r in chunk)
         input_ids = torch.tensor([r.prompt_ids + [0] * (width - len(r.prompt_ids)) for r in chunk])
@@ -98,7 +100,7 @@ def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> S
             out = model.generate(input_ids.to(model.device), attention_mask=(input_ids != 0).long().to(model.device),
                                  do_sample=False, max_new_tokens=longest, min_new_tokens=longest)
         outputs += [row[1:1 + r.num_tokens] for r, row in zip(chunk, out.tolist())]
-    return SystemResult(name, outputs, time.perf_counter() - start)
+    return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
 def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
@@ -106,14 +108,14 @@ def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_si
     """CTranslate2 translate_batch on the same static batches."""
     index = {token: i for i, token in enumerate(vocab)}
     outputs = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         longest = max(r.num_tokens for r in chunk)
         results = translator.translate_batch([[vocab[t] for t in r.prompt_ids] for r in chunk],
                                              max_batch_size=batch_size, beam_size=1,
                                              max_decoding_length=longest, min_decoding_length=longest)
         outputs += [[index[t] for t in res.hypotheses[0][:r.num_tokens]] for r, res in zip(chunk, results)]
-    return SystemResult(name, outputs, time.perf_counter() - start)
+    return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
 def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],
@@ -128,7 +130,7 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
     pending = sorted(enumerate(requests), key=lambda item: item[1].arrival_step)
     submitted: list[Request | None] = [None] * len(requests)
     step = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with tqdm(total=sum(r.num_tokens for r in requests), desc=name, leave=False) as bar:
         while pending or scheduler.has_work:
             while pending and pending[0][1].arrival_step <= step:
@@ -143,8 +145,8 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
             scheduler.update(scheduler_output, runner_output)
             bar.update(len(runner_output.next_token_ids))
             step += 1
-    elapsed = time.perf_counter() - start
-    return SystemResult(name, [list(r.output_ids) for r in submitted], elapsed)
+    return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
+                        time.process_time() - cpu_start, runner.kv_cache_bytes)
 
 
 def _chunks(items: list, size: int) -> list[list]:

@@ -146,7 +146,9 @@ def decoder_bias_table(w: T5Weights, max_len: int) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    variance = x.float().pow(2).mean(-1, keepdim=True)
+    if x.dtype == torch.float32:  # one fused op instead of seven
+        return F.rms_norm(x, weight.shape, weight, eps)
+    variance = x.float().pow(2).mean(-1, keepdim=True)  # half precision: accumulate in fp32
     return weight * (x * torch.rsqrt(variance + eps)).to(weight.dtype)
 
 
@@ -193,6 +195,14 @@ def cross_keys_values(w: T5Weights, encoded: torch.Tensor, layer: T5Layer) -> tu
     return k, v
 
 
+def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One query per sequence: q [n, heads, 1, d_kv], keys/values [n, heads, length, d_kv] (views
+    into the cache), bias [n, heads or 1, 1, length]. T5 does not scale q.k. Plain batched matmuls:
+    for a single query they beat the fused CPU kernel, which tiles for long queries."""
+    scores = torch.matmul(q, keys.transpose(-1, -2)) + bias  # [n, heads, 1, length]
+    return torch.matmul(scores.softmax(dim=-1), values)
+
+
 def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor) -> torch.Tensor:
     """Run the decoder for one new token per sequence and return fp32 logits [num_seqs, vocab].
 
@@ -205,14 +215,13 @@ def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor) ->
         q, k, v = qkv.view(n, 3, w.num_heads, w.d_kv).unbind(1)  # each [n, num_heads, d_kv]
         cache.write_self(i, batch, k, v)
         keys, values = cache.read_self(i, batch)  # [n, num_heads, max_active_len, d_kv]
-        attn = F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=batch.self_bias,
-                                              scale=1.0)  # [n, num_heads, 1, d_kv]
-        x = x + _clamp(F.linear(attn.view(n, w.inner), layer.self_out))
+        attn = attend(q[:, :, None], keys, values, batch.self_bias)  # [n, num_heads, 1, d_kv]
+        x = x + _clamp(F.linear(attn.reshape(n, w.inner), layer.self_out))
 
         q = F.linear(rms_norm(x, layer.cross_norm, w.eps), layer.cross_q).view(n, w.num_heads, 1, w.d_kv)
         keys, values = cache.read_cross(i, batch)  # [n, num_heads, max_active_input_len, d_kv]
-        attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=batch.cross_mask, scale=1.0)
-        x = x + _clamp(F.linear(attn.view(n, w.inner), layer.cross_out))
+        attn = attend(q, keys, values, batch.cross_mask)
+        x = x + _clamp(F.linear(attn.reshape(n, w.inner), layer.cross_out))
         x = feed_forward(w, layer, x)
     x = rms_norm(x, w.decoder_norm, w.eps) * w.output_scale
     return F.linear(x, w.lm_head).float()
