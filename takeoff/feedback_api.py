@@ -154,6 +154,8 @@ def _read_feedback(body: dict) -> tuple[str, str]:
 
 
 async def _analyze(engine, text: str, context: str) -> Feedback:
+    """Each sentence classified on its own, as the classifier was trained; the context only
+    matters to the rewrite."""
     sentences = split_sentences(text)
     if not sentences:
         raise bad_request("'text' has no sentences to analyze", "text")
