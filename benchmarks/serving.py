@@ -10,13 +10,16 @@
 2. Classification latency. Sequential /classify calls (one sentence each, a random
    ELECTRA-small-shaped classifier) on the idle server, then again while 32 streams decode.
 
-Prints a table; writes JSON, and a PNG chart next to it when matplotlib is installed.
+Prints a table; writes JSON, and a PNG chart next to it when matplotlib is installed. On a
+shared or small CPU set OMP_NUM_THREADS (e.g. 1) for the whole run: the server subprocess inherits
+it, and oversubscribed OpenMP threads otherwise swamp every figure with noise.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import platform
 import signal
 import socket
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
             classify = asyncio.run(measure_classify(server.url, args, requests, prompts))
     report = {"machine": platform.platform(), "device": args.device,
               "torch_threads": torch_threads(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "num_requests": num_requests,
               "num_tokens": sum(r.num_tokens for r in requests),
               "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http},

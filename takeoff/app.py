@@ -25,7 +25,6 @@ from takeoff.readers import GENERATE, Reader, load_readers
 
 logger = logging.getLogger("takeoff")
 HTTP_ERROR_TYPES = {404: "not_found_error", 405: "method_not_allowed", 413: "request_too_large"}
-OPEN_PATHS = ("/health",)
 
 
 def build_runner(config: ServerConfig, readers: dict[str, Reader]):
@@ -143,7 +142,12 @@ class ApiMiddleware:
             self.metrics.requests.labels(self._endpoint(scope["path"]), str(status)).inc()
 
     def _authorized(self, scope: Scope) -> bool:
-        if not self.api_key or scope["path"] in OPEN_PATHS:
+        # Open without the key: liveness, and the web page with its assets (a browser cannot send
+        # a bearer token when it navigates; the page sends the key on its own API calls).
+        path = scope["path"]
+        if not self.api_key or path == "/health":
+            return True
+        if scope["method"] in ("GET", "HEAD") and (path == "/" or path.startswith("/static/")):
             return True
         headers = dict(scope["headers"])
         given = headers.get(b"authorization", b"").decode("latin-1")

@@ -72,10 +72,12 @@ class Engine:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
+        self._fail_all(unavailable("the server is shutting down"))
+
+    def _fail_all(self, error: ApiError) -> None:
         for request_id in list(self._streams) + list(self._classifications):
-            request = self.scheduler.abort(request_id)
-            if request is not None:
-                self._resolve_error(request_id, unavailable("the server is shutting down"))
+            self.scheduler.abort(request_id)
+            self._resolve_error(request_id, error)
 
     # ---- groups and tokens ----------------------------------------------------------------
     def groups(self) -> dict[str, GroupInfo]:
@@ -182,6 +184,14 @@ class Engine:
 
     # ---- the loop -------------------------------------------------------------------------
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:  # a bug, not a failed step: answer everyone rather than hang them
+            logger.exception("the engine loop stopped")
+            self._fail_all(EngineError(500, "the engine stopped", "engine_error"))
+            raise
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self.scheduler.has_work:

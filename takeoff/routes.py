@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Awaitable, TypeVar
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from takeoff.http import get_field, get_number, get_text, read_json
 from takeoff.metrics import CONTENT_TYPE
 
 MAX_SEED = 2**63 - 1
+T = TypeVar("T")
 MAX_STOP_SEQUENCES = 16
 
 
@@ -92,7 +94,7 @@ async def generate(request: Request) -> JSONResponse:
     try:
         for text in texts:  # all submitted, or none: a refusal aborts the ones before it
             streams.append(engine.generate_stream(text, **args))
-        await asyncio.gather(*(_drain(s) for s in streams))
+        await unless_disconnected(request, asyncio.gather(*(_drain(s) for s in streams)))
     finally:
         for stream in streams:
             await stream.aclose()
@@ -102,6 +104,29 @@ async def generate(request: Request) -> JSONResponse:
         metadata = [r.metadata() for r in results]
         answer["metadata"] = metadata if is_list else metadata[0]
     return JSONResponse(answer)
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work` (the body already read), cancelling it if the client goes away first, so
+    an abandoned request frees its slots instead of generating for no one."""
+    work = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        abandoned = not work.done()
+        if abandoned:
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    if abandoned:  # nobody hears this answer; it shows in the metrics as 499
+        raise ApiError(499, "the client closed the connection", "client_closed_request")
+    return work.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _drain(stream: GenerationStream) -> None:

@@ -111,6 +111,8 @@ async def test_api_key(server_factory, http):
         async with http.get(url + path) as response:
             assert response.status == 401
     assert (await get(http, url + "/health"))[0] == 200
+    async with http.get(url + "/") as page:  # the web page loads; its API calls send the key
+        assert page.status == 200
     good = {"Authorization": "Bearer s3cret"}
     status, answer = await post(http, url + "/generate", body, good)
     assert status == 200 and isinstance(answer["text"], str)

@@ -137,3 +137,15 @@ async def test_classification_is_answered_while_streams_decode(server_url, http)
         assert await metric(http, server_url, "takeoff_kv_slots_in_use") == 1  # still decoding
         rest = pending + decoder.feed(await stream.content.read()) + decoder.close()
     assert json.loads(rest[-1].data)["generated_tokens"] == 250
+
+
+async def test_a_client_leaving_generate_frees_its_slots(server_factory, http):
+    url = server_factory(max_num_seqs=2)
+    body = {"text": ["left behind", "me too"], **LONG}
+    request = asyncio.create_task(http.post(url + "/generate", json=body))
+    assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", 2) == 2
+    request.cancel()  # the client gives up and closes its connection
+    await asyncio.gather(request, return_exceptions=True)
+    assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", 0) == 0
+    assert await metric(http, url, "takeoff_requests_total",
+                        'endpoint="/generate",status="499"') == 1
