@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from recipes import offline_slots as slots
 from recipes import offline_templates as tpl
-from recipes.datasets import dedupe, distribution, shuffled, write_split
+from recipes.datasets import dedupe, distribution, normalise, shuffled, write_split
 from takeoff.feedback_task import CRITICAL_LABELS, LABELS
 
 CRITICAL_OPENERS = ["Honestly, ", "Look, ", "To be frank, ", "{name}, ", "Seriously, ", "Well, ", "Again, "]
@@ -73,13 +73,14 @@ def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:
             Pools(workplaces[:num_val], val_templates, val_items))
 
 
-def pick_item(rng: random.Random, pools: Pools, workplace=None) -> str:
+def pick_item(rng: random.Random, pools: Pools, workplace=None, invented_share: float = 0.23) -> str:
+    """A personal, everyday, invented or workplace item, as "the", "your" or "this" phrase."""
     roll = rng.random()
     if roll < 0.08:
         return rng.choice(slots.PERSONAL_ITEMS)
     if roll < 0.22:
         item = rng.choice(slots.GENERIC_ITEMS)
-    elif roll < 0.45:
+    elif roll < 0.22 + invented_share:
         item = rng.choice(pools.invented_items)
     else:
         item = rng.choice((workplace or rng.choice(pools.workplaces))[3])
@@ -112,13 +113,19 @@ def decorate(sentence: str, label: str, rng: random.Random) -> str:
 
 
 def classification_rows(pools: Pools, num_per_label: int, rng: random.Random) -> list[dict]:
+    """Up to `num_per_label` distinct sentences per label (few templates lack slots, so they repeat)."""
     rows = []
     for label in tqdm(LABELS, desc="classification", leave=False):
-        for _ in range(num_per_label):
+        seen: set[str] = set()
+        for _ in range(num_per_label * 5):
             template, issue = rng.choice(pools.templates[label])
             item = pick_item(rng, pools)
             sentence = decorate(fill(template, rng, item, issue), label, rng)
-            rows.append(dict(sentence=sentence, label=label, template=template, item=item))
+            if normalise(sentence) not in seen:
+                seen.add(normalise(sentence))
+                rows.append(dict(sentence=sentence, label=label, template=template, item=item))
+            if len(seen) == num_per_label:
+                break
     return rows
 
 
@@ -133,7 +140,8 @@ def context_for(workplace, item: str, rng: random.Random) -> str:
 def rewrite_pair(pools: Pools, rng: random.Random) -> dict:
     """One to three critical clauses about one item, and a constructive answer about the same item."""
     workplace = rng.choice(pools.workplaces)
-    item = pick_item(rng, pools, workplace)
+    # Invented items are half the pairs: the model can only get them right by copying.
+    item = pick_item(rng, pools, workplace, invented_share=0.45)
     labels = rng.sample(CRITICAL_LABELS, rng.choice([1, 1, 2, 2, 3]))
     with_item = ([t for t in pools.templates[labels[0]] if "{item}" in t[0]]
                  or [t for label in CRITICAL_LABELS for t in pools.templates[label] if "{item}" in t[0]])

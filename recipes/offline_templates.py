@@ -29,6 +29,7 @@ FIXES = {
 ISSUES = tuple(FIXES)
 
 POSITIVE = [
+    "You nailed {item}.", "{item} is exactly the standard we want, well done.", "Honestly impressed by how you turned {item} around.", "The team keeps pointing to {item} as the example to follow.", "{name} and I both thought {item} was superb.", "Cheers for sorting {item} so quickly.", "You handled {item} with real care and it showed.", "What a great result on {item}!",
     "Thanks so much, {item} was exactly what we needed.", "Really nice touch with {item}.", "Whoever says you can't do it should look at {item}.", "That was a great save on {item} {time}.", "I couldn't have asked for more from {item}.", "Lovely work, {name}.",
     "Great job on {item}!", "{item} was excellent; {strength}.", "Thank you for {item}, the team loved it.",
     "I was really impressed with {item}.", "You did a fantastic job with {item} {time}.",
@@ -43,6 +44,7 @@ POSITIVE = [
     "{name} told me {item} was a pleasure to work with.", "Top marks for {item}.",
 ]
 HELPFUL = [
+    "Next round, {fix}, and it will be even stronger.", "Have you considered asking {name} to help you {fix}?", "Maybe block some time to {fix}.", "One thing that usually works is to {fix}.",
     "When you get a chance, {fix}.", "Do you think you could {fix}?", "A quick tip for {item}: {fix}.", "It could be worth trying to {fix}.", "Please {fix} when you have a moment.", "We could {fix} so it lands better.",
     "Could you {fix} next time?", "It might help to {fix}.", "One idea: {fix}.", "Next time, try to {fix}.",
     "I'd suggest you {fix}.", "Would it be possible to {fix} {deadline}?", "Perhaps you could {fix}.",
@@ -54,6 +56,7 @@ HELPFUL = [
     "For {item}, a useful next step is to {fix}.", "Try to {fix}; it tends to save time later.",
 ]
 BALANCED = [
+    "{item} reads well overall; the {aspect} is the one thing to sort out.", "Good instincts on {item}, though a few details were missed.", "{strength} in {item}, even if it arrived a little late.", "Most of {item} works; let's talk about the {aspect} before it ships.",
     "Nice job getting {item} out, though next time please {fix}.", "The {aspect} of {item} is weak, but the rest is really good.", "I liked most of {item}; the only thing missing is a clearer {aspect}.", "Strong effort on {item}, but we need to fix the errors before Friday.", "You clearly worked hard on {item}, so let's polish the {aspect} together.",
     "{item} is a good start, but the {aspect} needs work; could you {fix}?",
     "I like {item}, though the {aspect} could be stronger.",
@@ -75,6 +78,7 @@ BALANCED = [
     "{strength}, which is great; the weak spot in {item} is the {aspect}.",
 ]
 VAGUE = [
+    ("{item} is not quite it.", "quality"), ("I was hoping for something different with {item}.", "quality"), ("Not sure {item} is working.", "quality"),
     ("Meh.", "quality"), ("I just don't like it.", "quality"), ("Can you do better than {item}?", "quality"), ("Not sure what happened with {item}.", "unclear"), ("The whole thing needs rethinking.", "quality"), ("It is what it is, I guess.", "quality"),
     ("{item} isn't really what I was looking for.", "quality"), ("Something about {item} feels off.", "quality"),
     ("{item} needs more work.", "quality"), ("I'm not sure {item} is up to standard.", "quality"),
@@ -88,6 +92,7 @@ VAGUE = [
     ("I have some concerns about {item}.", "quality"), ("{item} misses the mark somehow.", "unclear"),
 ]
 HARSH = [
+    ("{item} is terrible, start again.", "quality"), ("Honestly, {item} is below anything I'd accept.", "quality"), ("{item} is full of holes.", "errors"), ("You wasted a week on {item} and it shows.", "effort"),
     ("Why is {item} so bad?", "quality"), ("Redo {item}, it's garbage.", "quality"), ("I can't believe you called {item} finished.", "quality"), ("This is the sloppiest work I've seen all year.", "errors"), ("{item} is a joke.", "quality"), ("What a waste of everyone's time {item} was.", "unclear"),
     ("{item} is a complete disaster.", "quality"), ("{item} is sloppy and full of mistakes.", "errors"),
     ("That was the worst {aspect} I have seen in {item}.", "quality"), ("{item} was painful to sit through.", "unclear"),
@@ -102,6 +107,7 @@ HARSH = [
     ("It doesn't seem you've put any effort into {item} at all.", "effort"),
 ]
 SARCASTIC = [
+    ("Oh, another brilliant idea for {item}. Can't wait.", "quality"), ("Well done, you managed to make {item} even longer.", "unclear"), ("Sure, because {item} obviously doesn't need checking.", "errors"), ("I guess deadlines are more of a suggestion for {item}.", "late"), ("Ah yes, {item}, the gift that keeps on giving.", "errors"), ("So glad we spent three weeks on {item} for this.", "quality"),
     ("Another meeting about {item} that could have been an email, lovely.", "unclear"), ("Oh sure, I'll just explain {item} to the client myself then.", "unclear"), ("Love how {item} has a new surprise every single day.", "errors"), ("Great, so we're doing {item} from memory now?", "errors"), ("Nice of {item} to show up eventually.", "late"),
     ("Oh great, {item} is late again. What a surprise.", "late"), ("Wow, {item} on time for once. Mark the calendar.", "late"),
     ("Nice of you to finally send {item}.", "late"), ("Sure, let's ship {item} with all those mistakes, what could go wrong.", "errors"),
@@ -116,6 +122,7 @@ SARCASTIC = [
     ("Don't worry, I'm sure the client loves guessing what {item} means.", "unclear"),
 ]
 BLAME = [
+    ("Because you forgot {item}, the client is furious.", "late"), ("{item} went wrong because you cut corners.", "quality"), ("This whole mess with {item} started with your decision.", "conduct"), ("You caused the delay on {item}, not the team.", "late"), ("The numbers were wrong because you never checked {item}.", "errors"),
     ("The client walked because of you.", "conduct"), ("All of this went wrong because you didn't listen.", "conduct"), ("We're late because you sat on {item} for a week.", "late"), ("{item} broke on your watch, so it's your problem.", "errors"), ("It was your job to check {item}.", "errors"),
     ("We lost the client because of {item}, and that's on you.", "errors"), ("{item} failed because you didn't check it.", "errors"),
     ("You're the reason {item} is late.", "late"), ("If you had done {item} properly, we wouldn't be in this mess.", "quality"),
@@ -128,6 +135,7 @@ BLAME = [
     ("Because of you, {item} has to be redone.", "quality"), ("You promised {item} {time} and you didn't deliver.", "late"),
 ]
 PERSONAL = [
+    ("You're clueless.", "quality"), ("Honestly, you're the laziest person on the team.", "effort"), ("You have no idea what you're doing.", "quality"), ("Nobody wants you on {item} because you're so difficult.", "conduct"),
     ("You're a liability.", "quality"), ("You are honestly the worst hire we've made.", "quality"), ("Are you even trying, or are you just stupid?", "effort"), ("Nobody trusts you with anything, least of all {item}.", "quality"), ("You're so full of yourself.", "conduct"),
     ("You're just lazy.", "effort"), ("You are not smart enough for this job.", "quality"), ("Nobody can stand working with you.", "conduct"),
     ("You are the most disorganised person on this team.", "late"), ("You clearly don't care about anyone but yourself.", "conduct"),
@@ -140,6 +148,7 @@ PERSONAL = [
     ("You have the attention span of a goldfish.", "errors"),
 ]
 THREAT = [
+    ("Mess up {item} again and you're fired.", "errors"), ("If {item} isn't on my desk {deadline}, start looking for another job.", "late"), ("Keep missing deadlines on {item} and HR will hear about it.", "late"), ("Last warning: {item} improves or you go.", "quality"), ("Do you want to keep your job? Then fix {item} {deadline}.", "quality"), ("One more complaint and your contract is over.", "conduct"), ("I will escalate this to the board if {item} slips again.", "late"),
     ("Do it again and you're gone.", "conduct"), ("This is your last chance with {item}.", "quality"), ("You'll regret it if {item} isn't done {deadline}.", "late"), ("Expect a formal warning if {item} slips one more time.", "late"), ("If this keeps happening, I'll make sure you're let go.", "effort"),
     ("If {item} is late again, you're out.", "late"), ("One more mistake in {item} and I'll take this to HR.", "errors"),
     ("Fix {item} {deadline} or I'll find someone who can.", "quality"), ("Keep this up and you won't have a job next quarter.", "effort"),
