@@ -86,6 +86,16 @@ async def wait_ready(http, url: str, process: subprocess.Popen) -> None:
     raise RuntimeError(f"server did not become ready: {process.communicate(timeout=5)}")
 
 
+async def ready_status_after_signal(http, url: str) -> int:
+    """/ready's status once the server has handled the signal (it does so on its next tick)."""
+    for _ in range(100):
+        async with http.get(url + "/ready") as ready:
+            if ready.status != 200:
+                return ready.status
+        await asyncio.sleep(0.05)
+    return 200
+
+
 async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_classifier_dir):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -103,11 +113,7 @@ async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_class
                 decoder, pending = SSEDecoder(), []
                 await next_event(stream, decoder, pending)
                 process.send_signal(signal.SIGTERM)
-                async with http.get(url + "/ready") as ready:
-                    while ready.status == 200:  # the signal is handled on the next tick
-                        await asyncio.sleep(0.05)
-                        ready = await http.get(url + "/ready")
-                    assert ready.status == 503
+                assert await ready_status_after_signal(http, url) == 503
                 async with http.post(url + "/generate", json={"text": "late"}) as late:
                     assert late.status == 503
                     assert (await late.json())["error"]["type"] == "service_unavailable"
