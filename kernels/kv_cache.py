@@ -28,19 +28,29 @@ class KVCache:
     def __init__(self, num_layers: int, num_rows: int, num_heads: int, d_kv: int, max_len: int,
                  max_input_len: int, bias_table: torch.Tensor, device, dtype):
         self.num_rows, self.max_len, self.max_input_len = num_rows, max_len, max_input_len
-        # Zero-filled once: rows past a sequence's length are masked, and zeros keep them finite.
+        # Reserved, not touched: the OS commits a row's memory when the row is first used, and
+        # `claim` zeroes it then (masked positions must hold finite values: 0 * NaN is NaN).
         self_shape = (num_layers, num_rows, num_heads, max_len, d_kv)
         cross_shape = (num_layers, num_rows, num_heads, max_input_len, d_kv)
-        self.self_k = torch.zeros(self_shape, device=device, dtype=dtype)
-        self.self_v = torch.zeros(self_shape, device=device, dtype=dtype)
-        self.cross_k = torch.zeros(cross_shape, device=device, dtype=dtype)
-        self.cross_v = torch.zeros(cross_shape, device=device, dtype=dtype)
+        self.self_k = torch.empty(self_shape, device=device, dtype=dtype)
+        self.self_v = torch.empty(self_shape, device=device, dtype=dtype)
+        self.cross_k = torch.empty(cross_shape, device=device, dtype=dtype)
+        self.cross_v = torch.empty(cross_shape, device=device, dtype=dtype)
+        self.num_clean_rows = 0  # rows [0, num_clean_rows) hold finite values
         self.bias_table = bias_table.to(device=device, dtype=dtype)  # [max_len, num_heads, max_len]
 
     @property
     def nbytes(self) -> int:
         buffers = (self.self_k, self.self_v, self.cross_k, self.cross_v)
         return sum(b.numel() * b.element_size() for b in buffers)
+
+    def claim(self, row: int) -> None:
+        """Make a row ready for a new sequence. Rows are claimed in order 0, 1, 2, ... (the runner
+        keeps them packed), so only a row never used before needs zeroing."""
+        while self.num_clean_rows <= row:
+            for buffer in (self.self_k, self.self_v, self.cross_k, self.cross_v):
+                buffer[:, self.num_clean_rows].zero_()
+            self.num_clean_rows += 1
 
     def write_cross(self, layer: int, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store prefilled cross-attention K/V ([batch, num_heads, seq, d_kv]) in `rows`."""

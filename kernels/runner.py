@@ -89,6 +89,7 @@ class ModelRunner:
             generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
             self.slots[p.slot] = SlotState(p.request_id, p.sampling, length, [model.decoder_start_token_id],
                                            generator, row=len(self.row_slots))
+            self.cache.claim(len(self.row_slots))
             self.row_slots.append(p.slot)
         rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
         for i, layer in enumerate(model.weights.decoder):

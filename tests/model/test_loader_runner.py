@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 from transformers import GPT2Config
 
 from kernels.loader import ModelLoadError, load_classifier, load_generator
@@ -111,3 +112,28 @@ def test_leaving_sequence_does_not_disturb_the_others(tiny_t5_dir):
     after_leave = run(3)
     assert after_leave[0] == alone[0] and after_leave[2] == alone[2]
     assert len(after_leave[4]) == 4
+
+
+def test_fresh_cache_rows_never_leak_garbage(tiny_t5_dir):
+    """Cache memory is reserved uninitialised; a row is zeroed when first used. Poison the whole
+    cache with NaN first: decoding must still give the tokens of a clean run."""
+    generator = load_generator(tiny_t5_dir)
+    prompts = [generator.tokenizer(text)["input_ids"] for text in ("Your report", "The onboarding guide is long")]
+    params = SamplingParams(max_new_tokens=6, min_new_tokens=6)
+
+    def run(fill: float) -> list[int]:
+        runner = ModelRunner(generator, max_num_seqs=4, max_len=8, max_input_len=16)
+        with torch.inference_mode():
+            for buffer in (runner.cache.self_k, runner.cache.self_v, runner.cache.cross_k, runner.cache.cross_v):
+                buffer.fill_(fill)
+        # b joins later with a longer input: each one's window now covers positions it never wrote.
+        first = runner.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompts[0], params)]))
+        tokens = [first.next_token_ids[0]]
+        tokens.append(runner.execute(SchedulerOutput(decode_slots=[0])).next_token_ids[0])
+        runner.execute(SchedulerOutput(prefill=[PrefillInput("b", 1, prompts[1], params)], decode_slots=[0]))
+        for _ in range(3):
+            out = runner.execute(SchedulerOutput(decode_slots=[0, 1]))
+            tokens += [out.next_token_ids[0], out.next_token_ids[1]]
+        return tokens
+
+    assert run(float("nan")) == run(0.0)
