@@ -149,3 +149,17 @@ async def test_a_client_leaving_generate_frees_its_slots(server_factory, http):
     assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", 0) == 0
     assert await metric(http, url, "takeoff_requests_total",
                         'endpoint="/generate",status="499"') == 1
+
+
+async def test_a_request_waiting_past_the_queue_timeout_is_503(server_factory, http):
+    url = server_factory(max_num_seqs=1, queue_timeout=0.3, max_new_tokens=5000)
+    hold = {"text": "holds the slot", "max_new_tokens": 5000, "min_new_tokens": 5000}
+    async with http.post(url + "/generate_stream", json=hold) as busy:  # closed when done
+        await next_event(busy, SSEDecoder(), [])
+        async with http.post(url + "/generate", json={"text": "waits"}) as late:
+            assert_api_error(late.status, await late.json(), 503)
+            assert "queue" in (await late.json())["error"]["message"]
+        async with http.post(url + "/generate_stream", json={"text": "waits too"}) as stream:
+            events = await read_events(stream)
+        assert [e.event for e in events] == ["error"]
+        assert json.loads(events[0].data)["error"]["type"] == "timeout_error"
