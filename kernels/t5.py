@@ -146,7 +146,7 @@ def decoder_bias_table(w: T5Weights, max_len: int) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if x.dtype == torch.float32:  # one fused op instead of seven
+    if x.dtype == weight.dtype == torch.float32:  # one fused op instead of seven
         return F.rms_norm(x, weight.shape, weight, eps)
     variance = x.float().pow(2).mean(-1, keepdim=True)  # half precision: accumulate in fp32
     return weight * (x * torch.rsqrt(variance + eps)).to(weight.dtype)
@@ -159,7 +159,9 @@ def feed_forward(w: T5Weights, layer: T5Layer, x: torch.Tensor) -> torch.Tensor:
         h = w.activation(gate) * linear
     else:
         h = w.activation(h)
-    return x + _clamp(F.linear(h, layer.ff_out))
+    # Hugging Face keeps `wo` in fp32 for half-precision T5 (it overflows otherwise); the residual
+    # stream then continues in fp32, as it does there.
+    return x + _clamp(F.linear(h.to(layer.ff_out.dtype), layer.ff_out))
 
 
 def _clamp(x: torch.Tensor) -> torch.Tensor:

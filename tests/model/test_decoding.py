@@ -116,9 +116,13 @@ def test_no_repeat_ngram_and_min_new_tokens_hold(tiny_t5_dir):
         assert len(bigrams) == len(set(bigrams))
 
 
-def test_bfloat16_decodes(tiny_t5_dir):
-    generator = load_generator(tiny_t5_dir, dtype="bfloat16")
-    assert generator.weights.embed.dtype == torch.bfloat16
-    outputs, _ = run_batch(generator, prompts(generator.tokenizer))
-    assert all(0 < len(o) <= n for o, n in zip(outputs, MAX_NEW))
-    assert all(0 <= t < generator.config.vocab_size for o in outputs for t in o)
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_decodes_like_hugging_face(tiny_t5_dir, dtype):
+    generator = load_generator(tiny_t5_dir, dtype=dtype)
+    assert generator.weights.embed.dtype == getattr(torch, dtype)
+    inputs = prompts(generator.tokenizer)
+    outputs, _ = run_batch(generator, inputs)
+    model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir, dtype=getattr(torch, dtype)).eval()
+    expected = [hf_greedy(model, ids, n) for ids, n in zip(inputs, MAX_NEW)]
+    # Half precision rounds differently per batch shape; most sequences still agree exactly.
+    assert sum(o == e for o, e in zip(outputs, expected)) >= 6
