@@ -21,23 +21,14 @@ def profile_decode_step(model_dir, device: str, batch_size: int, position: int, 
                         repeats: int = 10) -> dict:
     generator = load_generator(model_dir, device=device)
     w = generator.weights
-    runner = ModelRunner(generator, max_num_seqs=batch_size, max_len=position + repeats + 8,
-                         max_input_len=input_len)
-    rng = random.Random(0)
-    params = SamplingParams(max_new_tokens=position + repeats + 8, min_new_tokens=position + repeats + 8)
-    prefill = [PrefillInput(str(i), i, [rng.randrange(3, 1000) for _ in range(input_len - 1)] + [1], params)
-               for i in range(batch_size)]
-    runner.execute(SchedulerOutput(prefill=prefill))
-    slots = list(range(batch_size))
-    for _ in range(position - 1):
-        runner.execute(SchedulerOutput(decode_slots=slots))
-
+    runner, slots = _running_batch(generator, batch_size, position, input_len, repeats)
     step = _time(lambda: runner.execute(SchedulerOutput(decode_slots=slots)), repeats)
     states = [runner.slots[s] for s in slots]
     tokens = torch.tensor([s.token_ids[-1] for s in states], device=generator.device)
 
     def model_only():
-        batch = runner.cache.step_batch(slots, [s.position for s in states], [s.input_len for s in states])
+        batch = runner.cache.step_batch([s.row for s in states], [s.position for s in states],
+                                        [s.input_len for s in states])
         t5.decode_step(w, runner.cache, batch, tokens)
 
     with torch.inference_mode():
@@ -56,20 +47,37 @@ def profile_decode_step(model_dir, device: str, batch_size: int, position: int, 
         kv = lambda length: torch.randn(batch_size, w.num_heads, length, w.d_kv, dtype=generator.dtype,
                                         device=generator.device)
         q, self_kv, cross_kv = kv(1), kv(position + 1), kv(input_len)
+        self_bias, cross_bias = torch.zeros_like(q[:, :, :, :1]).expand(-1, -1, -1, position + 1), 0.0
 
         def attention():
             for _ in layers:
-                F.scaled_dot_product_attention(q, self_kv, self_kv, scale=1.0)
-                F.scaled_dot_product_attention(q, cross_kv, cross_kv, scale=1.0)
+                t5.attend(q, self_kv, self_kv, self_bias)
+                t5.attend(q, cross_kv, cross_kv, cross_bias)
 
         mm = _time(matmuls, repeats)
         lm_head = _time(lambda: F.linear(x, w.lm_head), repeats)
         attn = _time(attention, repeats)
     parts = {"runner outside the model": step - model, "matmuls (q/k/v, o, ff)": mm, "lm_head": lm_head,
-             "attention (sdpa)": attn, "rest (norms, cache, dispatch)": model - mm - lm_head - attn}
+             "attention": attn, "rest (norms, cache, dispatch)": model - mm - lm_head - attn}
     return {"batch_size": batch_size, "position": position, "input_len": input_len,
             "clock": "wall" if torch.cuda.is_available() else "process CPU time",
             "step_ms": round(step * 1e3, 2), "ms_by_part": {k: round(v * 1e3, 2) for k, v in parts.items()}}
+
+
+def _running_batch(generator, batch_size: int, position: int, input_len: int, repeats: int):
+    """A runner whose slots 0..batch_size-1 are all at decoder position `position`."""
+    runner = ModelRunner(generator, max_num_seqs=batch_size, max_len=position + repeats + 8,
+                         max_input_len=input_len)
+    rng = random.Random(0)
+    params = SamplingParams(max_new_tokens=position + repeats + 8, min_new_tokens=position + repeats + 8)
+    prefill = [PrefillInput(str(i), i, [rng.randrange(3, 1000) for _ in range(input_len - 1)] + [1], params)
+               for i in range(batch_size)]
+    with torch.inference_mode():
+        runner.execute(SchedulerOutput(prefill=prefill))
+        slots = list(range(batch_size))
+        for _ in range(position - 1):
+            runner.execute(SchedulerOutput(decode_slots=slots))
+    return runner, slots
 
 
 def _time(fn, repeats: int) -> float:
