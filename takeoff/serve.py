@@ -24,8 +24,7 @@ def add_serve_command(subparsers) -> None:
         "serve", help="serve a generator and/or a classifier over HTTP",
         description="Serve a Flan-T5 generator and/or a sequence classifier with continuous "
                     "batching (Takeoff API, OpenAI-compatible /v1, the feedback app). Every flag "
-                    "can also be set with the TAKEOFF_* environment variable named after it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "can also be set with the TAKEOFF_* environment variable named after it.")
     add_config_arguments(parser)
     parser.set_defaults(func=run_serve)
 

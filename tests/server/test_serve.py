@@ -31,6 +31,7 @@ def test_help_documents_every_flag_and_its_variable():
     for field in fields(ServerConfig):
         assert "--" + field.name.replace("_", "-") in result.stdout
         assert env_name(field.name) in result.stdout
+    assert "(default: None)" not in result.stdout
 
 
 def test_flags_win_over_environment_which_wins_over_defaults():
@@ -101,14 +102,14 @@ async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_class
     url = f"http://127.0.0.1:{port}"
     env = {"TAKEOFF_MODEL": str(tiny_t5_dir), "TAKEOFF_CLASSIFIER": str(tiny_classifier_dir),
            "TAKEOFF_PORT": str(port), "TAKEOFF_HOST": "127.0.0.1", "TAKEOFF_MAX_NUM_SEQS": "2",
-           "TAKEOFF_MAX_NEW_TOKENS": "600", "TAKEOFF_LOG_LEVEL": "warning"}
+           "TAKEOFF_MAX_NEW_TOKENS": "1200", "TAKEOFF_LOG_LEVEL": "warning"}
     process = subprocess.Popen([sys.executable, "-m", "takeoff.cli", "serve"],
                                env={**os.environ, **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
         async with aiohttp.ClientSession() as http:
             await wait_ready(http, url, process)
-            body = {"text": "a long one", "max_new_tokens": 600, "min_new_tokens": 600}
+            body = {"text": "a long one", "max_new_tokens": 1200, "min_new_tokens": 1200}
             async with http.post(url + "/generate_stream", json=body) as stream:
                 decoder, pending = SSEDecoder(), []
                 await next_event(stream, decoder, pending)
@@ -119,7 +120,7 @@ async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_class
                     assert (await late.json())["error"]["type"] == "service_unavailable"
                 rest = pending + decoder.feed(await stream.content.read()) + decoder.close()
             assert rest[-1].event == "metadata"
-            assert json.loads(rest[-1].data)["generated_tokens"] == 600
+            assert json.loads(rest[-1].data)["generated_tokens"] == 1200
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
