@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5ForConditionalGeneration
 
 from recipes.datasets import normalise, read_csv
-from recipes.metrics import classification_report, plot_confusion
+from recipes.metrics import classification_report, confusion, plot_confusion
 from recipes.train_classifier import predict
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
 
@@ -75,7 +75,7 @@ def classifier_figures(model, tokenizer, out_dir: Path, data_dir: Path) -> dict:
         truth = [r["label"] for r in rows]
         probabilities = predict(model, tokenizer, [r["sentence"] for r in rows])
         predicted = [LABELS[max(range(len(LABELS)), key=p.__getitem__)] for p in probabilities]
-        figures[name] = classification_report(truth, predicted)
+        figures[name] = dict(classification_report(truth, predicted), confusion=confusion(truth, predicted))
         plot_confusion(truth, predicted, out_dir / f"confusion_{name}.png", f"{name} ({len(rows)} sentences)")
     return figures
 
