@@ -28,13 +28,14 @@ def hf_greedy(model, prompt_ids: list[int], max_new_tokens: int, **options) -> l
     return out[0, 1:].tolist()
 
 
-def full_forward_greedy(model, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+def full_forward_greedy(model, prompt_ids: list[int], max_new_tokens: int, device: str = "cpu") -> list[int]:
     """Greedy decoding that recomputes the whole decoder each token: no cache anywhere."""
     config = model.config
     decoder_ids = [config.decoder_start_token_id]
+    input_ids = torch.tensor([prompt_ids], device=device)
     with torch.inference_mode():
         for _ in range(max_new_tokens):
-            logits = model(input_ids=torch.tensor([prompt_ids]), decoder_input_ids=torch.tensor([decoder_ids]),
+            logits = model(input_ids=input_ids, decoder_input_ids=torch.tensor([decoder_ids], device=device),
                            use_cache=False).logits
             decoder_ids.append(int(logits[0, -1].argmax()))
             if decoder_ids[-1] == config.eos_token_id:
