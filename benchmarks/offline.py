@@ -9,7 +9,6 @@ PNG bar chart next to it when matplotlib is installed), and profiles one decode 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -20,6 +19,7 @@ import torch
 from benchmarks.offline_systems import (BenchRequest, SystemResult, make_requests, run_ct2, run_engine,
                                         run_hf, save_random_t5)
 from benchmarks.profile_step import profile_decode_step
+from benchmarks.report import save_report
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -36,11 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = summarize(args, requests, results, profile)
     print_table(report)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2))
-        plot(report, path.with_suffix(".png"))
-        print(f"wrote {path}")
+        save_report(report, args.json, plot)
     return report
 
 

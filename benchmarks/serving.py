@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.offline_systems import FLAN_T5_SMALL, make_requests, run_engine, save_random_t5
+from benchmarks.report import save_report
 
 SENTENCE = "The onboarding guide is confusing. Maybe split it into shorter steps next time."
 ELECTRA_SMALL = dict(embedding_size=128, hidden_size=256, num_hidden_layers=12,
@@ -63,11 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
               "classify": classify}
     print_table(report)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2))
-        plot(report, path.with_suffix(".png"))
-        print(f"wrote {path}")
+        save_report(report, args.json, plot)
     return report
 
 
