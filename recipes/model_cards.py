@@ -99,8 +99,8 @@ Turns critical workplace feedback into a constructive version about the same pie
 {config.get('num_layers', '?')}+{config.get('num_decoder_layers', '?')} layers, vocabulary {config.get('vocab_size', '?')})
 trained from scratch with its own SentencePiece unigram tokenizer, learned from the training pairs plus
 common English words (`wordfreq`), on {summary.get('num_train_rows', '?')} template pairs of
-`recipes/generate_offline.py`, batch 16, in two passes (see `recipes/build_demo_models.py`): 0.75 epoch at
-lr 2e-3, then 0.5 epoch at lr 5e-4 ({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}).
+`recipes/generate_offline.py`, batch 16, in three passes (see `recipes/build_demo_models.py`): 0.75 epoch at
+lr 2e-3, 0.5 epoch at lr 5e-4, then 1.5 epochs at lr 5e-4, each decayed to zero ({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}).
 Every pair's constructive side names the same work item as its negative side, and about half of the
 items are invented from random English words, so the model has to copy the subject rather than recall it.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words

@@ -126,9 +126,12 @@ def main(argv: list[str] | None = None) -> None:
 def save(model, tokenizer, out: Path, summary: dict) -> None:
     """fp16 weights in Hugging Face layout; the model in memory stays fp32 for further training."""
     half = {name: tensor.half() for name, tensor in model.state_dict().items()}
-    model.config.dtype = torch.float16   # what the file holds; the model in memory stays fp32
     model.save_pretrained(out, state_dict=half, safe_serialization=True)
-    model.config.dtype = torch.float32
+    # save_pretrained records the in-memory (fp32) dtype; the file holds fp16.
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config["dtype"] = "float16"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(out)
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
