@@ -78,8 +78,7 @@ def _log_readiness(engine: Engine) -> None:
     for info in engine.groups().values():
         logger.info("consumer group %r: %s %s on %s (%s)", info.name, info.task, info.model_path,
                     info.device, info.dtype)
-    logger.info("KV cache: %.1f MiB for %d slots", engine.runner.kv_cache_bytes / 2**20,
-                engine.config.max_num_seqs)
+    # The KV cache's size is logged once, by kernels.runner.ModelRunner when it reserves it.
 
 
 def _endpoint_names(all_routes: list[BaseRoute]) -> tuple[set[str], tuple[str, ...]]:
