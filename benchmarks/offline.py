@@ -19,7 +19,7 @@ import torch
 from benchmarks.offline_systems import (BenchRequest, SystemResult, make_requests, run_ct2, run_engine,
                                         run_hf, save_random_t5)
 from benchmarks.profile_step import profile_decode_step
-from benchmarks.report import save_report
+from benchmarks.report import pyplot, save_report
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -142,11 +142,8 @@ def print_table(report: dict) -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     systems = report["systems"]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(systems) + 1.2))

@@ -6,6 +6,18 @@ from pathlib import Path
 from typing import Callable
 
 
+def pyplot():
+    """matplotlib's pyplot on a file-only backend, or None where matplotlib is not installed
+    (the figures are still printed and saved as JSON)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def save_report(report: dict, json_path: str, plot: Callable[[dict, Path], None]) -> None:
     path = Path(json_path)
     path.parent.mkdir(parents=True, exist_ok=True)

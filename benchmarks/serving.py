@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.offline_systems import FLAN_T5_SMALL, make_requests, run_engine, save_random_t5
-from benchmarks.report import save_report
+from benchmarks.report import pyplot, save_report
 
 SENTENCE = "The onboarding guide is confusing. Maybe split it into shorter steps next time."
 ELECTRA_SMALL = dict(embedding_size=128, hidden_size=256, num_hidden_layers=12,
@@ -316,11 +316,8 @@ def print_table(report: dict) -> None:
 
 
 def plot(report: dict, path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     names = list(report["throughput"])
