@@ -27,19 +27,19 @@ def build_tokenizer(texts: list[str], out_dir: Path, vocab_size: int, num_common
     from wordfreq import top_n_list
     words = top_n_list("en", num_common_words)
     corpus = texts + words + [w.capitalize() for w in words[:5000]]
+    # Built and loaded in a scratch folder: loading from `out_dir` would pick up an older model's
+    # tokenizer.json there. save_pretrained writes the new one into `out_dir` later.
     with tempfile.TemporaryDirectory() as tmp:
-        prefix = f"{tmp}/spiece"
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(corpus), model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
+            sentence_iterator=iter(corpus), model_prefix=f"{tmp}/spiece", vocab_size=vocab_size, model_type="unigram",
             pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, character_coverage=0.9995,
             input_sentence_size=len(corpus), shuffle_input_sentence=True, minloglevel=2,
             normalization_rule_name="nmt_nfkc")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        Path(prefix + ".model").replace(out_dir / "spiece.model")
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "eos_token": "</s>", "pad_token": "<pad>",
-         "unk_token": "<unk>", "model_max_length": 512}))
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+        (Path(tmp) / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "eos_token": "</s>", "pad_token": "<pad>",
+             "unk_token": "<unk>", "model_max_length": 512}))
+        tokenizer = AutoTokenizer.from_pretrained(tmp)
+        tokenizer.save_pretrained(out_dir)
     # transformers silently builds a few-token vocabulary when it mis-reads the model file.
     assert len(tokenizer) == vocab_size, f"tokenizer has {len(tokenizer)} tokens, expected {vocab_size}"
     assert tokenizer.pad_token_id == 0 and tokenizer.eos_token_id == 1

@@ -23,6 +23,15 @@ def test_tokenizer_is_a_t5_tokenizer_of_the_asked_size(tmp_path):
     assert ids == tokenizer("The vegan menu is a disaster.")["input_ids"]
 
 
+def test_tokenizer_ignores_an_older_tokenizer_in_the_output_folder(tmp_path):
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=650, num_common_words=500)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tokenizer) == len(reloaded) == 650
+    assert reloaded("The dessert menu.")["input_ids"] == tokenizer("The dessert menu.")["input_ids"]
+
+
 def test_minilm_weights_land_unchanged_in_electra():
     source = train_classifier.minilm_dir()
     electra = train_classifier.electra_from_minilm(source).eval()
@@ -46,3 +55,16 @@ def test_the_loop_fits_a_few_pairs(tmp_path):
                    num_epochs=40, batch_size=4, lr=3e-3, seed=0, bf16=False)
     after = train_rewriter.validation_loss(model, inputs, targets)
     assert len(losses) == 80 and after < before / 2
+
+
+def test_token_dropout_keeps_the_special_tokens_and_never_empties_a_sentence():
+    import random
+    row = [101, 7, 8, 9, 10, 11, 102]
+    rng = random.Random(0)
+    dropped = [train_classifier.drop_tokens(row, 0.5, rng) for _ in range(200)]
+    assert all(d[0] == 101 and d[-1] == 102 and len(d) >= 3 for d in dropped)
+    assert all(set(d[1:-1]) <= set(row[1:-1]) for d in dropped)
+    lengths = [len(d) - 2 for d in dropped]
+    assert 1.5 < sum(lengths) / len(lengths) < 3.5   # about half of the five inner tokens survive
+    assert train_classifier.drop_tokens(row, 0.0, rng) == row
+    assert train_classifier.drop_tokens(row, 1.0, rng) == [101, 7, 102]
