@@ -99,12 +99,46 @@ def fill(template: str, rng: random.Random, item: str, issue: str | None = None)
     return sentence_case(template.format_map(values))
 
 
+# Swaps that keep a sentence's label and grammar; each applies to a word with probability 1/2.
+SYNONYMS = {
+    "really": ["truly", "genuinely", "honestly"], "great": ["excellent", "superb", "terrific"],
+    "terrible": ["awful", "dreadful", "appalling"], "mistakes": ["errors", "slip-ups"],
+    "errors": ["mistakes", "inaccuracies"], "team": ["group", "whole team"], "client": ["customer"],
+    "help": ["support"], "improve": ["work on", "strengthen"], "quickly": ["fast", "promptly"],
+    "next time": ["in future", "going forward"], "bad": ["poor", "weak"], "fix": ["sort out", "correct"],
+    "thanks": ["thank you", "many thanks"], "brilliant": ["excellent", "fantastic"], "mess": ["shambles", "muddle"],
+    "late": ["overdue", "behind schedule"], "job": ["position", "role"], "fired": ["sacked", "let go"],
+    "clearly": ["obviously", "plainly"], "work": ["effort"], "a bit": ["slightly", "somewhat"],
+}
+SYNONYM_PATTERN = re.compile(r"\b(" + "|".join(sorted(map(re.escape, SYNONYMS), key=len, reverse=True)) + r")\b",
+                             re.IGNORECASE)
+
+
+def paraphrase(sentence: str, rng: random.Random) -> str:
+    """Swap some words for synonyms, keeping a capital where there was one."""
+    def swap(match: re.Match) -> str:
+        word = match.group(0)
+        if rng.random() < 0.5:
+            return word
+        choice = rng.choice(SYNONYMS[word.lower()])
+        return choice[0].upper() + choice[1:] if word[0].isupper() else choice
+    return SYNONYM_PATTERN.sub(swap, sentence)
+
+
+def join_clauses(first: str, second: str, rng: random.Random) -> str:
+    """Two sentences of one label as one sentence: "X; y" or "X, and y" or "X - y"."""
+    first = first.rstrip(".!")
+    second = second[0].lower() + second[1:] if not second.startswith(("I ", "I'")) else second
+    return first + rng.choice(["; ", ", and ", " - "]) + second
+
+
 def decorate(sentence: str, label: str, rng: random.Random) -> str:
     """Openers, lower case and missing full stops: how people actually type."""
     if rng.random() < 0.2:
         openers = CRITICAL_OPENERS if label in CRITICAL_LABELS else CONSTRUCTIVE_OPENERS
         opener = rng.choice(openers).format(name=rng.choice(slots.NAMES))
-        sentence = opener + sentence[0].lower() + sentence[1:]
+        first = sentence[0] if sentence.startswith(("I ", "I'")) else sentence[0].lower()
+        sentence = opener + first + sentence[1:]
     if rng.random() < 0.1:
         sentence = sentence.lower()
     if rng.random() < 0.1:
@@ -120,7 +154,11 @@ def classification_rows(pools: Pools, num_per_label: int, rng: random.Random) ->
         for _ in range(num_per_label * 5):
             template, issue = rng.choice(pools.templates[label])
             item = pick_item(rng, pools)
-            sentence = decorate(fill(template, rng, item, issue), label, rng)
+            sentence = fill(template, rng, item, issue)
+            if rng.random() < 0.12 and sentence[-1] != "?":
+                other = fill(rng.choice(pools.templates[label])[0], rng, item)
+                sentence = join_clauses(sentence, other, rng)
+            sentence = decorate(paraphrase(sentence, rng), label, rng)
             if normalise(sentence) not in seen:
                 seen.add(normalise(sentence))
                 rows.append(dict(sentence=sentence, label=label, template=template, item=item))

@@ -6,6 +6,8 @@ Slots: {item} {name} {time} {deadline} {aspect} {strength} {fix}.
 """
 from __future__ import annotations
 
+from recipes import offline_templates_more as more
+
 FIXES = {
     "late": ["share a short timeline for {item} at the start", "flag any delays on {item} as soon as you see them",
              "send a quick status on {item} midway through", "set a reminder two days before {item} is due",
@@ -169,6 +171,8 @@ LABEL_TEMPLATES = {
     "Balanced Criticism": [(t, None) for t in BALANCED], "Vague Criticism": VAGUE, "Harsh Criticism": HARSH,
     "Sarcastic Comment": SARCASTIC, "Blameful Accusation": BLAME, "Personal Attack": PERSONAL, "Threat": THREAT,
 }
+for _label, _more in more.LABEL_TEMPLATES.items():
+    LABEL_TEMPLATES[_label] = LABEL_TEMPLATES[_label] + _more
 
 # Constructive side of a pair: acknowledge + observation of the issue + suggestion, all on {item}.
 ACKNOWLEDGE = ["I can see the work you put into {item}", "Thanks for pulling {item} together",

@@ -72,3 +72,20 @@ def test_split_by_group_keeps_groups_whole():
     train, validation = split_by_group(rows, lambda r: r["g"], 0.3, seed=1)
     assert len(validation) == 9 and len(train) == 21
     assert not {r["g"] for r in train} & {r["g"] for r in validation}
+
+
+def test_paraphrase_swaps_words_but_keeps_capitals_and_the_rest():
+    import random
+    rng = random.Random(1)
+    outputs = {generate_offline.paraphrase("Great work, the client was really happy.", rng) for _ in range(40)}
+    assert "Great work, the client was really happy." in outputs and len(outputs) > 4
+    for text in outputs:
+        assert text[0].isupper() and text.endswith(" happy.")
+
+
+def test_joined_clauses_make_one_sentence():
+    import random
+    from takeoff.sentences import split_sentences
+    joined = generate_offline.join_clauses("The deck is late.", "It is full of errors.", random.Random(2))
+    assert joined.startswith("The deck is late") and joined.endswith("it is full of errors.")
+    assert len(split_sentences(joined)) == 1
