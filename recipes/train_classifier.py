@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 from pathlib import Path
 
 import torch
@@ -66,8 +67,18 @@ def encode(tokenizer, rows: list[dict], max_len: int) -> tuple[list[list[int]], 
     return ids, [LABELS.index(r["label"]) for r in rows]
 
 
-def batch_loss(model, ids, labels, indices: list[int], pad_id: int) -> torch.Tensor:
-    input_ids = pad([ids[i] for i in indices], pad_id)   # [batch, seq]
+def drop_tokens(row: list[int], rate: float, rng: random.Random) -> list[int]:
+    """Delete each token but the first and last ([CLS], [SEP]) with probability `rate`."""
+    kept = [t for t in row[1:-1] if rng.random() >= rate] or row[1:2]
+    return [row[0], *kept, row[-1]]
+
+
+def batch_loss(model, ids, labels, indices: list[int], pad_id: int, token_dropout: float = 0.0,
+               rng: random.Random | None = None) -> torch.Tensor:
+    rows = [ids[i] for i in indices]
+    if token_dropout:
+        rows = [drop_tokens(row, token_dropout, rng) for row in rows]
+    input_ids = pad(rows, pad_id)   # [batch, seq]
     logits = model(input_ids=input_ids, attention_mask=input_ids.ne(pad_id)).logits  # [batch, num_labels]
     return F.cross_entropy(logits.float(), torch.tensor([labels[i] for i in indices]))
 
@@ -106,6 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only on CPUs with bf16 units)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--train-embeddings", action="store_true", help="also tune the word embeddings")
+    parser.add_argument("--token-dropout", type=float, default=0.0,
+                        help="delete this share of training tokens at random each step (a regulariser: "
+                             "the model can't lean on one template word)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         # Frozen word embeddings keep the pretrained meaning of words the templates never use.
         model.get_input_embeddings().weight.requires_grad_(args.train_embeddings)
         ids, labels = encode(tokenizer, train_rows, args.max_len)
-        train(model, lambda idx: batch_loss(model, ids, labels, idx, tokenizer.pad_token_id), len(ids),
+        rng = random.Random(args.seed)
+        train(model, lambda idx: batch_loss(model, ids, labels, idx, tokenizer.pad_token_id, args.token_dropout, rng),
+              len(ids),
               num_epochs=num_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, bf16=args.bf16,
               desc=f"classifier {num_epochs:g} epochs")
         result = dict(epochs=num_epochs, **evaluate(model, tokenizer, val_rows))
@@ -129,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     result, model, tokenizer = best
     model.half().save_pretrained(args.out, safe_serialization=True)
     tokenizer.save_pretrained(args.out)
-    summary = dict(chosen=result, sweep=sweep, num_train_rows=len(train_rows), seed=args.seed, lr=args.lr)
+    summary = dict(chosen=result, sweep=sweep, num_train_rows=len(train_rows), seed=args.seed, lr=args.lr,
+                   token_dropout=args.token_dropout)
     (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"kept the {result['epochs']:g}-epoch run -> {args.out}")
 
