@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5Fo
 from recipes.datasets import normalise, read_csv
 from recipes.metrics import classification_report, confusion, plot_confusion
 from recipes.train_classifier import predict
+from takeoff.feedback_api import REWRITE_SAMPLING
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
 
 HANDWRITTEN = Path(__file__).parent / "testset_handwritten.csv"
@@ -63,7 +64,9 @@ def rewrite(model, tokenizer, rows: list[dict], max_new_tokens: int = 80, batch_
     for start in range(0, len(rows), batch_size):
         prompts = [rewrite_prompt(r["context"], r["negative"]) for r in rows[start:start + batch_size]]
         enc = tokenizer(prompts, truncation=True, max_length=256, padding=True, return_tensors="pt")
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        # The settings the web app's /v1/feedback/improve decodes with: greedy, no repeated trigram.
+        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                             no_repeat_ngram_size=REWRITE_SAMPLING.no_repeat_ngram_size)
         outputs += tokenizer.batch_decode(ids, skip_special_tokens=True)
     return outputs
 
