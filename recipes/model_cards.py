@@ -28,7 +28,13 @@ def _top_confusions(figures: dict, num: int = 3) -> str:
     return "; ".join(f"{LABELS[t]} read as {LABELS[p]} ({n})" for n, t, p in cells[:num]) or "none measured"
 
 
-def classifier_card(model_dir: Path, build_command: str) -> str:
+def _build_time(build_minutes: float | None) -> str:
+    if build_minutes is None:
+        return ""
+    return f"The whole rebuild (both models, data and figures) took {build_minutes:.0f} minutes on 2 CPU cores. "
+
+
+def classifier_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
     sweep = "\n".join(f"| {r['epochs']:g} | {r['accuracy']} | {r['macro_f1']} | {r['loss']} |"
                       for r in summary.get("sweep", []))
@@ -50,7 +56,10 @@ distilled by Nils Reimers from Microsoft's MiniLM, `nreimers/MiniLM-L6-H384-unca
 They were renamed into `ElectraForSequenceClassification` (same layer shapes; only the classification
 head is new) and fine-tuned on the offline template data of `recipes/generate_offline.py`
 ({summary.get('num_train_rows', '?')} training sentences, lr {summary.get('lr', '?')}, linear decay to zero,
-seed {summary.get('seed', '?')}). Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
+seed {summary.get('seed', '?')}; word embeddings frozen; each step deletes {summary.get('token_dropout', 0):.0%} of the
+tokens at random, so no single template word decides a label). The data has about 80 templates per
+label, words swapped for synonyms, openers, lower case and two same-label clauses joined into one
+sentence. {_build_time(build_minutes)}Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
 the base model is in `LICENSE`.
 
 Epoch runs (validation split):
@@ -77,7 +86,7 @@ at a time, workplace feedback only. Use it to point at wording worth a second lo
 """
 
 
-def rewriter_card(model_dir: Path, build_command: str) -> str:
+def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
     config = _load(model_dir / "config.json")
     val, hand = metrics.get("validation", {}), metrics.get("handwritten", {})
@@ -105,12 +114,12 @@ Every pair's constructive side names the same work item as its negative side, an
 items are invented from random English words, so the model has to copy the subject rather than recall it.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words
 such as "disaster" or "lazy" do not count); an echo is a rewrite contained in its input.
-fp16 safetensors, {_size_mb(model_dir)} MB.
+{_build_time(build_minutes)}fp16 safetensors, {_size_mb(model_dir)} MB.
 
 ## Measured
 - validation loss: {summary.get('validation_loss', '?')} (held-out workplaces, templates and items)
 - validation rewrites labelled constructive by the demo classifier: {val.get('constructive_share', '?')}
-  ({val.get('num_inputs', '?')} inputs, greedy decoding); echoes of the input: {val.get('num_echoes', '?')};
+  ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated trigram, as the web app decodes); echoes of the input: {val.get('num_echoes', '?')};
   keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')}
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
@@ -128,12 +137,13 @@ Hand-written inputs:
 A few million parameters trained for minutes on templates. The output follows a handful of sentence
 shapes (acknowledge, name the issue, ask for a next step). It keeps the subject less often than the
 project's target of 0.75: it often swaps the work item for one seen in training or garbles an unfamiliar
-one, sentences with no named item get an invented one, and greedy decoding sometimes loops on a phrase. It is a demo that makes the server runnable
+one (the original work's example above shows it), and sentences with no named item get an invented
+one. It is a demo that makes the server runnable
 without downloads; fine-tune Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 """
 
 
-def write_cards(classifier_dir: Path, rewriter_dir: Path, build_command: str) -> None:
-    (classifier_dir / "README.md").write_text(classifier_card(classifier_dir, build_command))
+def write_cards(classifier_dir: Path, rewriter_dir: Path, build_command: str, build_minutes: float | None = None) -> None:
+    (classifier_dir / "README.md").write_text(classifier_card(classifier_dir, build_command, build_minutes))
     shutil.copyfile(APACHE_LICENSE, classifier_dir / "LICENSE")
-    (rewriter_dir / "README.md").write_text(rewriter_card(rewriter_dir, build_command))
+    (rewriter_dir / "README.md").write_text(rewriter_card(rewriter_dir, build_command, build_minutes))
