@@ -125,11 +125,14 @@ def paraphrase(sentence: str, rng: random.Random) -> str:
     return SYNONYM_PATTERN.sub(swap, sentence)
 
 
+def lower_first(text: str) -> str:
+    """The first letter in lower case, unless it is the pronoun I."""
+    return text if text.startswith(("I ", "I'")) else text[0].lower() + text[1:]
+
+
 def join_clauses(first: str, second: str, rng: random.Random) -> str:
     """Two sentences of one label as one sentence: "X; y" or "X, and y" or "X - y"."""
-    first = first.rstrip(".!")
-    second = second[0].lower() + second[1:] if not second.startswith(("I ", "I'")) else second
-    return first + rng.choice(["; ", ", and ", " - "]) + second
+    return first.rstrip(".!") + rng.choice(["; ", ", and ", " - "]) + lower_first(second)
 
 
 def decorate(sentence: str, label: str, rng: random.Random) -> str:
@@ -137,8 +140,7 @@ def decorate(sentence: str, label: str, rng: random.Random) -> str:
     if rng.random() < 0.2:
         openers = CRITICAL_OPENERS if label in CRITICAL_LABELS else CONSTRUCTIVE_OPENERS
         opener = rng.choice(openers).format(name=rng.choice(slots.NAMES))
-        first = sentence[0] if sentence.startswith(("I ", "I'")) else sentence[0].lower()
-        sentence = opener + first + sentence[1:]
+        sentence = opener + lower_first(sentence)
     if rng.random() < 0.1:
         sentence = sentence.lower()
     if rng.random() < 0.1:

@@ -166,13 +166,19 @@ THREAT = [
     ("I'm putting you on a performance plan unless {item} is fixed {deadline}.", "errors"),
 ]
 
-LABEL_TEMPLATES = {
-    "Positive Comment": [(t, None) for t in POSITIVE], "Helpful Suggestion": [(t, None) for t in HELPFUL],
-    "Balanced Criticism": [(t, None) for t in BALANCED], "Vague Criticism": VAGUE, "Harsh Criticism": HARSH,
-    "Sarcastic Comment": SARCASTIC, "Blameful Accusation": BLAME, "Personal Attack": PERSONAL, "Threat": THREAT,
-}
-for _label, _more in more.LABEL_TEMPLATES.items():
-    LABEL_TEMPLATES[_label] = LABEL_TEMPLATES[_label] + _more
+
+
+def by_label(lists: dict) -> dict:
+    """label -> [(template, issue)] from a module's lists; constructive templates raise no issue."""
+    constructive = {"Positive Comment": "POSITIVE", "Helpful Suggestion": "HELPFUL", "Balanced Criticism": "BALANCED"}
+    critical = {"Vague Criticism": "VAGUE", "Harsh Criticism": "HARSH", "Sarcastic Comment": "SARCASTIC",
+                "Blameful Accusation": "BLAME", "Personal Attack": "PERSONAL", "Threat": "THREAT"}
+    return ({label: [(t, None) for t in lists[name]] for label, name in constructive.items()}
+            | {label: lists[name] for label, name in critical.items()})
+
+
+LABEL_TEMPLATES = {label: first + second
+                   for (label, first), second in zip(by_label(globals()).items(), by_label(vars(more)).values())}
 
 # Constructive side of a pair: acknowledge + observation of the issue + suggestion, all on {item}.
 ACKNOWLEDGE = ["I can see the work you put into {item}", "Thanks for pulling {item} together",

@@ -2,7 +2,7 @@
 
 Questions, imperatives, long sentences with a subordinate clause, chatty fragments and idioms:
 the validation split holds out whole templates, so the more shapes the training side sees, the
-less the classifier leans on one keyword. Same slots and issue tags as `offline_templates`.
+less the classifier leans on one keyword. Same slots and issue tags as `offline_templates`, which adds these lists to its own.
 """
 from __future__ import annotations
 
@@ -271,9 +271,3 @@ THREAT = [
     ("Another mistake and your job is on the line.", "errors"), ("Ignore me on {item} again and you'll regret it.", "conduct"),
     ("I'll be speaking to HR about your future here if {item} doesn't improve.", "quality"),
 ]
-
-LABEL_TEMPLATES = {
-    "Positive Comment": [(t, None) for t in POSITIVE], "Helpful Suggestion": [(t, None) for t in HELPFUL],
-    "Balanced Criticism": [(t, None) for t in BALANCED], "Vague Criticism": VAGUE, "Harsh Criticism": HARSH,
-    "Sarcastic Comment": SARCASTIC, "Blameful Accusation": BLAME, "Personal Attack": PERSONAL, "Threat": THREAT,
-}

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import csv
+import random
 
 import pytest
 
 from recipes import generate_offline
 from recipes.datasets import CLASSIFY_COLUMNS, REWRITE_COLUMNS, dedupe, split_by_group
 from takeoff.feedback_task import LABELS, rewrite_prompt
+from takeoff.sentences import split_sentences
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,6 @@ def test_split_by_group_keeps_groups_whole():
 
 
 def test_paraphrase_swaps_words_but_keeps_capitals_and_the_rest():
-    import random
     rng = random.Random(1)
     outputs = {generate_offline.paraphrase("Great work, the client was really happy.", rng) for _ in range(40)}
     assert "Great work, the client was really happy." in outputs and len(outputs) > 4
@@ -84,8 +85,6 @@ def test_paraphrase_swaps_words_but_keeps_capitals_and_the_rest():
 
 
 def test_joined_clauses_make_one_sentence():
-    import random
-    from takeoff.sentences import split_sentences
     joined = generate_offline.join_clauses("The deck is late.", "It is full of errors.", random.Random(2))
     assert joined.startswith("The deck is late") and joined.endswith("it is full of errors.")
     assert len(split_sentences(joined)) == 1

@@ -1,6 +1,8 @@
 """The pieces of the training recipes: tokenizer building, MiniLM → ELECTRA mapping, the loop."""
 from __future__ import annotations
 
+import random
+
 import torch
 from transformers import AutoTokenizer, BertModel
 
@@ -58,7 +60,6 @@ def test_the_loop_fits_a_few_pairs(tmp_path):
 
 
 def test_token_dropout_keeps_the_special_tokens_and_never_empties_a_sentence():
-    import random
     row = [101, 7, 8, 9, 10, 11, 102]
     rng = random.Random(0)
     dropped = [train_classifier.drop_tokens(row, 0.5, rng) for _ in range(200)]
