@@ -7,6 +7,7 @@ Slots: {item} {name} {time} {deadline} {aspect} {strength} {fix}.
 from __future__ import annotations
 
 from recipes import offline_templates_more as more
+from recipes import offline_templates_third as third
 
 FIXES = {
     "late": ["share a short timeline for {item} at the start", "flag any delays on {item} as soon as you see them",
@@ -177,8 +178,8 @@ def by_label(lists: dict) -> dict:
             | {label: lists[name] for label, name in critical.items()})
 
 
-LABEL_TEMPLATES = {label: first + second
-                   for (label, first), second in zip(by_label(globals()).items(), by_label(vars(more)).values())}
+_SETS = [by_label(lists) for lists in (globals(), vars(more), vars(third))]
+LABEL_TEMPLATES = {label: [t for templates in _SETS for t in templates[label]] for label in _SETS[0]}
 
 # Constructive side of a pair: acknowledge + observation of the issue + suggestion, all on {item}.
 ACKNOWLEDGE = ["I can see the work you put into {item}", "Thanks for pulling {item} together",

@@ -8,7 +8,7 @@ import pytest
 
 from recipes import generate_offline
 from recipes.datasets import CLASSIFY_COLUMNS, REWRITE_COLUMNS, dedupe, split_by_group
-from takeoff.feedback_task import LABELS, rewrite_prompt
+from takeoff.feedback_task import CRITICAL_LABELS, LABELS, rewrite_prompt
 from takeoff.sentences import split_sentences
 
 
@@ -88,3 +88,19 @@ def test_joined_clauses_make_one_sentence():
     joined = generate_offline.join_clauses("The deck is late.", "It is full of errors.", random.Random(2))
     assert joined.startswith("The deck is late") and joined.endswith("it is full of errors.")
     assert len(split_sentences(joined)) == 1
+
+
+def test_every_template_fills_its_slots_and_appears_once():
+    from string import Formatter
+
+    from recipes import offline_templates as tpl
+    slots = {"item", "name", "time", "deadline", "aspect", "strength", "fix", "doc"}
+    seen = set()
+    for label, templates in tpl.LABEL_TEMPLATES.items():
+        assert len(templates) >= 100, label
+        for template, issue in templates:
+            assert {field for _, field, _, _ in Formatter().parse(template) if field} <= slots, template
+            assert issue in (None, *tpl.ISSUES) and (issue is None) == (label not in CRITICAL_LABELS), template
+            assert "the {item}" not in template.lower(), template
+            assert template.lower() not in seen, f"{template!r} is listed twice"
+            seen.add(template.lower())
