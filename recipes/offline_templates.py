@@ -59,17 +59,15 @@ HELPFUL = [
     "For {item}, a useful next step is to {fix}.", "Try to {fix}; it tends to save time later.",
 ]
 BALANCED = [
-    "{item} reads well overall; the {aspect} is the one thing to sort out.", "Good instincts on {item}, though a few details were missed.", "{strength} in {item}, even if it arrived a little late.", "Most of {item} works; let's talk about the {aspect} before it ships.",
+    "{item} reads well overall; the {aspect} is the one thing to sort out.", "{strength} in {item}, even if it arrived a little late.", "Most of {item} works; let's talk about the {aspect} before it ships.",
     "Nice job getting {item} out, though next time please {fix}.", "The {aspect} of {item} is weak, but the rest is really good.", "I liked most of {item}; the only thing missing is a clearer {aspect}.", "Strong effort on {item}, but we need to fix the errors before Friday.", "You clearly worked hard on {item}, so let's polish the {aspect} together.",
     "{item} is a good start, but the {aspect} needs work; could you {fix}?",
     "I like {item}, though the {aspect} could be stronger.",
     "In {item}, {strength}, but I'd {fix} before it goes out.",
     "{item} shows real effort; the {aspect} is the part to improve.",
-    "You did well on most of {item}, although a few parts need another pass.",
     "{strength} in {item}; however, the {aspect} is not there yet, so please {fix}.",
     "Overall {item} is solid, but it came in late, so next time {fix}.",
     "I appreciate the work on {item}, yet the {aspect} makes it hard to use as it is.",
-    "There is a lot to like in {item}; if you {fix}, it will be excellent.",
     "{item} is close: {strength}, and with a clearer {aspect} it would be ready.",
     "Good progress on {item}, though I noticed a few mistakes we should fix together.",
     "While {item} has a strong foundation, the {aspect} still needs attention.",
@@ -95,7 +93,7 @@ VAGUE = [
     ("I have some concerns about {item}.", "quality"), ("{item} misses the mark somehow.", "unclear"),
 ]
 HARSH = [
-    ("{item} is terrible, start again.", "quality"), ("Honestly, {item} is below anything I'd accept.", "quality"), ("{item} is full of holes.", "errors"), ("You wasted a week on {item} and it shows.", "effort"),
+    ("{item} is terrible, start again.", "quality"), ("Honestly, {item} is below anything I'd accept.", "quality"), ("{item} is full of holes.", "errors"),
     ("Why is {item} so bad?", "quality"), ("Redo {item}, it's garbage.", "quality"), ("I can't believe you called {item} finished.", "quality"), ("This is the sloppiest work I've seen all year.", "errors"), ("{item} is a joke.", "quality"), ("What a waste of everyone's time {item} was.", "unclear"),
     ("{item} is a complete disaster.", "quality"), ("{item} is sloppy and full of mistakes.", "errors"),
     ("That was the worst {aspect} I have seen in {item}.", "quality"), ("{item} was painful to sit through.", "unclear"),
@@ -105,7 +103,7 @@ HARSH = [
     ("Nobody could follow {item}; it was a confusing mess.", "unclear"), ("{item} is embarrassing for the whole team.", "quality"),
     ("Your performance on {item} has been terrible {time}.", "effort"), ("{item} is lazy work.", "effort"),
     ("I have never seen such a poor {aspect} as in {item}.", "quality"), ("The numbers in {item} are all wrong.", "errors"),
-    ("{item} was a shambles from start to finish.", "quality"), ("You completely dropped the ball on {item}.", "late"),
+    ("{item} was a shambles from start to finish.", "quality"),
     ("{item} should never have left your desk in that state.", "errors"),
     ("It doesn't seem you've put any effort into {item} at all.", "effort"),
 ]
@@ -115,10 +113,10 @@ SARCASTIC = [
     ("Oh great, {item} is late again. What a surprise.", "late"), ("Wow, {item} on time for once. Mark the calendar.", "late"),
     ("Nice of you to finally send {item}.", "late"), ("Sure, let's ship {item} with all those mistakes, what could go wrong.", "errors"),
     ("I see you've reinvented {item} from scratch. Again.", "quality"), ("Congratulations on finally reading the brief for {item}.", "unclear"),
-    ("Brilliant, another {item} nobody can understand.", "unclear"), ("Amazing how {item} always breaks right when you touch it.", "errors"),
+    ("Brilliant, another {item} nobody can understand.", "unclear"),
     ("Bold choice, doing {item} without checking anything.", "errors"), ("I'm sure {item} will fix itself if we wait long enough.", "effort"),
     ("Thanks for the surprise, I love finding out about {item} from the client.", "conduct"),
-    ("Well, that's one way to do {item}, I guess.", "quality"), ("Take your time with {item}, it's not like anyone's waiting.", "late"),
+    ("Take your time with {item}, it's not like anyone's waiting.", "late"),
     ("Lovely, {item} only took three weeks longer than planned.", "late"), ("Glad to see {item} got all of five minutes of your attention.", "effort"),
     ("Oh, so that's what you call a finished {doc}.", "quality"), ("Truly inspiring how {item} manages to say nothing at all.", "unclear"),
     ("I suppose checking the numbers in {item} was optional.", "errors"), ("What a treat, {item} arrived right after the deadline.", "late"),
@@ -146,7 +144,7 @@ PERSONAL = [
     ("You're hopeless, and {item} proves it.", "quality"), ("Honestly, you're a terrible colleague.", "conduct"),
     ("You are so careless it's unbelievable.", "errors"), ("Only someone as clueless as you could mess up {item}.", "errors"),
     ("You're rude, arrogant and impossible to manage.", "conduct"), ("You are a waste of space on this team.", "effort"),
-    ("You're too slow for this kind of work.", "late"), ("You just don't have what it takes.", "quality"),
+    ("You just don't have what it takes.", "quality"),
     ("Frankly, you're an embarrassment to the department.", "quality"), ("You never listen because you think you know everything.", "conduct"),
     ("You have the attention span of a goldfish.", "errors"),
 ]

@@ -281,7 +281,6 @@ SARCASTIC = [
     ("Really appreciate how {item} keeps us all guessing.", "unclear"),
     ("{item} is proof that proofreading is overrated, apparently.", "errors"),
     ("No rush on {item}, the client has only asked four times.", "late"),
-    ("Should we frame {item}? Future generations deserve to see it.", "quality"),
     ("So {item} is what six weeks of 'nearly done' looks like. Good to know.", "late"),
     ("Such a thrill to discover {item} was emailed to the wrong client.", "errors"),
     ("I'm in awe of how {item} manages to be both late and wrong.", "late"),
