@@ -92,10 +92,11 @@ def pick_item(rng: random.Random, pools: Pools, workplace=None, invented_share: 
 
 def fill(template: str, rng: random.Random, item: str, issue: str | None = None) -> str:
     issue = issue or rng.choice(tpl.ISSUES)
-    values = dict(item=item, name=rng.choice(slots.NAMES), time=rng.choice(slots.TIMES),
+    name, other_name = rng.sample(slots.NAMES, 2)  # "Hey Sam, ask Sam to review it" reads as nonsense
+    values = dict(item=item, name=name, time=rng.choice(slots.TIMES),
                   deadline=rng.choice(slots.DEADLINES), aspect=rng.choice(slots.ASPECTS),
                   strength=rng.choice(slots.STRENGTHS), doc=item.split()[-1])
-    values["fix"] = rng.choice(tpl.FIXES[issue]).format_map(values)
+    values["fix"] = rng.choice(tpl.FIXES[issue]).format_map(dict(values, name=other_name))
     return sentence_case(template.format_map(values))
 
 

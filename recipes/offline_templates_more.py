@@ -93,7 +93,7 @@ BALANCED = [
     "You did a good job with {item}, but I'd like the {aspect} tightened up.",
     "{item} is accurate but hard to read, so {fix}.",
     "Good effort on {item}, but a few numbers don't add up yet.", "Promising work on {item}, but it isn't finished.",
-    "{item} made some good points, although it ran long.", "Your {aspect} in {item} has improved, but the timing still slips.",
+    "{item} made some good points, although it ran long.", "Your {aspect} in {item} has improved, but it still arrives late.",
     "Thanks for turning {item} around so fast; the only issue is the {aspect}.",
     "I enjoyed reading {item}, although the ending felt rushed.", "{item} works, but it could be simpler, so let's {fix}.",
     "{strength}, though a couple of sections of {item} need rework.",

@@ -84,7 +84,7 @@ HELPFUL = [
     "Happy to share the checklist I use for {item} if that would help.",
     "Might be easier to {fix} - want me to set up some time?",
     "In future, a good approach for {item} is to {fix}.",
-    "Let's try to {fix} {time} and see how it goes.",
+    "Let's try to {fix} {deadline} and see how it goes.",
     "Hey {name}, one idea for {item}: {fix}.",
     "If it's useful, you could draft the conclusion of {item} first and fill in the detail after.",
     "For the handover, it would be helpful to {fix}.",

@@ -104,3 +104,11 @@ def test_every_template_fills_its_slots_and_appears_once():
             assert "the {item}" not in template.lower(), template
             assert template.lower() not in seen, f"{template!r} is listed twice"
             seen.add(template.lower())
+
+
+def test_a_suggestion_never_names_the_person_it_is_addressed_to():
+    rng = random.Random(5)
+    for _ in range(200):
+        text = generate_offline.fill("Hey {name}, about {item}: {fix}.", rng, "the plan", "errors")
+        addressed = text.split(",")[0].removeprefix("Hey ")
+        assert text.count(addressed) == 1, text
