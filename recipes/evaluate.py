@@ -24,6 +24,9 @@ from takeoff.feedback_api import REWRITE_SAMPLING
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
 
 HANDWRITTEN = Path(__file__).parent / "testset_handwritten.csv"
+# Critical sentences written by hand after the test set, to choose between rewriter settings;
+# unlike the test set it was looked at, so its figures are development figures.
+DEVSET = Path(__file__).parent / "devset_handwritten.csv"
 HANDWRITTEN_CONTEXT = "You are giving feedback to a colleague at work"
 ORIGINAL_EXAMPLE = dict(
     context="You are a manager giving feedback to your subordinate, who has been underperforming severely "
@@ -86,7 +89,8 @@ def classifier_figures(model, tokenizer, out_dir: Path, data_dir: Path) -> dict:
 def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_dir: Path, num_rows: int) -> dict:
     sets = {"validation": read_csv(data_dir / "rewrite" / "validation.csv")[:num_rows],
             "handwritten": [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
-                            for r in read_csv(HANDWRITTEN) if kind_of(r["label"]) == "critical"]}
+                            for r in read_csv(HANDWRITTEN) if kind_of(r["label"]) == "critical"],
+            "development": [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"]) for r in read_csv(DEVSET)]}
     figures = {}
     for name, rows in sets.items():
         outputs = rewrite(generator, gen_tokenizer, rows)

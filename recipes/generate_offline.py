@@ -45,16 +45,27 @@ def sentence_case(text: str) -> str:
     return re.sub(r"(^|[.?!] )([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
 
 
-def invented_items(seed: int) -> tuple[list[str], list[str]]:
-    """Work items made of a common English word and a document noun, split by word."""
+# "the pricing page", "the invoice", "the morning rota plan": no one shape for the rewriter to fall back on.
+ITEM_SHAPES = ("{word} {doc}", "{word}", "{word} {other}", "{word} {other} {doc}")
+
+
+def invented_items(seed: int, num_words: int = 30000) -> tuple[list[str], list[str]]:
+    """Work items of one or two common English words, half of them with a document noun, split by word.
+
+    Each word heads one item; the rewriter can only get these right by copying what the
+    criticism names, and validation's words never occur in training items.
+    """
     from wordfreq import top_n_list
-    words = [w for w in top_n_list("en", 12000)[1500:]
-             if w.isalpha() and w.isascii() and 4 <= len(w) <= 10 and w not in STOPWORDS]
+    words = [w for w in top_n_list("en", num_words)[300:]
+             if w.isalpha() and w.isascii() and 3 <= len(w) <= 12 and w not in STOPWORDS]
     random.Random(seed).shuffle(words)
     rng = random.Random(seed + 1)
-    items = [f"the {w} {rng.choice(slots.DOC_NOUNS)}" for w in words]
-    cut = len(items) * 4 // 5
-    return items[:cut], items[cut:]
+    cut = len(words) * 4 // 5
+
+    def items(pool: list[str]) -> list[str]:
+        return ["the " + rng.choice(ITEM_SHAPES).format(word=w, other=rng.choice(pool), doc=rng.choice(slots.DOC_NOUNS))
+                for w in pool]
+    return items(words[:cut]), items(words[cut:])
 
 
 def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:

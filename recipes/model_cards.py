@@ -34,6 +34,12 @@ def _build_time(build_minutes: float | None) -> str:
     return f"The whole rebuild (both models, data and figures) took {build_minutes:.0f} minutes on 2 CPU cores. "
 
 
+def _templates_per_label() -> str:
+    from recipes.offline_templates import LABEL_TEMPLATES
+    counts = [len(templates) for templates in LABEL_TEMPLATES.values()]
+    return f"{min(counts)}-{max(counts)}"
+
+
 def classifier_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
     sweep = "\n".join(f"| {r['epochs']:g} | {r['accuracy']} | {r['macro_f1']} | {r['loss']} |"
@@ -57,8 +63,9 @@ They were renamed into `ElectraForSequenceClassification` (same layer shapes; on
 head is new) and fine-tuned on the offline template data of `recipes/generate_offline.py`
 ({summary.get('num_train_rows', '?')} training sentences, lr {summary.get('lr', '?')}, linear decay to zero,
 seed {summary.get('seed', '?')}; word embeddings frozen; each step deletes {summary.get('token_dropout', 0):.0%} of the
-tokens at random, so no single template word decides a label). The data has about 80 templates per
-label, words swapped for synonyms, openers, lower case and two same-label clauses joined into one
+tokens at random, so no single template word decides a label). The data has {_templates_per_label()} templates per
+label in three sets written in different voices (templates a blind review found fit for two labels were
+dropped), words swapped for synonyms, openers, lower case and two same-label clauses joined into one
 sentence. {_build_time(build_minutes)}Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
 the base model is in `LICENSE`.
 
@@ -89,7 +96,7 @@ at a time, workplace feedback only. Use it to point at wording worth a second lo
 def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
     config = _load(model_dir / "config.json")
-    val, hand = metrics.get("validation", {}), metrics.get("handwritten", {})
+    val, hand, dev = metrics.get("validation", {}), metrics.get("handwritten", {}), metrics.get("development", {})
     example = metrics.get("original_example", {})
     samples = "\n".join(f"- *{s['input']}* → {s['rewrite']}" for s in hand.get("samples", [])[:6])
     return f"""---
@@ -107,11 +114,14 @@ Turns critical workplace feedback into a constructive version about the same pie
 (`T5ForConditionalGeneration`, gated-GELU, tied embeddings, d_model {config.get('d_model', '?')},
 {config.get('num_layers', '?')}+{config.get('num_decoder_layers', '?')} layers, vocabulary {config.get('vocab_size', '?')})
 trained from scratch with its own SentencePiece unigram tokenizer, learned from the training pairs plus
-common English words (`wordfreq`), on {summary.get('num_train_rows', '?')} template pairs of
-`recipes/generate_offline.py`, batch 16, in three passes (see `recipes/build_demo_models.py`): 0.75 epoch at
-lr 2e-3, 0.5 epoch at lr 5e-4, then 1.5 epochs at lr 5e-4, each decayed to zero ({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}).
+common English words (`wordfreq`). Before it sees a feedback pair it practises copying: 2,000 steps
+(batch 64, lr 2e-3) of writing back 1-5 random English words. A model trained on the pairs alone copies
+only the words those pairs used, and garbles the rest ("the pricing page" came out as "the conaling
+draft"). Then {summary.get('num_train_rows', '?')} template pairs of `recipes/generate_offline.py`, batch 16, in two
+passes (see `recipes/build_demo_models.py`): one epoch at lr 1e-3, then 0.75 epoch at lr 5e-4, each decayed to zero
+({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}).
 Every pair's constructive side names the same work item as its negative side, and about half of the
-items are invented from random English words, so the model has to copy the subject rather than recall it.
+items are invented from one or two random English words, so the model has to copy the subject rather than recall it.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words
 such as "disaster" or "lazy" do not count); an echo is a rewrite contained in its input.
 {_build_time(build_minutes)}fp16 safetensors, {_size_mb(model_dir)} MB.
@@ -124,6 +134,9 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
   distinct outputs {hand.get('num_distinct_outputs', '?')}
+- development set (`recipes/devset_handwritten.csv`, {dev.get('num_inputs', '?')} critical sentences written by hand
+  later and used to choose between training settings, so not a clean test): constructive
+  {dev.get('constructive_share', '?')}, echoes {dev.get('num_echoes', '?')}, keep the subject {dev.get('keep_subject_share', '?')}
 
 The original work's example:
 > {example.get('negative', '')}
@@ -135,12 +148,22 @@ Hand-written inputs:
 
 ## Limits
 A few million parameters trained for minutes on templates. The output follows a handful of sentence
-shapes (acknowledge, name the issue, ask for a next step). It keeps the subject less often than the
-project's target of 0.75: it often swaps the work item for one seen in training or garbles an unfamiliar
-one (the original work's example above shows it), and sentences with no named item get an invented
-one. It is a demo that makes the server runnable
-without downloads; fine-tune Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
+shapes (acknowledge, name the issue, ask for a next step). {_subject_limit(hand)} Sentences that
+criticise a habit rather than a piece of work ("you never answer the phone") get squeezed into the
+same work-item shape. It is a demo that makes the server runnable without downloads; fine-tune
+Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 """
+
+
+def _subject_limit(hand: dict) -> str:
+    share = hand.get("keep_subject_share")
+    if share is None:
+        return ""
+    if share >= 0.75:
+        return (f"On the hand-written sentences it keeps the subject {share:.0%} of the time (the project's "
+                "target is 75%); the rest swap the subject for a work item seen in training or garble it.")
+    return (f"It keeps the subject less often than the project's target of 75% ({share:.0%} on the hand-written "
+            "sentences): it swaps the subject for a work item seen in training or garbles an unfamiliar one.")
 
 
 def write_cards(classifier_dir: Path, rewriter_dir: Path, build_command: str, build_minutes: float | None = None) -> None:

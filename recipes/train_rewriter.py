@@ -4,12 +4,15 @@
 
 With `--init DIR` it fine-tunes a local T5 / Flan-T5 folder. Without it, it trains a small T5
 from scratch, with a SentencePiece tokenizer learned from the training texts plus common English
-words (so real input is not all unknown pieces). Saves fp16 safetensors in Hugging Face layout.
+words (so real input is not all unknown pieces); `--copy-steps N` first has it practise writing back
+random English words, so it copies the subject of a criticism it has never seen. Saves fp16
+safetensors in Hugging Face layout.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 from pathlib import Path
 
@@ -52,6 +55,22 @@ def small_t5(vocab_size: int, d_model: int, num_layers: int) -> T5ForConditional
                       feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=0.05,
                       decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     return T5ForConditionalGeneration(config)
+
+
+def copy_rows(tokenizer, num_rows: int, seed: int, num_words: int = 30000) -> list[list[int]]:
+    """Token ids of 1-5 random common English words each: a model trained to write these back learns
+    to copy words it has never seen in a feedback pair, which is what keeping the subject needs."""
+    from wordfreq import top_n_list
+    words = [w for w in top_n_list("en", num_words)[100:] if w.isalpha()]
+    rng = random.Random(seed)
+    texts = [" ".join(rng.sample(words, rng.randint(1, 5))) for _ in range(num_rows)]
+    return tokenizer(texts, truncation=True, max_length=40)["input_ids"]
+
+
+def pretrain_copying(model, tokenizer, args) -> None:
+    rows = copy_rows(tokenizer, args.copy_steps * args.copy_batch_size, args.seed)
+    train(model, lambda idx: seq2seq_loss(model, rows, rows, idx), len(rows), num_epochs=1,
+          batch_size=args.copy_batch_size, lr=args.copy_lr, seed=args.seed, bf16=args.bf16, desc="copying")
 
 
 def encode_pairs(tokenizer, rows: list[dict], max_input_len: int, max_target_len: int):
@@ -97,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only on CPUs with bf16 units)")
     parser.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spinning on a busy machine)")
+    parser.add_argument("--copy-steps", type=int, default=0,
+                        help="from scratch only: first train N steps on writing back random English words")
+    parser.add_argument("--copy-batch-size", type=int, default=64)
+    parser.add_argument("--copy-lr", type=float, default=2e-3)
     args = parser.parse_args(argv)
     seed_everything(args.seed)
     if args.threads:
@@ -111,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer = build_tokenizer(texts, args.out, args.vocab_size, args.num_common_words)
         model = small_t5(len(tokenizer), args.d_model, args.num_layers)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}")
+    if args.copy_steps and not args.init:
+        pretrain_copying(model, tokenizer, args)
     inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
     val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
     losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
@@ -120,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     val_loss = validation_loss(model, val_inputs, val_targets)
     print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
     save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), num_train_rows=len(inputs),
-                                          num_steps=len(losses), epochs=args.epochs, seed=args.seed))
+                                          num_steps=len(losses), epochs=args.epochs, seed=args.seed,
+                                          copy_steps=0 if args.init else args.copy_steps))
 
 
 def save(model, tokenizer, out: Path, summary: dict) -> None:

@@ -69,3 +69,15 @@ def test_token_dropout_keeps_the_special_tokens_and_never_empties_a_sentence():
     assert 1.5 < sum(lengths) / len(lengths) < 3.5   # about half of the five inner tokens survive
     assert train_classifier.drop_tokens(row, 0.0, rng) == row
     assert train_classifier.drop_tokens(row, 1.0, rng) == [101, 7, 102]
+
+
+def test_copy_rows_are_short_runs_of_common_words_and_repeat_with_the_seed(tmp_path):
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    rows = train_rewriter.copy_rows(tokenizer, 50, seed=1, num_words=600)
+    assert rows == train_rewriter.copy_rows(tokenizer, 50, seed=1, num_words=600)
+    assert rows != train_rewriter.copy_rows(tokenizer, 50, seed=2, num_words=600)
+    for ids in rows:
+        words = tokenizer.decode(ids, skip_special_tokens=True).split()
+        assert ids[-1] == tokenizer.eos_token_id and 1 <= len(words) <= 5
+        assert all(word.isalpha() for word in words)
