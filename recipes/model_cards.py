@@ -161,7 +161,9 @@ def _subject_limit(hand: dict) -> str:
         return ""
     if share >= 0.75:
         return (f"On the hand-written sentences it keeps the subject {share:.0%} of the time (the project's "
-                "target is 75%); the rest swap the subject for a work item seen in training or garble it.")
+                "target is 75%); the rest swap the subject for a work item seen in training or garble it. The "
+                "measure counts a reused word even when the words around it break (\"the effort on this isn\"), "
+                "so it overstates how often a rewrite reads well.")
     return (f"It keeps the subject less often than the project's target of 75% ({share:.0%} on the hand-written "
             "sentences): it swaps the subject for a work item seen in training or garbles an unfamiliar one.")
 
