@@ -67,7 +67,7 @@ def rewrite(model, tokenizer, rows: list[dict], max_new_tokens: int = 80, batch_
     for start in range(0, len(rows), batch_size):
         prompts = [rewrite_prompt(r["context"], r["negative"]) for r in rows[start:start + batch_size]]
         enc = tokenizer(prompts, truncation=True, max_length=256, padding=True, return_tensors="pt")
-        # The settings the web app's /v1/feedback/improve decodes with: greedy, no repeated trigram.
+        # The settings the web app's /v1/feedback/improve decodes with: greedy, no repeated 6-token run.
         ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                              no_repeat_ngram_size=REWRITE_SAMPLING.no_repeat_ngram_size)
         outputs += tokenizer.batch_decode(ids, skip_special_tokens=True)

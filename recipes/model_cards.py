@@ -129,7 +129,7 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
 ## Measured
 - validation loss: {summary.get('validation_loss', '?')} (held-out workplaces, templates and items)
 - validation rewrites labelled constructive by the demo classifier: {val.get('constructive_share', '?')}
-  ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated trigram, as the web app decodes); echoes of the input: {val.get('num_echoes', '?')};
+  ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated 6-token run, as the web app decodes); echoes of the input: {val.get('num_echoes', '?')};
   keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')}
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},

@@ -34,9 +34,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_CHARS = 5000
 MAX_CONTEXT_CHARS = 1000
 MAX_SENTENCES = 64
-# Greedy, as the rewriter was evaluated; blocking repeated trigrams stops the small rewriter's
-# occasional loops ("The'sssss...") at no cost to the rewrites that do not loop.
-REWRITE_SAMPLING = SamplingParams(max_new_tokens=128, no_repeat_ngram_size=3)
+# Greedy, as the rewriter was evaluated. Blocking a repeated run of 6 tokens cuts the small rewriter's
+# occasional loops ("The'sssss...") short, yet lets a rewrite name its subject twice: with runs of 3,
+# "the new dessert menu" came out the second time as "the newssterur mened".
+REWRITE_SAMPLING = SamplingParams(max_new_tokens=128, no_repeat_ngram_size=6)
 # The rewriter was only ever trained with a context; this one stands in when none is given.
 DEFAULT_CONTEXT = "You are giving feedback to a colleague on their work"
 # What each label means, for the page's legend.
