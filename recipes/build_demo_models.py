@@ -4,8 +4,8 @@
 
 The classifier's epoch sweep (1, 2, 3, 4 epochs on every training sentence) and the rewriter (copying
 practice, then two passes over the pairs) train side by side, one CPU thread each: on a small machine
-two single-thread jobs get more done than one job on two threads. The classifier's log goes to `<data>/classifier.log`. These defaults are the
-settings the shipped models were built with.
+two single-thread jobs get more done than one job on two threads. The classifier's log goes to
+`<data>/classifier.log`. These defaults are the settings the shipped models were built with.
 """
 from __future__ import annotations
 

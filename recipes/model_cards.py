@@ -129,7 +129,8 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
 ## Measured
 - validation loss: {summary.get('validation_loss', '?')} (held-out workplaces, templates and items)
 - validation rewrites labelled constructive by the demo classifier: {val.get('constructive_share', '?')}
-  ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated 6-token run, as the web app decodes); echoes of the input: {val.get('num_echoes', '?')};
+  ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated {_ngram()}-token run, as the web app
+  decodes); echoes of the input: {val.get('num_echoes', '?')};
   keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')}
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
@@ -153,6 +154,11 @@ criticise a habit rather than a piece of work ("you never answer the phone") get
 same work-item shape. It is a demo that makes the server runnable without downloads; fine-tune
 Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 """
+
+
+def _ngram() -> int:
+    from takeoff.feedback_api import REWRITE_SAMPLING
+    return REWRITE_SAMPLING.no_repeat_ngram_size
 
 
 def _subject_limit(hand: dict) -> str:

@@ -166,7 +166,6 @@ THREAT = [
 ]
 
 
-
 def by_label(lists: dict) -> dict:
     """label -> [(template, issue)] from a module's lists; constructive templates raise no issue."""
     constructive = {"Positive Comment": "POSITIVE", "Helpful Suggestion": "HELPFUL", "Balanced Criticism": "BALANCED"}

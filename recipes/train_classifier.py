@@ -134,9 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         ids, labels = encode(tokenizer, train_rows, args.max_len)
         rng = random.Random(args.seed)
         train(model, lambda idx: batch_loss(model, ids, labels, idx, tokenizer.pad_token_id, args.token_dropout, rng),
-              len(ids),
-              num_epochs=num_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, bf16=args.bf16,
-              desc=f"classifier {num_epochs:g} epochs")
+              len(ids), num_epochs=num_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+              bf16=args.bf16, desc=f"classifier {num_epochs:g} epochs")
         result = dict(epochs=num_epochs, **evaluate(model, tokenizer, val_rows))
         print(json.dumps(result))
         sweep.append(result)
