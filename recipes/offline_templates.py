@@ -7,6 +7,7 @@ Slots: {item} {name} {time} {deadline} {aspect} {strength} {fix}.
 from __future__ import annotations
 
 from recipes import offline_templates_more as more
+from recipes import offline_templates_fourth as fourth
 from recipes import offline_templates_third as third
 
 FIXES = {
@@ -175,7 +176,7 @@ def by_label(lists: dict) -> dict:
             | {label: lists[name] for label, name in critical.items()})
 
 
-_SETS = [by_label(lists) for lists in (globals(), vars(more), vars(third))]
+_SETS = [by_label(lists) for lists in (globals(), vars(more), vars(third), vars(fourth))]
 LABEL_TEMPLATES = {label: [t for templates in _SETS for t in templates[label]] for label in _SETS[0]}
 
 # Constructive side of a pair: acknowledge + observation of the issue + suggestion, all on {item}.
