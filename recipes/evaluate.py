@@ -5,7 +5,8 @@
 Classifier: accuracy, macro-F1 and binary critical/constructive accuracy on the validation split
 and on the hand-written test set, with confusion-matrix PNGs. Rewriter: share of rewrites the
 classifier labels constructive, echoes, how often the rewrite keeps the subject (reuses a content
-word of the input), and sample outputs. Writes `metrics.json` into each model folder.
+word of the input), how often it breaks a word (writes one that is neither in the input nor English),
+and sample outputs. Writes `metrics.json` into each model folder.
 """
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ def keeps_subject(negative: str, rewrite: str) -> bool:
     return not words or bool(words & content_words(rewrite))
 
 
+def broken_words(negative: str, rewrite: str) -> list[str]:
+    """Words of the rewrite that are neither in its input nor English (wordfreq knows of no use of
+    them): what a copy that lost or doubled a piece of a word leaves ("the desssert menu")."""
+    from wordfreq import zipf_frequency
+    given = set(re.findall(r"[a-z']+", negative.lower()))
+    return [w for w in re.findall(r"[a-z']+", rewrite.lower()) if w not in given and zipf_frequency(w, "en") == 0]
+
+
 def is_echo(negative: str, rewrite: str) -> bool:
     return normalise(negative) == normalise(rewrite) or normalise(rewrite) in normalise(negative)
 
@@ -100,6 +109,7 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
             num_inputs=n, constructive_share=round(sum(kind_of(l) == "constructive" for l in labels) / n, 4),
             num_echoes=sum(is_echo(r["negative"], o) for r, o in zip(rows, outputs)),
             keep_subject_share=round(sum(keeps_subject(r["negative"], o) for r, o in zip(rows, outputs)) / n, 4),
+            broken_word_share=round(sum(bool(broken_words(r["negative"], o)) for r, o in zip(rows, outputs)) / n, 4),
             num_distinct_outputs=len(set(outputs)),
             samples=[dict(input=r["negative"], rewrite=o, label=l) for r, o, l in list(zip(rows, outputs, labels))[:8]])
     example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE])[0]

@@ -131,13 +131,15 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
 - validation rewrites labelled constructive by the demo classifier: {val.get('constructive_share', '?')}
   ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated {_ngram()}-token run, as the web app
   decodes); echoes of the input: {val.get('num_echoes', '?')};
-  keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')}
+  keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')};
+  break a word (write one that is neither in the input nor English): {val.get('broken_word_share', '?')}
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
-  distinct outputs {hand.get('num_distinct_outputs', '?')}
+  break a word {hand.get('broken_word_share', '?')}, distinct outputs {hand.get('num_distinct_outputs', '?')}
 - development set (`recipes/devset_handwritten.csv`, {dev.get('num_inputs', '?')} critical sentences written by hand
   later and used to choose between training settings, so not a clean test): constructive
-  {dev.get('constructive_share', '?')}, echoes {dev.get('num_echoes', '?')}, keep the subject {dev.get('keep_subject_share', '?')}
+  {dev.get('constructive_share', '?')}, echoes {dev.get('num_echoes', '?')}, keep the subject {dev.get('keep_subject_share', '?')},
+  break a word {dev.get('broken_word_share', '?')}
 
 The original work's example:
 > {example.get('negative', '')}

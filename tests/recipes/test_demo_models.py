@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5ForConditionalGeneration
 
-from recipes.evaluate import is_echo, keeps_subject
+from recipes.evaluate import broken_words, is_echo, keeps_subject
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -75,3 +75,10 @@ def test_rewriter_keeps_the_subject_without_echoing(rewriter, context, negative)
         output = tokenizer.decode(model.generate(**enc, max_new_tokens=60, do_sample=False)[0], skip_special_tokens=True)
     assert output and not is_echo(negative, output)
     assert keeps_subject(negative, output), output
+    assert not broken_words(negative, output), output
+
+
+def test_a_broken_word_is_one_neither_in_the_input_nor_english():
+    negative = "The dessert menu for the zorblax launch is a mess."
+    assert broken_words(negative, "Let's go through the dessert menu for the zorblax launch together.") == []
+    assert broken_words(negative, "Thanks for the desssert menu; the zorblaxx launch is close.") == ["desssert", "zorblaxx"]
