@@ -22,18 +22,30 @@ def linear_schedule(optimizer: torch.optim.Optimizer, num_warmup: int, num_total
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def batches(num_rows: int, batch_size: int, seed: int) -> list[list[int]]:
+def batches(num_rows: int, batch_size: int, seed: int, lengths: Sequence | None = None,
+            window: int = 64) -> list[list[int]]:
+    """Shuffled batches of row indices. With `lengths`, rows of similar length share a batch (sorted
+    within windows of `window` batches, then the batches shuffled), so less of each batch is padding."""
+    rng = random.Random(seed)
     order = list(range(num_rows))
-    random.Random(seed).shuffle(order)
-    return [order[i:i + batch_size] for i in range(0, num_rows, batch_size)]
+    rng.shuffle(order)
+    if lengths is None:
+        return [order[i:i + batch_size] for i in range(0, num_rows, batch_size)]
+    plan = []
+    for start in range(0, num_rows, batch_size * window):
+        chunk = sorted(order[start:start + batch_size * window], key=lengths.__getitem__)
+        plan += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(plan)
+    return plan
 
 
 def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], num_rows: int, *,
-          num_epochs: float, batch_size: int, lr: float, seed: int, bf16: bool = True,
+          num_epochs: float, batch_size: int, lr: float, seed: int, bf16: bool = True, lengths: Sequence | None = None,
           warmup_fraction: float = 0.06, weight_decay: float = 0.01, desc: str = "train",
           checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0) -> list[float]:
     """Run `num_epochs` (may be fractional) over row indices; `loss_of(indices)` is one batch's loss.
 
+    `lengths` (one sortable key per row) groups rows of similar length into a batch.
     `checkpoint(step)` runs every `checkpoint_every` steps (in eval mode). Returns every step's loss.
     """
     seed_everything(seed)
@@ -42,7 +54,7 @@ def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], 
     plan: list[list[int]] = []
     epoch = 0
     while len(plan) < num_steps:
-        plan += batches(num_rows, batch_size, seed + epoch)
+        plan += batches(num_rows, batch_size, seed + epoch, lengths)
         epoch += 1
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     scheduler = linear_schedule(optimizer, max(1, int(num_steps * warmup_fraction)), num_steps)
