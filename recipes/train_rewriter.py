@@ -63,14 +63,17 @@ def copy_rows(tokenizer, num_rows: int, seed: int, num_words: int = 30000) -> li
     from wordfreq import top_n_list
     words = [w for w in top_n_list("en", num_words)[100:] if w.isalpha()]
     rng = random.Random(seed)
-    texts = [" ".join(rng.sample(words, rng.randint(1, 5))) for _ in range(num_rows)]
+    # One word in five capitalised: names and sentence starts are split into different pieces.
+    texts = [" ".join(w.capitalize() if rng.random() < 0.2 else w for w in rng.sample(words, rng.randint(1, 5)))
+             for _ in range(num_rows)]
     return tokenizer(texts, truncation=True, max_length=40)["input_ids"]
 
 
 def pretrain_copying(model, tokenizer, args) -> None:
     rows = copy_rows(tokenizer, args.copy_steps * args.copy_batch_size, args.seed)
     train(model, lambda idx: seq2seq_loss(model, rows, rows, idx), len(rows), num_epochs=1,
-          batch_size=args.copy_batch_size, lr=args.copy_lr, seed=args.seed, bf16=args.bf16, desc="copying")
+          batch_size=args.copy_batch_size, lr=args.copy_lr, seed=args.seed, bf16=args.bf16, desc="copying",
+          lengths=[len(r) for r in rows])
 
 
 def encode_pairs(tokenizer, rows: list[dict], max_input_len: int, max_target_len: int):
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
                    num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
                    seed=args.seed, bf16=args.bf16, desc="rewriter", checkpoint_every=args.checkpoint_every,
+                   # Grouped by target length first: decoder tokens cost most (the output layer).
+                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)],
                    checkpoint=lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))
     val_loss = validation_loss(model, val_inputs, val_targets)
     print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
@@ -151,7 +156,13 @@ def main(argv: list[str] | None = None) -> None:
 
 def save(model, tokenizer, out: Path, summary: dict) -> None:
     """fp16 weights in Hugging Face layout; the model in memory stays fp32 for further training."""
-    half = {name: tensor.half() for name, tensor in model.state_dict().items()}
+    # Tied tensors (the shared embedding, both embed_tokens, lm_head) are one tensor: save it once,
+    # or the file carries four copies of the largest matrix. Loading ties them again.
+    half, seen = {}, set()
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            half[name] = tensor.half()
     model.save_pretrained(out, state_dict=half, safe_serialization=True)
     # save_pretrained records the in-memory (fp32) dtype; the file holds fp16.
     config_path = out / "config.json"

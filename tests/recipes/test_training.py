@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 import torch
-from transformers import AutoTokenizer, BertModel
+from transformers import AutoTokenizer, BertModel, T5ForConditionalGeneration
 
 from recipes import train_classifier, train_rewriter
 from recipes.training import train
@@ -58,6 +58,16 @@ def test_the_loop_fits_a_few_pairs(tmp_path):
     after = train_rewriter.validation_loss(model, inputs, targets)
     assert len(losses) == 80 and after < before / 2
 
+    # Saved in fp16 with the tied embedding matrix stored once; loading ties it back.
+    train_rewriter.save(model, tokenizer, tmp_path / "saved", dict(step=80))
+    from safetensors import safe_open
+    with safe_open(tmp_path / "saved" / "model.safetensors", "pt") as f:
+        assert sum(f.get_slice(k).get_shape() == [700, 64] for k in f.keys()) == 1
+    loaded = T5ForConditionalGeneration.from_pretrained(tmp_path / "saved", dtype=torch.float32)
+    assert loaded.lm_head.weight.data_ptr() == loaded.shared.weight.data_ptr()
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name].half().float()), name
+
 
 def test_token_dropout_keeps_the_special_tokens_and_never_empties_a_sentence():
     row = [101, 7, 8, 9, 10, 11, 102]
@@ -81,3 +91,18 @@ def test_copy_rows_are_short_runs_of_common_words_and_repeat_with_the_seed(tmp_p
         words = tokenizer.decode(ids, skip_special_tokens=True).split()
         assert ids[-1] == tokenizer.eos_token_id and 1 <= len(words) <= 5
         assert all(word.isalpha() for word in words)
+
+
+def test_length_grouped_batches_cover_every_row_once_and_pad_less():
+    from recipes.training import batches
+    lengths = [random.Random(i).randint(1, 60) for i in range(1000)]
+    grouped, plain = batches(1000, 16, seed=3, lengths=lengths), batches(1000, 16, seed=3)
+    assert sorted(i for b in grouped for i in b) == list(range(1000))
+    assert grouped == batches(1000, 16, seed=3, lengths=lengths) != batches(1000, 16, seed=4, lengths=lengths)
+
+    def padded(plan):
+        return sum(len(b) * max(lengths[i] for i in b) for b in plan)
+    assert padded(grouped) < 0.8 * padded(plain)
+    # The batches are shuffled, not handed out shortest first.
+    firsts = [max(lengths[i] for i in b) for b in grouped[:10]]
+    assert firsts != sorted(firsts)
