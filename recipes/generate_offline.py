@@ -186,7 +186,7 @@ def context_for(workplace, item: str, rng: random.Random) -> str:
     about = re.sub(r"^your ", "their ", item)
     return sentence_case(rng.choice(slots.CONTEXT_TEMPLATES).format(
         a_giver=article(giver), A_giver=article(giver).capitalize(), giver=giver,
-        a_receiver=article(receiver), workplace=name, item=about))
+        a_receiver=article(receiver), workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
 
 
 def rewrite_pair(pools: Pools, rng: random.Random) -> dict:

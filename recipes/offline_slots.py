@@ -131,7 +131,20 @@ CONTEXT_TEMPLATES = [
     "You are {a_giver} at {workplace}; {a_receiver} has just handed in {item}",
     "You are {a_giver} at {workplace} giving feedback to {a_receiver}",
     "You manage {a_receiver} at {workplace}",
+    # Situations that name no work item: the rewrite must take its subject from the feedback,
+    # not copy a phrase of the context ("underperforming for a while" is not what was criticised).
+    "You are {a_giver} at {workplace} giving feedback to {a_receiver}, who {situation}",
+    "You manage {a_receiver} at {workplace} who {situation}",
+    "You are a manager giving feedback to someone on your team who {situation}",
+    "You are {a_giver} talking to {a_receiver} who {situation}",
 ]
+SITUATIONS = ["has been underperforming for a while", "has struggled with deadlines all quarter",
+              "joined the team a few weeks ago", "is usually one of your most reliable people",
+              "has had a difficult few months", "keeps missing the weekly stand-up", "was promoted recently",
+              "has been working very long hours lately", "is new to the role", "has had several customer complaints",
+              "is preparing for an annual review", "came back from leave last month", "has been falling behind since spring",
+              "covers the night shift", "asked you for honest feedback", "is on a probation period",
+              "has made the same mistakes repeatedly", "works remotely most of the week"]
 
 # Everyday items any workplace has, in both splits: real feedback names these more than anything.
 GENERIC_ITEMS = ["the code", "the slides", "the deck", "the email", "the meeting", "the presentation", "the numbers",
