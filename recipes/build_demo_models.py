@@ -33,7 +33,7 @@ def train_rewriter_passes(args, rewriter_dir: Path) -> None:
     # First it learns to write back random English words (2,000 steps of 64), so that it copies the
     # subject of a criticism even when no training pair used that word; then one epoch of pairs.
     train_rewriter.main([*common, "--copy-steps", "2000", "--epochs", "1.0", "--lr", "1e-3", "--d-model", "128",
-                         "--num-layers", "3", "--vocab-size", "4000"])
+                         "--num-layers", "3", "--vocab-size", "16000"])
     # A gentler second pass of three quarters of an epoch, decayed to zero.
     train_rewriter.main([*common, "--init", str(rewriter_dir), "--epochs", "0.75", "--lr", "5e-4"])
 

@@ -64,12 +64,13 @@ head is new) and fine-tuned on the offline template data of `recipes/generate_of
 ({summary.get('num_train_rows', '?')} training sentences, lr {summary.get('lr', '?')}, linear decay to zero,
 seed {summary.get('seed', '?')}; word embeddings frozen; each step deletes {summary.get('token_dropout', 0):.0%} of the
 tokens at random, so no single template word decides a label). The data has {_templates_per_label()} templates per
-label in three sets written in different voices (templates a blind review found fit for two labels were
+label in four sets written in different voices (templates a blind review found fit for two labels were
 dropped), words swapped for synonyms, openers, lower case and two same-label clauses joined into one
 sentence. {_build_time(build_minutes)}Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
 the base model is in `LICENSE`.
 
-Epoch runs (validation split):
+Epoch runs (validation split); the shipped model is the run with the highest accuracy, lower loss
+breaking a tie ({summary.get('chosen', {}).get('epochs', 0):g} epochs):
 
 | epochs | accuracy | macro-F1 | loss |
 |---|---|---|---|
@@ -115,10 +116,10 @@ Turns critical workplace feedback into a constructive version about the same pie
 {config.get('num_layers', '?')}+{config.get('num_decoder_layers', '?')} layers, vocabulary {config.get('vocab_size', '?')})
 trained from scratch with its own SentencePiece unigram tokenizer, learned from the training pairs plus
 common English words (`wordfreq`). Before it sees a feedback pair it practises copying: 2,000 steps
-(batch 64, lr 2e-3) of writing back 1-5 random English words. A model trained on the pairs alone copies
-only the words those pairs used, and garbles the rest ("the pricing page" came out as "the conaling
-draft"). Then {summary.get('num_train_rows', '?')} template pairs of `recipes/generate_offline.py`, batch 16, in two
-passes (see `recipes/build_demo_models.py`): one epoch at lr 1e-3, then 0.75 epoch at lr 5e-4, each decayed to zero
+(batch 64, lr 2e-3) of writing back 1-5 random English words, one in five capitalised. A model
+trained on the pairs alone copies only the words those pairs used, and garbles the rest ("the pricing
+page" came out as "the conaling draft"). Then {summary.get('num_train_rows', '?')} template pairs of
+`recipes/generate_offline.py`, batch 16 (rows of similar length batched together), in two passes (see `recipes/build_demo_models.py`): one epoch at lr 1e-3, then 0.75 epoch at lr 5e-4, each decayed to zero
 ({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}).
 Every pair's constructive side names the same work item as its negative side, and about half of the
 items are invented from one or two random English words, so the model has to copy the subject rather than recall it.
