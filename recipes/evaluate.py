@@ -96,10 +96,11 @@ def classifier_figures(model, tokenizer, out_dir: Path, data_dir: Path) -> dict:
 
 
 def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_dir: Path, num_rows: int) -> dict:
+    def critical_inputs(path: Path) -> list[dict]:
+        return [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
+                for r in read_csv(path) if kind_of(r["label"]) == "critical"]
     sets = {"validation": read_csv(data_dir / "rewrite" / "validation.csv")[:num_rows],
-            "handwritten": [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
-                            for r in read_csv(HANDWRITTEN) if kind_of(r["label"]) == "critical"],
-            "development": [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"]) for r in read_csv(DEVSET)]}
+            "handwritten": critical_inputs(HANDWRITTEN), "development": critical_inputs(DEVSET)}
     figures = {}
     for name, rows in sets.items():
         outputs = rewrite(generator, gen_tokenizer, rows)
