@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token-dropout", type=float, default=0.0,
                         help="delete this share of training tokens at random each step (a regulariser: "
                              "the model can't lean on one template word)")
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="put sentences of similar length in one batch (less padding, faster steps)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         rng = random.Random(args.seed)
         train(model, lambda idx: batch_loss(model, ids, labels, idx, tokenizer.pad_token_id, args.token_dropout, rng),
               len(ids), num_epochs=num_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-              bf16=args.bf16, desc=f"classifier {num_epochs:g} epochs")
+              bf16=args.bf16, lengths=[len(row) for row in ids] if args.group_by_length else None,
+              desc=f"classifier {num_epochs:g} epochs")
         result = dict(epochs=num_epochs, **evaluate(model, tokenizer, val_rows))
         print(json.dumps(result))
         sweep.append(result)
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     model.half().save_pretrained(args.out, safe_serialization=True)
     tokenizer.save_pretrained(args.out)
     summary = dict(chosen=result, sweep=sweep, num_train_rows=len(train_rows), seed=args.seed, lr=args.lr,
-                   token_dropout=args.token_dropout)
+                   token_dropout=args.token_dropout, group_by_length=args.group_by_length)
     (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"kept the {result['epochs']:g}-epoch run -> {args.out}")
 
