@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from recipes import offline_conduct as conduct
 from recipes import offline_slots as slots
 from recipes import offline_templates as tpl
 from recipes.datasets import dedupe, distribution, normalise, shuffled, write_split
@@ -34,6 +35,8 @@ class Pools:
     workplaces: list
     templates: dict           # label -> [(template, issue)]
     invented_items: list[str]
+    habits: list              # (base, -ing form, goal), see offline_conduct
+    conduct_templates: dict   # "habit" / "role" -> criticisms of a habit / of the person in their role
 
 
 def article(noun: str) -> str:
@@ -80,8 +83,16 @@ def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:
         cut = max(1, round(len(templates) * validation_fraction))
         val_templates[label], train_templates[label] = templates[:cut], templates[cut:]
     train_items, val_items = invented_items(seed)
-    return (Pools(workplaces[num_val:], train_templates, train_items),
-            Pools(workplaces[:num_val], val_templates, val_items))
+    train_conduct, val_conduct = {}, {}
+    for kind, values in (("habits", conduct.HABITS), ("habit", conduct.HABIT_CRITICISMS),
+                         ("role", conduct.ROLE_CRITICISMS)):
+        values = list(values)
+        rng.shuffle(values)
+        cut = max(1, round(len(values) * validation_fraction))
+        val_conduct[kind], train_conduct[kind] = values[:cut], values[cut:]
+    return tuple(Pools(places, templates, items, split.pop("habits"), split)
+                 for places, templates, items, split in ((workplaces[num_val:], train_templates, train_items, train_conduct),
+                                                         (workplaces[:num_val], val_templates, val_items, val_conduct)))
 
 
 def pick_item(rng: random.Random, pools: Pools, workplace=None, invented_share: float = 0.23) -> str:
@@ -181,15 +192,47 @@ def classification_rows(pools: Pools, num_per_label: int, rng: random.Random) ->
     return rows
 
 
-def context_for(workplace, item: str, rng: random.Random) -> str:
+def context_for(workplace, item: str | None, rng: random.Random) -> str:
+    """A context for feedback about `item`, or, with None, one that names no work item."""
     name, giver, receiver, _ = workplace
-    about = re.sub(r"^your ", "their ", item)
-    return sentence_case(rng.choice(slots.CONTEXT_TEMPLATES).format(
+    about = re.sub(r"^your ", "their ", item or "")
+    templates = slots.CONTEXT_TEMPLATES if item else [t for t in slots.CONTEXT_TEMPLATES if "{item}" not in t]
+    return sentence_case(rng.choice(templates).format(
         a_giver=article(giver), A_giver=article(giver).capitalize(), giver=giver,
         a_receiver=article(receiver), workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
 
 
+# Shares of pairs that criticise a habit ("you keep missing stand-ups") or the person in their role
+# ("call yourself a nurse?") rather than a piece of work; their rewrites name that habit or role.
+HABIT_SHARE, ROLE_SHARE = 0.12, 0.08
+
+
 def rewrite_pair(pools: Pools, rng: random.Random) -> dict:
+    roll = rng.random()
+    if roll < HABIT_SHARE + ROLE_SHARE:
+        return conduct_pair(pools, rng, about_habit=roll < HABIT_SHARE)
+    return work_pair(pools, rng)
+
+
+def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
+    """A criticism of a habit (maybe with a jab at the person's role) or of the person in their role,
+    answered by a constructive rewrite that names the same habit or role."""
+    workplace = rng.choice(pools.workplaces)
+    role = workplace[2]
+    base, ger, goal = rng.choice(pools.habits) if about_habit else ("", "", "")
+    values = dict(base=base, ger=ger, Ger=ger[:1].upper() + ger[1:], goal=goal, role=role, a_role=article(role),
+                  name=rng.choice(slots.NAMES), time=rng.choice(slots.TIMES))
+    first = rng.choice(pools.conduct_templates["habit" if about_habit else "role"])
+    clauses = [first.format_map(values)]
+    if rng.random() < 0.3:
+        clauses.append(rng.choice(pools.conduct_templates["role"]).format_map(values))
+    answer = rng.choice(conduct.HABIT_REWRITES if about_habit else conduct.ROLE_REWRITES)
+    return dict(context=context_for(workplace, None, rng), negative=" ".join(clauses),
+                constructive=sentence_case(answer.format_map(values)), workplace=workplace[0], template=first,
+                item=base or role, kind="habit" if about_habit else "role")
+
+
+def work_pair(pools: Pools, rng: random.Random) -> dict:
     """One to three critical clauses about one item, and a constructive answer about the same item."""
     workplace = rng.choice(pools.workplaces)
     # Invented items are half the pairs: the model can only get them right by copying.
@@ -205,7 +248,8 @@ def rewrite_pair(pools: Pools, rng: random.Random) -> dict:
         ack=fill(rng.choice(tpl.ACKNOWLEDGE), rng, item), ask=ask, ask_lower=ask[0].lower() + ask[1:],
         obs=fill(rng.choice(tpl.OBSERVE[issue]), rng, item).rstrip(".").lower())
     return dict(context=context_for(workplace, item, rng), negative=" ".join(clauses),
-                constructive=sentence_case(constructive), workplace=workplace[0], template=first, item=item)
+                constructive=sentence_case(constructive), workplace=workplace[0], template=first, item=item,
+                kind="work")
 
 
 def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int) -> dict:

@@ -44,11 +44,28 @@ def test_no_template_workplace_or_item_straddles_the_split(data, task, key):
     assert key == "item" or not shared
 
 
-def test_rewrites_name_the_same_work_item(data):
+def test_rewrites_name_the_same_work_item_habit_or_role(data):
+    train, validation = data["rewrite"]
+    habits = {base: (base, ger) for base, ger, _ in generate_offline.conduct.HABITS}
+    for row in train + validation:
+        negative, constructive = row["negative"].lower(), row["constructive"].lower()
+        if row["kind"] == "habit":
+            # The criticism may say "you keep missing stand-ups" and the rewrite "you miss stand-ups".
+            assert any(form in negative for form in habits[row["item"]]), row
+            assert any(form in constructive for form in habits[row["item"]]), row
+        else:
+            assert row["item"].lower() in negative and row["item"].lower() in constructive, row
+    kinds = [r["kind"] for r in train]
+    # About a fifth of pairs criticise a habit or the person in their role, not a piece of work.
+    assert 0.1 < (kinds.count("habit") + kinds.count("role")) / len(kinds) < 0.3 and kinds.count("role") > 0
+
+
+def test_pairs_about_a_habit_or_role_have_contexts_that_name_no_work_item(data):
     train, _ = data["rewrite"]
+    items = {i for w in generate_offline.slots.WORKPLACES for i in w[3]}
     for row in train:
-        assert row["item"].lower() in row["negative"].lower()
-        assert row["item"].lower() in row["constructive"].lower()
+        if row["kind"] != "work":
+            assert not any(item[4:] in row["context"] for item in items), row
 
 
 def test_pairs_vary(data):
@@ -88,6 +105,22 @@ def test_joined_clauses_make_one_sentence():
     joined = generate_offline.join_clauses("The deck is late.", "It is full of errors.", random.Random(2))
     assert joined.startswith("The deck is late") and joined.endswith("it is full of errors.")
     assert len(split_sentences(joined)) == 1
+
+
+def test_conduct_templates_fill_for_every_habit_and_name_their_subject_once():
+    from string import Formatter
+
+    conduct = generate_offline.conduct
+    fields = lambda t: [f for _, f, _, _ in Formatter().parse(t) if f]  # noqa: E731
+    habit_slots, role_slots = {"base", "ger", "Ger"}, {"role", "a_role"}
+    for templates, subject in ((conduct.HABIT_CRITICISMS, habit_slots), (conduct.HABIT_REWRITES, habit_slots),
+                               (conduct.ROLE_CRITICISMS, role_slots), (conduct.ROLE_REWRITES, role_slots)):
+        assert len(set(templates)) == len(templates) >= 20
+        for template in templates:
+            assert set(fields(template)) <= habit_slots | role_slots | {"goal", "name", "time"}, template
+            assert sum(f in subject for f in fields(template)) == 1, template
+    assert all("goal" in fields(t) for t in conduct.HABIT_REWRITES)
+    assert len({base for base, _, _ in conduct.HABITS}) == len(conduct.HABITS) >= 40
 
 
 def test_every_template_fills_its_slots_and_appears_once():
