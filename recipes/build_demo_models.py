@@ -24,7 +24,7 @@ BUILD_COMMAND = "python -m recipes.build_demo_models"
 def classifier_command(args, classifier_dir: Path) -> list[str]:
     return [sys.executable, "-m", "recipes.train_classifier", "--data", str(args.data / "classification"),
             "--out", str(classifier_dir), "--threads", args.threads, "--seed", args.seed, "--epochs", "1,2,3,4",
-            "--batch-size", "32", "--lr", "1e-4", "--token-dropout", "0.15"]
+            "--batch-size", "32", "--lr", "1e-4", "--token-dropout", "0.15", "--group-by-length"]
 
 
 def train_rewriter_passes(args, rewriter_dir: Path) -> None:

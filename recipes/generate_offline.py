@@ -270,7 +270,7 @@ def generate(num_per_label: int, num_pairs: int, validation_fraction: float, see
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/offline"), help="output folder")
-    parser.add_argument("--num-per-label", type=int, default=600, help="training sentences per label")
+    parser.add_argument("--num-per-label", type=int, default=1000, help="training sentences per label")
     parser.add_argument("--num-pairs", type=int, default=20000, help="training rewrite pairs")
     parser.add_argument("--validation-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
