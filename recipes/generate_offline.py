@@ -202,15 +202,12 @@ def context_for(workplace, item: str | None, rng: random.Random) -> str:
         a_receiver=article(receiver), workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
 
 
-# Shares of pairs that criticise a habit ("you keep missing stand-ups") or the person in their role
-# ("call yourself a nurse?") rather than a piece of work; their rewrites name that habit or role.
-HABIT_SHARE, ROLE_SHARE = 0.12, 0.08
-
-
-def rewrite_pair(pools: Pools, rng: random.Random) -> dict:
+def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float = 0.0) -> dict:
+    """A pair about a piece of work or, `conduct_share` of the time, about a habit (three in five) or
+    about the person in their role ("call yourself a nurse?"), naming no work item."""
     roll = rng.random()
-    if roll < HABIT_SHARE + ROLE_SHARE:
-        return conduct_pair(pools, rng, about_habit=roll < HABIT_SHARE)
+    if roll < conduct_share:
+        return conduct_pair(pools, rng, about_habit=roll < 0.6 * conduct_share)
     return work_pair(pools, rng)
 
 
@@ -226,7 +223,13 @@ def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
     clauses = [first.format_map(values)]
     if rng.random() < 0.3:
         clauses.append(rng.choice(pools.conduct_templates["role"]).format_map(values))
-    answer = rng.choice(conduct.HABIT_REWRITES if about_habit else conduct.ROLE_REWRITES)
+    if about_habit:
+        # The rewrite names the habit in the form the criticism used ("you skip" / "skipping"), so the
+        # model copies it rather than having to inflect a verb it may never have seen.
+        form = "{base}" if "{base}" in first else "{ger}"
+        answer = rng.choice([t for t in conduct.HABIT_REWRITES if form in t.replace("{Ger}", "{ger}")])
+    else:
+        answer = rng.choice(conduct.ROLE_REWRITES)
     return dict(context=context_for(workplace, None, rng), negative=" ".join(clauses),
                 constructive=sentence_case(answer.format_map(values)), workplace=workplace[0], template=first,
                 item=base or role, kind="habit" if about_habit else "role")
@@ -252,16 +255,18 @@ def work_pair(pools: Pools, rng: random.Random) -> dict:
                 kind="work")
 
 
-def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int) -> dict:
+def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int,
+             conduct_share: float = 0.0) -> dict:
     """{'classification': (train, validation), 'rewrite': (train, validation)} as row dicts."""
     rng = random.Random(seed)
+    pair_rng = random.Random(seed + 1)  # more or fewer sentences must not change the pairs
     train_pools, val_pools = split_pools(seed, validation_fraction)
     num_val_per_label = max(1, int(num_per_label * validation_fraction))
     num_val_pairs = max(1, int(num_pairs * validation_fraction))
     out = {}
     cls = [classification_rows(p, n, rng) for p, n in ((train_pools, num_per_label), (val_pools, num_val_per_label))]
     out["classification"] = [shuffled(dedupe(rows, ("sentence",))[0], seed) for rows in cls]
-    pairs = [[rewrite_pair(p, rng) for _ in tqdm(range(n), desc="pairs", leave=False)]
+    pairs = [[rewrite_pair(p, pair_rng, conduct_share) for _ in tqdm(range(n), desc="pairs", leave=False)]
              for p, n in ((train_pools, num_pairs), (val_pools, num_val_pairs))]
     out["rewrite"] = [shuffled(dedupe(rows, ("context", "negative"))[0], seed) for rows in pairs]
     return out
@@ -274,8 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-pairs", type=int, default=20000, help="training rewrite pairs")
     parser.add_argument("--validation-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conduct-share", type=float, default=0.0,
+                        help="share of rewrite pairs that criticise a habit or the person in their role instead of "
+                             "a piece of work (templates in offline_conduct.py). Off by default: the small demo "
+                             "rewriter, trained from scratch, got worse with 0.2 and 0.3 (it garbles habits it "
+                             "never saw); a pretrained Flan-T5 may not")
     args = parser.parse_args(argv)
-    data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed)
+    data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed, args.conduct_share)
     for task, (train, validation) in data.items():
         write_split(args.out, task, train, validation)
         print(f"{task}: {len(train)} train, {len(validation)} validation -> {args.out / task}")

@@ -14,7 +14,15 @@ from takeoff.sentences import split_sentences
 
 @pytest.fixture(scope="module")
 def data():
-    return generate_offline.generate(num_per_label=60, num_pairs=300, validation_fraction=0.2, seed=3)
+    return generate_offline.generate(num_per_label=60, num_pairs=300, validation_fraction=0.2, seed=3,
+                                     conduct_share=0.2)
+
+
+def test_conduct_pairs_are_off_by_default_and_sentences_do_not_change_the_pairs():
+    few = generate_offline.generate(num_per_label=20, num_pairs=40, validation_fraction=0.2, seed=3)
+    more = generate_offline.generate(num_per_label=30, num_pairs=40, validation_fraction=0.2, seed=3)
+    assert {r["kind"] for r in few["rewrite"][0]} == {"work"}
+    assert few["rewrite"] == more["rewrite"] and few["classification"] != more["classification"]
 
 
 def test_cli_writes_both_tasks_with_their_columns(tmp_path):
