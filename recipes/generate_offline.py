@@ -197,9 +197,14 @@ def context_for(workplace, item: str | None, rng: random.Random) -> str:
     name, giver, receiver, _ = workplace
     about = re.sub(r"^your ", "their ", item or "")
     templates = slots.CONTEXT_TEMPLATES if item else [t for t in slots.CONTEXT_TEMPLATES if "{item}" not in t]
-    return sentence_case(rng.choice(templates).format(
+    template = rng.choice(templates)
+    a_receiver = article(receiver)
+    if "{item}" not in template and rng.random() < 0.4:
+        # "... feedback to your trainee, who ...": a person after "your", not the thing criticised.
+        a_receiver = "your " + (receiver if rng.random() < 0.5 else rng.choice(slots.GENERIC_RECEIVERS))
+    return sentence_case(template.format(
         a_giver=article(giver), A_giver=article(giver).capitalize(), giver=giver,
-        a_receiver=article(receiver), workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
+        a_receiver=a_receiver, workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
 
 
 def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float = 0.0) -> dict:

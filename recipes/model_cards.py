@@ -158,7 +158,9 @@ Hand-written inputs:
 A few million parameters trained for minutes on templates. The output follows a handful of sentence
 shapes (acknowledge, name the issue, ask for a next step). {_subject_limit(hand)} Sentences that
 criticise a habit rather than a piece of work ("you never answer the phone") get squeezed into the
-same work-item shape. It is a demo that makes the server runnable without downloads; fine-tune
+same work-item shape. Training pairs about habits and roles (`generate_offline --conduct-share`) did
+not fix that at this size: with a fifth or a third of pairs about conduct, the model garbled the habits
+and roles it had not seen, and kept the subject less often on the development set. It is a demo that makes the server runnable without downloads; fine-tune
 Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 """
 

@@ -138,6 +138,10 @@ CONTEXT_TEMPLATES = [
     "You are a manager giving feedback to someone on your team who {situation}",
     "You are {a_giver} talking to {a_receiver} who {situation}",
 ]
+# How a context may name the person when it says "your ...": their role or a word for any report.
+# Without these, "giving feedback to your subordinate" read like a work item to the rewriter.
+GENERIC_RECEIVERS = ["direct report", "team member", "colleague", "subordinate", "new hire", "junior colleague",
+                     "report", "trainee"]
 SITUATIONS = ["has been underperforming for a while", "has struggled with deadlines all quarter",
               "joined the team a few weeks ago", "is usually one of your most reliable people",
               "has had a difficult few months", "keeps missing the weekly stand-up", "was promoted recently",
