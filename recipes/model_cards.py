@@ -95,7 +95,7 @@ at a time, workplace feedback only. Use it to point at wording worth a second lo
 
 
 def _grouped(summary: dict) -> str:
-    return " (sentences of similar length batched together)" if summary.get("group_by_length") else ""
+    return ", sentences of similar length batched together" if summary.get("group_by_length") else ""
 
 
 def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | None = None) -> str:
