@@ -6,7 +6,7 @@ Classifier: accuracy, macro-F1 and binary critical/constructive accuracy on the 
 and on the hand-written test set, with confusion-matrix PNGs. Rewriter: share of rewrites the
 classifier labels constructive, echoes, how often the rewrite keeps the subject (reuses a content
 word of the input), how often it breaks a word (writes one that is neither in the input nor English),
-and sample outputs. Writes `metrics.json` into each model folder.
+how often it stutters (says a short phrase twice in a row), and sample outputs. Writes `metrics.json` into each model folder.
 """
 from __future__ import annotations
 
@@ -66,6 +66,15 @@ def broken_words(negative: str, rewrite: str) -> list[str]:
     return [w for w in re.findall(r"[a-z']+", rewrite.lower()) if w not in given and zipf_frequency(w, "en") == 0]
 
 
+STUTTER = re.compile(r"\b((?:\w+ ){1,3}\w+) \1\b")
+
+
+def stutters(rewrite: str) -> bool:
+    """A phrase of two to four words said twice in a row ("by the end of the end of the week"):
+    the no-repeat block of decoding only stops longer runs."""
+    return bool(STUTTER.search(rewrite.lower()))
+
+
 def is_echo(negative: str, rewrite: str) -> bool:
     return normalise(negative) == normalise(rewrite) or normalise(rewrite) in normalise(negative)
 
@@ -111,7 +120,7 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
             num_echoes=sum(is_echo(r["negative"], o) for r, o in zip(rows, outputs)),
             keep_subject_share=round(sum(keeps_subject(r["negative"], o) for r, o in zip(rows, outputs)) / n, 4),
             broken_word_share=round(sum(bool(broken_words(r["negative"], o)) for r, o in zip(rows, outputs)) / n, 4),
-            num_distinct_outputs=len(set(outputs)),
+            stutter_share=round(sum(map(stutters, outputs)) / n, 4), num_distinct_outputs=len(set(outputs)),
             samples=[dict(input=r["negative"], rewrite=o, label=l) for r, o, l in list(zip(rows, outputs, labels))[:8]])
     example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE])[0]
     figures["original_example"] = dict(ORIGINAL_EXAMPLE, rewrite=example)

@@ -137,14 +137,15 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
   ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated {_ngram()}-token run, as the web app
   decodes); echoes of the input: {val.get('num_echoes', '?')};
   keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')};
-  break a word (write one that is neither in the input nor English): {val.get('broken_word_share', '?')}
+  break a word (write one that is neither in the input nor English): {val.get('broken_word_share', '?')};
+  stutter (say a phrase of 2-4 words twice in a row): {val.get('stutter_share', '?')}
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
-  break a word {hand.get('broken_word_share', '?')}, distinct outputs {hand.get('num_distinct_outputs', '?')}
+  break a word {hand.get('broken_word_share', '?')}, stutter {hand.get('stutter_share', '?')}, distinct outputs {hand.get('num_distinct_outputs', '?')}
 - development set (`recipes/devset_handwritten.csv`, {dev.get('num_inputs', '?')} critical sentences written by hand
   later and used to choose between training settings, so not a clean test): constructive
   {dev.get('constructive_share', '?')}, echoes {dev.get('num_echoes', '?')}, keep the subject {dev.get('keep_subject_share', '?')},
-  break a word {dev.get('broken_word_share', '?')}
+  break a word {dev.get('broken_word_share', '?')}, stutter {dev.get('stutter_share', '?')}
 
 The original work's example:
 > {example.get('negative', '')}
@@ -156,7 +157,7 @@ Hand-written inputs:
 
 ## Limits
 A few million parameters trained for minutes on templates. The output follows a handful of sentence
-shapes (acknowledge, name the issue, ask for a next step). {_subject_limit(hand)} Sentences that
+shapes (acknowledge, name the issue, ask for a next step). {_subject_limit(hand)} {_stutter_limit(val)} Sentences that
 criticise a habit rather than a piece of work ("you never answer the phone") get squeezed into the
 same work-item shape. Training pairs about habits and roles (`generate_offline --conduct-share`) did
 not fix that at this size: with a fifth or a third of pairs about conduct, the model garbled the habits
@@ -168,6 +169,15 @@ Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 def _ngram() -> int:
     from takeoff.feedback_api import REWRITE_SAMPLING
     return REWRITE_SAMPLING.no_repeat_ngram_size
+
+
+def _stutter_limit(val: dict) -> str:
+    share = val.get("stutter_share")
+    if not share:
+        return ""
+    return (f"{share:.0%} of validation rewrites stutter, saying a short phrase twice in a row (\"by the end "
+            "of the end of the week\"); the web app's 6-token no-repeat block does not stop runs that short, "
+            "and a 3-token block stops them but breaks more words.")
 
 
 def _subject_limit(hand: dict) -> str:

@@ -78,6 +78,14 @@ def test_rewriter_keeps_the_subject_without_echoing(rewriter, context, negative)
     assert not broken_words(negative, output), output
 
 
+def test_a_stutter_is_a_short_phrase_said_twice_in_a_row():
+    from recipes.evaluate import stutters
+    assert stutters("Could you send it by the end of the end of the week?")
+    assert stutters("Thanks for your in your in your plan.")
+    assert not stutters("Thanks for the plan. Could you share the plan by Friday?")
+    assert not stutters("It was a long, long day.")  # one repeated word is English, not a loop
+
+
 def test_a_broken_word_is_one_neither_in_the_input_nor_english():
     negative = "The dessert menu for the zorblax launch is a mess."
     assert broken_words(negative, "Let's go through the dessert menu for the zorblax launch together.") == []
