@@ -35,8 +35,7 @@ class Pools:
     workplaces: list
     templates: dict           # label -> [(template, issue)]
     invented_items: list[str]
-    habits: list              # (base, -ing form, goal), see offline_conduct
-    conduct_templates: dict   # "habit" / "role" -> criticisms of a habit / of the person in their role
+    conduct: dict             # "habits" -> (base, -ing form, goal); "habit" / "role" -> criticisms (offline_conduct)
 
 
 def article(noun: str) -> str:
@@ -71,28 +70,27 @@ def invented_items(seed: int, num_words: int = 30000) -> tuple[list[str], list[s
     return items(words[:cut]), items(words[cut:])
 
 
+def split_off(values, validation_fraction: float, rng: random.Random) -> tuple[list, list]:
+    """(validation, train): a shuffled copy of `values` cut with at least one for validation."""
+    values = list(values)
+    rng.shuffle(values)
+    cut = max(1, round(len(values) * validation_fraction))
+    return values[:cut], values[cut:]
+
+
 def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:
     rng = random.Random(seed)
-    workplaces = list(slots.WORKPLACES)
-    rng.shuffle(workplaces)
-    num_val = max(1, round(len(workplaces) * validation_fraction))
+    val_places, train_places = split_off(slots.WORKPLACES, validation_fraction, rng)
     train_templates, val_templates = {}, {}
     for label in LABELS:
-        templates = list(tpl.LABEL_TEMPLATES[label])
-        rng.shuffle(templates)
-        cut = max(1, round(len(templates) * validation_fraction))
-        val_templates[label], train_templates[label] = templates[:cut], templates[cut:]
+        val_templates[label], train_templates[label] = split_off(tpl.LABEL_TEMPLATES[label], validation_fraction, rng)
     train_items, val_items = invented_items(seed)
     train_conduct, val_conduct = {}, {}
     for kind, values in (("habits", conduct.HABITS), ("habit", conduct.HABIT_CRITICISMS),
                          ("role", conduct.ROLE_CRITICISMS)):
-        values = list(values)
-        rng.shuffle(values)
-        cut = max(1, round(len(values) * validation_fraction))
-        val_conduct[kind], train_conduct[kind] = values[:cut], values[cut:]
-    return tuple(Pools(places, templates, items, split.pop("habits"), split)
-                 for places, templates, items, split in ((workplaces[num_val:], train_templates, train_items, train_conduct),
-                                                         (workplaces[:num_val], val_templates, val_items, val_conduct)))
+        val_conduct[kind], train_conduct[kind] = split_off(values, validation_fraction, rng)
+    return (Pools(train_places, train_templates, train_items, train_conduct),
+            Pools(val_places, val_templates, val_items, val_conduct))
 
 
 def pick_item(rng: random.Random, pools: Pools, workplace=None, invented_share: float = 0.23) -> str:
@@ -221,13 +219,13 @@ def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
     answered by a constructive rewrite that names the same habit or role."""
     workplace = rng.choice(pools.workplaces)
     role = workplace[2]
-    base, ger, goal = rng.choice(pools.habits) if about_habit else ("", "", "")
+    base, ger, goal = rng.choice(pools.conduct["habits"]) if about_habit else ("", "", "")
     values = dict(base=base, ger=ger, Ger=ger[:1].upper() + ger[1:], goal=goal, role=role, a_role=article(role),
                   name=rng.choice(slots.NAMES), time=rng.choice(slots.TIMES))
-    first = rng.choice(pools.conduct_templates["habit" if about_habit else "role"])
+    first = rng.choice(pools.conduct["habit" if about_habit else "role"])
     clauses = [first.format_map(values)]
     if rng.random() < 0.3:
-        clauses.append(rng.choice(pools.conduct_templates["role"]).format_map(values))
+        clauses.append(rng.choice(pools.conduct["role"]).format_map(values))
     if about_habit:
         # The rewrite names the habit in the form the criticism used ("you skip" / "skipping"), so the
         # model copies it rather than having to inflect a verb it may never have seen.

@@ -176,7 +176,7 @@ def _stutter_limit(val: dict) -> str:
     if not share:
         return ""
     return (f"{share:.0%} of validation rewrites stutter, saying a short phrase twice in a row (\"by the end "
-            "of the end of the week\"); the web app's 6-token no-repeat block does not stop runs that short, "
+            f"of the end of the week\"); the web app's {_ngram()}-token no-repeat block does not stop runs that short, "
             "and a 3-token block stops them but breaks more words.")
 
 

@@ -58,7 +58,7 @@ def test_rewrites_name_the_same_work_item_habit_or_role(data):
     for row in train + validation:
         negative, constructive = row["negative"].lower(), row["constructive"].lower()
         if row["kind"] == "habit":
-            # The criticism may say "you keep missing stand-ups" and the rewrite "you miss stand-ups".
+            # The row names the habit by its base form; a criticism and its rewrite may use the -ing form.
             assert any(form in negative for form in habits[row["item"]]), row
             assert any(form in constructive for form in habits[row["item"]]), row
         else:
