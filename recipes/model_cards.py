@@ -124,7 +124,7 @@ common English words (`wordfreq`). Before it sees a feedback pair it practises c
 trained on the pairs alone copies only the words those pairs used, and garbles the rest ("the pricing
 page" came out as "the conaling draft"). Then {summary.get('num_train_rows', '?')} template pairs of
 `recipes/generate_offline.py`, batch 16 (rows of similar length batched together), in two passes (see `recipes/build_demo_models.py`): one epoch at lr 1e-3, then 0.75 epoch at lr 5e-4, each decayed to zero
-({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}).
+({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}). {_pick_note(summary)}
 Every pair's constructive side names the same work item as its negative side, and about half of the
 items are invented from one or two random English words, so the model has to copy the subject rather than recall it.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words
@@ -169,6 +169,21 @@ Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 def _ngram() -> int:
     from takeoff.feedback_api import REWRITE_SAMPLING
     return REWRITE_SAMPLING.no_repeat_ngram_size
+
+
+def _pick_note(summary: dict) -> str:
+    checkpoints = summary.get("checkpoints")
+    if not checkpoints:
+        return ""
+    picked = next(c for c in checkpoints if c["step"] == summary["picked_step"])
+    last, stutter = checkpoints[-1], [c["stutter"] for c in checkpoints]
+    return (f"The last pass keeps its best checkpoint, not its last: at its start, every "
+            f"{summary.get('pick_every')} steps and at its end it rewrote {summary.get('pick_rows')} validation "
+            "pairs (not those measured below) and kept the weights with the most clean rewrites (the subject "
+            f"kept, no phrase said twice in a row, no broken word). It kept step {picked['step']}: clean "
+            f"{picked['clean']:.2f} there against {last['clean']:.2f} at the last step. Across the "
+            f"{len(checkpoints)} checkpoints the share of rewrites that stutter ran from {min(stutter):.2f} to "
+            f"{max(stutter):.2f}.")
 
 
 def _stutter_limit(val: dict) -> str:

@@ -7,6 +7,11 @@ from scratch, with a SentencePiece tokenizer learned from the training texts plu
 words (so real input is not all unknown pieces); `--copy-steps N` first has it practise writing back
 random English words, so it copies the subject of a criticism it has never seen. Saves fp16
 safetensors in Hugging Face layout.
+
+`--pick-every N` keeps the best of the checkpoints taken every N steps (and the starting and final
+weights) instead of the last: best at rewriting `--pick-rows` validation pairs from the end of
+validation.csv (the evaluation reports the first ones) so that the rewrite keeps the subject, says no
+phrase twice in a row and breaks no word.
 """
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
+from tqdm import tqdm
+
 from recipes.datasets import read_csv
+from recipes.evaluate import broken_words, keeps_subject, rewrite, stutters
 from recipes.training import pad, seed_everything, train
 from takeoff.feedback_task import rewrite_prompt
 
@@ -99,6 +107,41 @@ def validation_loss(model, inputs, targets, batch_size: int = 64) -> float:
     return total / max(1, count)
 
 
+class BestCheckpoint:
+    """Scores the model's greedy rewrites of held-out pairs at each call; keeps the best weights.
+
+    A small rewriter trained from scratch swings from one checkpoint to the next far more than its
+    validation loss shows: one build stuttered in 14% of held-out rewrites at the end of its first pass
+    and in 45% 150 steps later. The score is the share of clean rewrites: the subject kept, no phrase
+    said twice in a row, no broken word. A tie goes to the later checkpoint.
+    """
+
+    def __init__(self, model, tokenizer, rows: list[dict]):
+        self.model, self.tokenizer, self.rows = model, tokenizer, rows
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.best_state: dict[str, torch.Tensor] = {}
+
+    def __call__(self, step: int) -> None:
+        outputs = rewrite(self.model, self.tokenizer, self.rows)
+        kept = [keeps_subject(r["negative"], o) for r, o in zip(self.rows, outputs)]
+        stutter = [stutters(o) for o in outputs]
+        broken = [bool(broken_words(r["negative"], o)) for r, o in zip(self.rows, outputs)]
+        n = len(self.rows)
+        figures = dict(step=step, clean=sum(k and not s and not b for k, s, b in zip(kept, stutter, broken)) / n,
+                       keep=sum(kept) / n, stutter=sum(stutter) / n, broken=sum(broken) / n)
+        self.history.append({k: round(v, 4) for k, v in figures.items()})
+        tqdm.write("step {step}: clean {clean:.3f}, keeps the subject {keep:.3f}, stutters {stutter:.3f}, "
+                   "broken word {broken:.3f}".format(**figures))
+        if self.best is None or figures["clean"] >= self.best["clean"]:
+            self.best = figures
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def restore(self) -> dict:
+        self.model.load_state_dict(self.best_state)
+        return dict(picked_step=self.best["step"], pick_rows=len(self.rows), checkpoints=self.history)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/offline/rewrite"), help="folder with train.csv, validation.csv")
@@ -118,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (faster only on CPUs with bf16 units)")
     parser.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps")
+    parser.add_argument("--pick-every", type=int, default=0,
+                        help="keep the best of checkpoints every N steps by held-out rewrites (see above)")
+    parser.add_argument("--pick-rows", type=int, default=160, help="validation pairs the pick rewrites")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spinning on a busy machine)")
     parser.add_argument("--copy-steps", type=int, default=0,
                         help="from scratch only: first train N steps on writing back random English words")
@@ -128,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
-    val_rows = read_csv(args.data / "validation.csv")[:args.num_validation_rows]
+    all_val_rows = read_csv(args.data / "validation.csv")
+    val_rows = all_val_rows[:args.num_validation_rows]
     if args.init:
         tokenizer = AutoTokenizer.from_pretrained(args.init)
         model = T5ForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
@@ -141,17 +188,27 @@ def main(argv: list[str] | None = None) -> None:
         pretrain_copying(model, tokenizer, args)
     inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
     val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
+    hooks = [(args.checkpoint_every, lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))]
+    picker = None
+    if args.pick_every:
+        picker = BestCheckpoint(model, tokenizer, all_val_rows[-args.pick_rows:])
+        hooks.append((args.pick_every, picker))
+        if args.init:
+            picker(0)
     losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
                    num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
-                   seed=args.seed, bf16=args.bf16, desc="rewriter", checkpoint_every=args.checkpoint_every,
+                   seed=args.seed, bf16=args.bf16, desc="rewriter", hooks=hooks,
                    # Grouped by target length first: decoder tokens cost most (the output layer).
-                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)],
-                   checkpoint=lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))
+                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)])
+    summary = dict(num_train_rows=len(inputs), num_steps=len(losses), epochs=args.epochs, seed=args.seed,
+                   copy_steps=0 if args.init else args.copy_steps)
+    if picker:
+        picker(len(losses))
+        summary.update(picker.restore(), pick_every=args.pick_every)
+        print(f"kept the weights of step {summary['picked_step']}")
     val_loss = validation_loss(model, val_inputs, val_targets)
     print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
-    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), num_train_rows=len(inputs),
-                                          num_steps=len(losses), epochs=args.epochs, seed=args.seed,
-                                          copy_steps=0 if args.init else args.copy_steps))
+    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), **summary))
 
 
 def save(model, tokenizer, out: Path, summary: dict) -> None:

@@ -42,11 +42,11 @@ def batches(num_rows: int, batch_size: int, seed: int, lengths: Sequence | None 
 def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], num_rows: int, *,
           num_epochs: float, batch_size: int, lr: float, seed: int, bf16: bool = True, lengths: Sequence | None = None,
           warmup_fraction: float = 0.06, weight_decay: float = 0.01, desc: str = "train",
-          checkpoint: Callable[[int], None] | None = None, checkpoint_every: int = 0) -> list[float]:
+          hooks: Sequence[tuple[int, Callable[[int], None]]] = ()) -> list[float]:
     """Run `num_epochs` (may be fractional) over row indices; `loss_of(indices)` is one batch's loss.
 
-    `lengths` (one sortable key per row) groups rows of similar length into a batch.
-    `checkpoint(step)` runs every `checkpoint_every` steps (in eval mode). Returns every step's loss.
+    `lengths` (one sortable key per row) groups rows of similar length into a batch. Each `(every, hook)`
+    in `hooks` runs `hook(step)` in eval mode every `every` steps before the last. Returns every step's loss.
     """
     seed_everything(seed)
     steps_per_epoch = math.ceil(num_rows / batch_size)
@@ -71,9 +71,11 @@ def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], 
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         progress.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
-        if checkpoint and checkpoint_every and len(losses) % checkpoint_every == 0 and len(losses) < num_steps:
+        due = [hook for every, hook in hooks if every and len(losses) % every == 0 and len(losses) < num_steps]
+        if due:
             model.eval()
-            checkpoint(len(losses))
+            for hook in due:
+                hook(len(losses))
             model.train()
     model.eval()
     return losses

@@ -106,3 +106,27 @@ def test_length_grouped_batches_cover_every_row_once_and_pad_less():
     # The batches are shuffled, not handed out shortest first.
     firsts = [max(lengths[i] for i in b) for b in grouped[:10]]
     assert firsts != sorted(firsts)
+
+
+def test_the_picker_keeps_the_weights_that_rewrote_cleanest(tmp_path, monkeypatch):
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
+    rows = PAIRS[:2]
+    # Rewrites as three checkpoints might write them: a stutter, clean, and the subject lost.
+    scripted = iter([["The lunch menu by the end of the end of the week.", "The dinner menu has promise."],
+                     ["The lunch menu has promise.", "The dinner menu has promise."],
+                     ["Could you test it first?", "Could you test it first?"]])
+    monkeypatch.setattr(train_rewriter, "rewrite", lambda model, tokenizer, rows: next(scripted))
+    picker = train_rewriter.BestCheckpoint(model, tokenizer, rows)
+    weights = []
+    for step in (0, 10, 20):
+        with torch.no_grad():
+            model.shared.weight.fill_(float(step))
+        weights.append(model.state_dict()["lm_head.weight"].clone())
+        picker(step)
+    summary = picker.restore()
+    assert summary["picked_step"] == 10
+    assert [c["clean"] for c in summary["checkpoints"]] == [0.5, 1.0, 0.0]
+    assert [c["stutter"] for c in summary["checkpoints"]] == [0.5, 0.0, 0.0]
+    assert torch.equal(model.lm_head.weight, weights[1]) and model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
