@@ -226,6 +226,12 @@ def save(model, tokenizer, out: Path, summary: dict) -> None:
     config = json.loads(config_path.read_text())
     config["dtype"] = "float16"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # A fast tokenizer's file records the truncation and padding of its last call (here the pick's
+    # batch generation); a saved tokenizer should carry none.
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
     tokenizer.save_pretrained(out)
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
