@@ -75,6 +75,13 @@ def stutters(rewrite: str) -> bool:
     return bool(STUTTER.search(rewrite.lower()))
 
 
+def rewrite_checks(rows: list[dict], outputs: list[str]) -> dict[str, list[bool]]:
+    """Per rewrite: does it keep the subject of its input, break a word, stutter."""
+    return dict(keep=[keeps_subject(r["negative"], o) for r, o in zip(rows, outputs)],
+                broken=[bool(broken_words(r["negative"], o)) for r, o in zip(rows, outputs)],
+                stutter=[stutters(o) for o in outputs])
+
+
 def is_echo(negative: str, rewrite: str) -> bool:
     return normalise(negative) == normalise(rewrite) or normalise(rewrite) in normalise(negative)
 
@@ -114,13 +121,12 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
     for name, rows in sets.items():
         outputs = rewrite(generator, gen_tokenizer, rows)
         labels = [LABELS[max(range(len(LABELS)), key=p.__getitem__)] for p in predict(classifier, cls_tokenizer, outputs)]
-        n = len(rows)
+        n, checks = len(rows), rewrite_checks(rows, outputs)
         figures[name] = dict(
             num_inputs=n, constructive_share=round(sum(kind_of(l) == "constructive" for l in labels) / n, 4),
             num_echoes=sum(is_echo(r["negative"], o) for r, o in zip(rows, outputs)),
-            keep_subject_share=round(sum(keeps_subject(r["negative"], o) for r, o in zip(rows, outputs)) / n, 4),
-            broken_word_share=round(sum(bool(broken_words(r["negative"], o)) for r, o in zip(rows, outputs)) / n, 4),
-            stutter_share=round(sum(map(stutters, outputs)) / n, 4), num_distinct_outputs=len(set(outputs)),
+            keep_subject_share=round(sum(checks["keep"]) / n, 4), broken_word_share=round(sum(checks["broken"]) / n, 4),
+            stutter_share=round(sum(checks["stutter"]) / n, 4), num_distinct_outputs=len(set(outputs)),
             samples=[dict(input=r["negative"], rewrite=o, label=l) for r, o, l in list(zip(rows, outputs, labels))[:8]])
     example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE])[0]
     figures["original_example"] = dict(ORIGINAL_EXAMPLE, rewrite=example)

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassif
 
 from recipes.datasets import read_csv
 from recipes.metrics import classification_report
-from recipes.training import pad, seed_everything, train
+from recipes.training import pad, save_tokenizer, seed_everything, train
 from takeoff.feedback_task import LABELS
 
 MINILM_VOCAB_SIZE = 30522
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             best = (result, model, tokenizer)
     result, model, tokenizer = best
     model.half().save_pretrained(args.out, safe_serialization=True)
-    tokenizer.save_pretrained(args.out)
+    save_tokenizer(tokenizer, args.out)
     summary = dict(chosen=result, sweep=sweep, num_train_rows=len(train_rows), seed=args.seed, lr=args.lr,
                    token_dropout=args.token_dropout, group_by_length=args.group_by_length)
     (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))

@@ -22,13 +22,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-from tqdm import tqdm
-
 from recipes.datasets import read_csv
-from recipes.evaluate import broken_words, keeps_subject, rewrite, stutters
-from recipes.training import pad, seed_everything, train
+from recipes.evaluate import rewrite, rewrite_checks
+from recipes.training import pad, save_tokenizer, seed_everything, train
 from takeoff.feedback_task import rewrite_prompt
 
 
@@ -123,13 +122,10 @@ class BestCheckpoint:
         self.best_state: dict[str, torch.Tensor] = {}
 
     def __call__(self, step: int) -> None:
-        outputs = rewrite(self.model, self.tokenizer, self.rows)
-        kept = [keeps_subject(r["negative"], o) for r, o in zip(self.rows, outputs)]
-        stutter = [stutters(o) for o in outputs]
-        broken = [bool(broken_words(r["negative"], o)) for r, o in zip(self.rows, outputs)]
+        checks = rewrite_checks(self.rows, rewrite(self.model, self.tokenizer, self.rows))
         n = len(self.rows)
-        figures = dict(step=step, clean=sum(k and not s and not b for k, s, b in zip(kept, stutter, broken)) / n,
-                       keep=sum(kept) / n, stutter=sum(stutter) / n, broken=sum(broken) / n)
+        clean = [k and not s and not b for k, s, b in zip(checks["keep"], checks["stutter"], checks["broken"])]
+        figures = dict(step=step, clean=sum(clean) / n, **{name: sum(flags) / n for name, flags in checks.items()})
         self.history.append({k: round(v, 4) for k, v in figures.items()})
         tqdm.write("step {step}: clean {clean:.3f}, keeps the subject {keep:.3f}, stutters {stutter:.3f}, "
                    "broken word {broken:.3f}".format(**figures))
@@ -226,13 +222,7 @@ def save(model, tokenizer, out: Path, summary: dict) -> None:
     config = json.loads(config_path.read_text())
     config["dtype"] = "float16"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    # A fast tokenizer's file records the truncation and padding of its last call (here the pick's
-    # batch generation); a saved tokenizer should carry none.
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        backend.no_truncation()
-        backend.no_padding()
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     (out / "training_summary.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -81,6 +81,16 @@ def train(model: torch.nn.Module, loss_of: Callable[[list[int]], torch.Tensor], 
     return losses
 
 
+def save_tokenizer(tokenizer, out) -> None:
+    """Save without the truncation and padding a fast tokenizer keeps from its last batched call
+    (validation, generation): its tokenizer.json would otherwise record them as if they were settings."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(out)
+
+
 def pad(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([list(r) + [pad_id] * (width - len(r)) for r in rows])  # [batch, width]
