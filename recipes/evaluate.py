@@ -6,7 +6,9 @@ Classifier: accuracy, macro-F1 and binary critical/constructive accuracy on the 
 and on the hand-written test set, with confusion-matrix PNGs. Rewriter: share of rewrites the
 classifier labels constructive, echoes, how often the rewrite keeps the subject (reuses a content
 word of the input), how often it breaks a word (writes one that is neither in the input nor English),
-how often it stutters (says a short phrase twice in a row), and sample outputs. Writes `metrics.json` into each model folder.
+how often it stutters (says a short phrase twice in a row), and sample outputs; on criticisms of several
+sentences (`paragraphs_handwritten.csv`), also how often the rewrite names the subject given with each. Writes
+`metrics.json` into each model folder.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ HANDWRITTEN = Path(__file__).parent / "testset_handwritten.csv"
 # Critical sentences written by hand after the test set, to choose between rewriter settings;
 # unlike the test set it was looked at, so its figures are development figures.
 DEVSET = Path(__file__).parent / "devset_handwritten.csv"
+# Criticisms of several sentences, like the original work's example (its first row), written by hand with
+# the subject a rewrite should name; a development set, looked at while choosing training data.
+PARAGRAPHS = Path(__file__).parent / "paragraphs_handwritten.csv"
 HANDWRITTEN_CONTEXT = "You are giving feedback to a colleague at work"
 ORIGINAL_EXAMPLE = dict(
     context="You are a manager giving feedback to your subordinate, who has been underperforming severely "
@@ -116,7 +121,8 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
         return [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
                 for r in read_csv(path) if kind_of(r["label"]) == "critical"]
     sets = {"validation": read_csv(data_dir / "rewrite" / "validation.csv")[:num_rows],
-            "handwritten": critical_inputs(HANDWRITTEN), "development": critical_inputs(DEVSET)}
+            "handwritten": critical_inputs(HANDWRITTEN), "development": critical_inputs(DEVSET),
+            "paragraphs": read_csv(PARAGRAPHS)}
     figures = {}
     for name, rows in sets.items():
         outputs = rewrite(generator, gen_tokenizer, rows)
@@ -128,6 +134,9 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
             keep_subject_share=round(sum(checks["keep"]) / n, 4), broken_word_share=round(sum(checks["broken"]) / n, 4),
             stutter_share=round(sum(checks["stutter"]) / n, 4), num_distinct_outputs=len(set(outputs)),
             samples=[dict(input=r["negative"], rewrite=o, label=l) for r, o, l in list(zip(rows, outputs, labels))[:8]])
+        if "subject" in rows[0]:
+            figures[name]["names_subject_share"] = round(
+                sum(r["subject"].lower() in o.lower() for r, o in zip(rows, outputs)) / n, 4)
     example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE])[0]
     figures["original_example"] = dict(ORIGINAL_EXAMPLE, rewrite=example)
     return figures

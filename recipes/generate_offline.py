@@ -205,13 +205,13 @@ def context_for(workplace, item: str | None, rng: random.Random) -> str:
         a_receiver=a_receiver, workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
 
 
-def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float = 0.0) -> dict:
+def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float = 0.0, itemless_share: float = 0.0) -> dict:
     """A pair about a piece of work or, `conduct_share` of the time, about a habit (three in five) or
     about the person in their role ("call yourself a nurse?"), naming no work item."""
     roll = rng.random()
     if roll < conduct_share:
         return conduct_pair(pools, rng, about_habit=roll < 0.6 * conduct_share)
-    return work_pair(pools, rng)
+    return work_pair(pools, rng, itemless_share)
 
 
 def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
@@ -238,7 +238,17 @@ def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
                 item=base or role, kind="habit" if about_habit else "role")
 
 
-def work_pair(pools: Pools, rng: random.Random) -> dict:
+def follow_up(pools: Pools, rng: random.Random, label: str, item: str, itemless_share: float) -> str:
+    """A further critical clause after the one that names the item. `itemless_share` of them name no
+    item ("I'm afraid we will have to evaluate your position if this continues."), so the model learns
+    to take the subject from the clause that names it, not from the last "this ..." it read."""
+    templates = pools.templates[label]
+    if itemless_share and rng.random() < itemless_share:
+        templates = [t for t in templates if "{item}" not in t[0]] or templates
+    return fill(rng.choice(templates)[0], rng, item)
+
+
+def work_pair(pools: Pools, rng: random.Random, itemless_share: float = 0.0) -> dict:
     """One to three critical clauses about one item, and a constructive answer about the same item."""
     workplace = rng.choice(pools.workplaces)
     # Invented items are half the pairs: the model can only get them right by copying.
@@ -248,18 +258,18 @@ def work_pair(pools: Pools, rng: random.Random) -> dict:
                  or [t for label in CRITICAL_LABELS for t in pools.templates[label] if "{item}" in t[0]])
     first, issue = rng.choice(with_item)
     clauses = [fill(first, rng, item, issue)]
-    clauses += [fill(rng.choice(pools.templates[label])[0], rng, item) for label in labels[1:]]
+    clauses += [follow_up(pools, rng, label, item, itemless_share) for label in labels[1:]]
     ask = fill(rng.choice(tpl.ASK), rng, item, issue)
-    constructive = rng.choice(tpl.CONNECT).format(
-        ack=fill(rng.choice(tpl.ACKNOWLEDGE), rng, item), ask=ask, ask_lower=ask[0].lower() + ask[1:],
-        obs=fill(rng.choice(tpl.OBSERVE[issue]), rng, item).rstrip(".").lower())
+    ack, obs = fill(rng.choice(tpl.ACKNOWLEDGE), rng, item), fill(rng.choice(tpl.OBSERVE[issue]), rng, item)
+    constructive = rng.choice(tpl.CONNECT).format(ack=ack, ask=ask, ask_lower=lower_first(ask),
+                                                  obs=lower_first(obs.rstrip(".")))
     return dict(context=context_for(workplace, item, rng), negative=" ".join(clauses),
                 constructive=sentence_case(constructive), workplace=workplace[0], template=first, item=item,
                 kind="work")
 
 
 def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int,
-             conduct_share: float = 0.0) -> dict:
+             conduct_share: float = 0.0, itemless_share: float = 0.0) -> dict:
     """{'classification': (train, validation), 'rewrite': (train, validation)} as row dicts."""
     rng = random.Random(seed)
     pair_rng = random.Random(seed + 1)  # more or fewer sentences must not change the pairs
@@ -269,7 +279,7 @@ def generate(num_per_label: int, num_pairs: int, validation_fraction: float, see
     out = {}
     cls = [classification_rows(p, n, rng) for p, n in ((train_pools, num_per_label), (val_pools, num_val_per_label))]
     out["classification"] = [shuffled(dedupe(rows, ("sentence",))[0], seed) for rows in cls]
-    pairs = [[rewrite_pair(p, pair_rng, conduct_share) for _ in tqdm(range(n), desc="pairs", leave=False)]
+    pairs = [[rewrite_pair(p, pair_rng, conduct_share, itemless_share) for _ in tqdm(range(n), desc="pairs", leave=False)]
              for p, n in ((train_pools, num_pairs), (val_pools, num_val_pairs))]
     out["rewrite"] = [shuffled(dedupe(rows, ("context", "negative"))[0], seed) for rows in pairs]
     return out
@@ -287,8 +297,14 @@ def main(argv: list[str] | None = None) -> None:
                              "a piece of work (templates in offline_conduct.py). Off by default: the small demo "
                              "rewriter, trained from scratch, got worse with 0.2 and 0.3 (it garbles habits it "
                              "never saw); a pretrained Flan-T5 may not")
+    parser.add_argument("--itemless-share", type=float, default=0.8,
+                        help="share of the second and third critical clauses of a rewrite pair drawn from templates "
+                             "that name no item ('If this keeps happening, ...'), so the rewriter learns to take its "
+                             "subject from the clause that names one. With 0 (about one in seven by chance), the demo "
+                             "rewriter took 'this continues' as the subject of the original work's example")
     args = parser.parse_args(argv)
-    data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed, args.conduct_share)
+    data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed, args.conduct_share,
+                    args.itemless_share)
     for task, (train, validation) in data.items():
         write_split(args.out, task, train, validation)
         print(f"{task}: {len(train)} train, {len(validation)} validation -> {args.out / task}")

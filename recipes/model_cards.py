@@ -102,6 +102,7 @@ def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | No
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
     config = _load(model_dir / "config.json")
     val, hand, dev = metrics.get("validation", {}), metrics.get("handwritten", {}), metrics.get("development", {})
+    para = metrics.get("paragraphs", {})
     example = metrics.get("original_example", {})
     samples = "\n".join(f"- *{s['input']}* → {s['rewrite']}" for s in hand.get("samples", [])[:6])
     return f"""---
@@ -127,6 +128,10 @@ page" came out as "the conaling draft"). Then {summary.get('num_train_rows', '?'
 ({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}). {_pick_note(summary)}
 Every pair's constructive side names the same work item as its negative side, and about half of the
 items are invented from one or two random English words, so the model has to copy the subject rather than recall it.
+A pair's negative side has one to three critical sentences; the first names the item, and four in five of
+the others name none ("If this keeps happening, I'll make sure you're let go."), so the model takes the
+subject from the sentence that names it. With the others drawn at random (one in seven named no item), it took "this
+continues" from the original work's example as the thing criticised.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words
 such as "disaster" or "lazy" do not count); an echo is a rewrite contained in its input.
 {_build_time(build_minutes)}fp16 safetensors, {_size_mb(model_dir)} MB.
@@ -146,6 +151,10 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
   later and used to choose between training settings, so not a clean test): constructive
   {dev.get('constructive_share', '?')}, echoes {dev.get('num_echoes', '?')}, keep the subject {dev.get('keep_subject_share', '?')},
   break a word {dev.get('broken_word_share', '?')}, stutter {dev.get('stutter_share', '?')}
+- criticisms of several sentences written by hand (`recipes/paragraphs_handwritten.csv`, {para.get('num_inputs', '?')},
+  the original work's example first; a development set): names the subject given with each
+  {para.get('names_subject_share', '?')}, constructive {para.get('constructive_share', '?')}, break a word
+  {para.get('broken_word_share', '?')}, stutter {para.get('stutter_share', '?')}
 
 The original work's example:
 > {example.get('negative', '')}

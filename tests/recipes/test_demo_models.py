@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5Fo
 
 from recipes.evaluate import broken_words, is_echo, keeps_subject
 from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
+from takeoff.sentences import split_sentences
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -90,3 +91,13 @@ def test_a_broken_word_is_one_neither_in_the_input_nor_english():
     negative = "The dessert menu for the zorblax launch is a mess."
     assert broken_words(negative, "Let's go through the dessert menu for the zorblax launch together.") == []
     assert broken_words(negative, "Thanks for the desssert menu; the zorblaxx launch is close.") == ["desssert", "zorblaxx"]
+
+
+def test_paragraph_set_names_each_subject_and_starts_with_the_original_example():
+    from recipes.datasets import read_csv
+    from recipes.evaluate import ORIGINAL_EXAMPLE, PARAGRAPHS
+    rows = read_csv(PARAGRAPHS)
+    assert len(rows) >= 20 and rows[0]["negative"].replace("’", "'") == ORIGINAL_EXAMPLE["negative"]
+    for row in rows:
+        assert row["context"] and row["subject"].lower() in row["negative"].lower(), row
+        assert len(split_sentences(row["negative"])) >= 2, row
