@@ -166,7 +166,7 @@ Hand-written inputs:
 
 ## Limits
 A few million parameters trained for minutes on templates. The output follows a handful of sentence
-shapes (acknowledge, name the issue, ask for a next step). {_subject_limit(hand)} {_stutter_limit(val)} Sentences that
+shapes (acknowledge, name the issue, ask for a next step). {_subject_limit(hand)} {_stutter_limit(val, hand)} Sentences that
 criticise a habit rather than a piece of work ("you never answer the phone") get squeezed into the
 same work-item shape. Training pairs about habits and roles (`generate_offline --conduct-share`) did
 not fix that at this size: with a fifth or a third of pairs about conduct, the model garbled the habits
@@ -195,13 +195,14 @@ def _pick_note(summary: dict) -> str:
             f"{max(stutter):.2f}.")
 
 
-def _stutter_limit(val: dict) -> str:
-    share = val.get("stutter_share")
-    if not share:
+def _stutter_limit(val: dict, hand: dict) -> str:
+    share, hand_share = val.get("stutter_share"), hand.get("stutter_share")
+    if not share and not hand_share:
         return ""
-    return (f"{share:.0%} of validation rewrites stutter, saying a short phrase twice in a row (\"by the end "
-            f"of the end of the week\"); the web app's {_ngram()}-token no-repeat block does not stop runs that short, "
-            "and a 3-token block stops them but breaks more words.")
+    return (f"{share or 0:.0%} of validation rewrites and {hand_share or 0:.0%} of those of hand-written sentences "
+            "stutter, saying a short phrase twice in a row (\"by the end of the end of the week\"), mostly in the "
+            f"closing request after the subject; the web app's {_ngram()}-token no-repeat block does not stop runs "
+            "that short, and a 3-token block stops most of them but breaks more words.")
 
 
 def _subject_limit(hand: dict) -> str:
