@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--itemless-share", type=float, default=0.8,
                         help="share of the second and third critical clauses of a rewrite pair drawn from templates "
                              "that name no item ('If this keeps happening, ...'), so the rewriter learns to take its "
-                             "subject from the clause that names one. With 0 (about one in seven by chance), the demo "
+                             "subject from the clause that names one. With 0 (about one in four by chance), the demo "
                              "rewriter took 'this continues' as the subject of the original work's example")
     args = parser.parse_args(argv)
     data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed, args.conduct_share,

@@ -130,7 +130,7 @@ Every pair's constructive side names the same work item as its negative side, an
 items are invented from one or two random English words, so the model has to copy the subject rather than recall it.
 A pair's negative side has one to three critical sentences; the first names the item, and four in five of
 the others name none ("If this keeps happening, I'll make sure you're let go."), so the model takes the
-subject from the sentence that names it. With the others drawn at random (one in seven named no item), it took "this
+subject from the sentence that names it. With the others drawn at random (about one in four named no item), it took "this
 continues" from the original work's example as the thing criticised.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words
 such as "disaster" or "lazy" do not count); an echo is a rewrite contained in its input.
