@@ -23,6 +23,8 @@ from takeoff.feedback_task import CRITICAL_LABELS, LABELS
 
 CRITICAL_OPENERS = ["Honestly, ", "Look, ", "To be frank, ", "{name}, ", "Seriously, ", "Well, ", "Again, "]
 CONSTRUCTIVE_OPENERS = ["{name}, ", "Hey, ", "By the way, ", "Just a thought: ", "Quick note: ", "So, "]
+# Share of a rewrite pair's second and third critical sentences that name no item (see follow_up).
+ITEMLESS_SHARE = 0.8
 STOPWORDS = set("about after again also because been before being could does doing from have having here "
                 "into just more most much only other over same should some such than that their them then "
                 "there these they this those through under very were what when where which while will with "
@@ -205,7 +207,7 @@ def context_for(workplace, item: str | None, rng: random.Random) -> str:
         a_receiver=a_receiver, workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
 
 
-def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float = 0.0, itemless_share: float = 0.0) -> dict:
+def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float, itemless_share: float) -> dict:
     """A pair about a piece of work or, `conduct_share` of the time, about a habit (three in five) or
     about the person in their role ("call yourself a nurse?"), naming no work item."""
     roll = rng.random()
@@ -248,7 +250,7 @@ def follow_up(pools: Pools, rng: random.Random, label: str, item: str, itemless_
     return fill(rng.choice(templates)[0], rng, item)
 
 
-def work_pair(pools: Pools, rng: random.Random, itemless_share: float = 0.0) -> dict:
+def work_pair(pools: Pools, rng: random.Random, itemless_share: float) -> dict:
     """One to three critical clauses about one item, and a constructive answer about the same item."""
     workplace = rng.choice(pools.workplaces)
     # Invented items are half the pairs: the model can only get them right by copying.
@@ -269,7 +271,7 @@ def work_pair(pools: Pools, rng: random.Random, itemless_share: float = 0.0) -> 
 
 
 def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int,
-             conduct_share: float = 0.0, itemless_share: float = 0.0) -> dict:
+             conduct_share: float = 0.0, itemless_share: float = ITEMLESS_SHARE) -> dict:
     """{'classification': (train, validation), 'rewrite': (train, validation)} as row dicts."""
     rng = random.Random(seed)
     pair_rng = random.Random(seed + 1)  # more or fewer sentences must not change the pairs
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
                              "a piece of work (templates in offline_conduct.py). Off by default: the small demo "
                              "rewriter, trained from scratch, got worse with 0.2 and 0.3 (it garbles habits it "
                              "never saw); a pretrained Flan-T5 may not")
-    parser.add_argument("--itemless-share", type=float, default=0.8,
+    parser.add_argument("--itemless-share", type=float, default=ITEMLESS_SHARE,
                         help="share of the second and third critical clauses of a rewrite pair drawn from templates "
                              "that name no item ('If this keeps happening, ...'), so the rewriter learns to take its "
                              "subject from the clause that names one. With 0 (about one in four by chance), the demo "
