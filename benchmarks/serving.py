@@ -88,7 +88,7 @@ def prepare_models(tmp: Path, seed: int) -> tuple[Path, Path]:
     from tokenizers import Tokenizer, pre_tokenizers, processors
     from transformers import ElectraConfig, ElectraForSequenceClassification, PreTrainedTokenizerFast
 
-    from takeoff.feedback_task import LABELS
+    from takeoff.feedback.task import LABELS
     from tests.tiny_models import build_wordpiece_tokenizer
 
     model_dir = save_random_t5(tmp / "generator", seed=seed)

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from clients.client import TakeoffClient, sampling_fields
 from clients.errors import NotFoundError, TakeoffError, describe_error
-from takeoff.feedback_task import rewrite_prompt
+from takeoff.feedback.task import rewrite_prompt
 
 HELP = """\
 Type a message to generate an answer. With a context set, the message is sent as feedback to

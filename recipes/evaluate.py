@@ -23,8 +23,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5Fo
 from recipes.datasets import normalise, read_csv
 from recipes.metrics import classification_report, confusion, plot_confusion
 from recipes.train_classifier import predict
-from takeoff.feedback_api import REWRITE_SAMPLING
-from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
+from takeoff.feedback.api import REWRITE_SAMPLING
+from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
 
 HANDWRITTEN = Path(__file__).parent / "testset_handwritten.csv"
 # Critical sentences written by hand after the test set, to choose between rewriter settings;

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from recipes.datasets import clean_text, dedupe, distribution, shuffled, split_by_group, write_split
 from recipes.offline_slots import WORKPLACES
-from takeoff.feedback_task import LABELS, kind_of
+from takeoff.feedback.task import LABELS, kind_of
 
 PREAMBLE = ("You run a workshop on giving feedback at work. Critical feedback is vague, accusatory or harsh and "
             "is aimed at the person more than the work, with nothing to act on. Constructive feedback is kind, "

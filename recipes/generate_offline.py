@@ -19,7 +19,7 @@ from recipes import offline_conduct as conduct
 from recipes import offline_slots as slots
 from recipes import offline_templates as tpl
 from recipes.datasets import dedupe, distribution, normalise, shuffled, write_split
-from takeoff.feedback_task import CRITICAL_LABELS, LABELS
+from takeoff.feedback.task import CRITICAL_LABELS, LABELS
 
 CRITICAL_OPENERS = ["Honestly, ", "Look, ", "To be frank, ", "{name}, ", "Seriously, ", "Well, ", "Again, "]
 CONSTRUCTIVE_OPENERS = ["{name}, ", "Hey, ", "By the way, ", "Just a thought: ", "Quick note: ", "So, "]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from takeoff.feedback_task import LABELS, kind_of
+from takeoff.feedback.task import LABELS, kind_of
 
 
 def confusion(truth: list[str], predicted: list[str], labels=LABELS) -> list[list[int]]:

@@ -22,7 +22,7 @@ def _row(name: str, figures: dict) -> str:
 
 
 def _top_confusions(figures: dict, num: int = 3) -> str:
-    from takeoff.feedback_task import LABELS
+    from takeoff.feedback.task import LABELS
     counts = figures.get("confusion", [])
     cells = sorted(((n, t, p) for t, row in enumerate(counts) for p, n in enumerate(row) if t != p and n), reverse=True)
     return "; ".join(f"{LABELS[t]} read as {LABELS[p]} ({n})" for n, t, p in cells[:num]) or "none measured"
@@ -113,7 +113,7 @@ pipeline_tag: text2text-generation
 # feedback-rewriter (demo)
 
 Turns critical workplace feedback into a constructive version about the same piece of work. Input:
-`Context: <context>. Make the following feedback constructive: <feedback>` (`takeoff.feedback_task.rewrite_prompt`).
+`Context: <context>. Make the following feedback constructive: <feedback>` (`takeoff.feedback.task.rewrite_prompt`).
 
 ## How it was built
 `{build_command}` rebuilds it. No pretrained seq2seq model can be had offline, so this is a small T5
@@ -176,7 +176,7 @@ Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 
 
 def _ngram() -> int:
-    from takeoff.feedback_api import REWRITE_SAMPLING
+    from takeoff.feedback.api import REWRITE_SAMPLING
     return REWRITE_SAMPLING.no_repeat_ngram_size
 
 

@@ -22,7 +22,7 @@ from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassif
 from recipes.datasets import read_csv
 from recipes.metrics import classification_report
 from recipes.training import pad, save_tokenizer, seed_everything, train
-from takeoff.feedback_task import LABELS
+from takeoff.feedback.task import LABELS
 
 MINILM_VOCAB_SIZE = 30522
 

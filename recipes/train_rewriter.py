@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 from recipes.datasets import read_csv
 from recipes.evaluate import rewrite, rewrite_checks
 from recipes.training import pad, save_tokenizer, seed_everything, train
-from takeoff.feedback_task import rewrite_prompt
+from takeoff.feedback.task import rewrite_prompt
 
 
 def build_tokenizer(texts: list[str], out_dir: Path, vocab_size: int, num_common_words: int):

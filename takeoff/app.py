@@ -16,10 +16,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from takeoff import feedback_api, openai_api, routes
+from takeoff import openai_api, routes
 from takeoff.config import ServerConfig
 from takeoff.engine import Engine
 from takeoff.errors import ApiError
+from takeoff.feedback import api as feedback_api
 from takeoff.metrics import Metrics
 from takeoff.readers import GENERATE, Reader, load_readers
 

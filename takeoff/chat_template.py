@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from takeoff.feedback_task import rewrite_prompt
+from takeoff.feedback.task import rewrite_prompt
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def teach_to_copy(model: T5ForConditionalGeneration, tokenizer, steps: int = 40)
 def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed: int = 0,
                          family: str = "electra") -> Path:
     """A tiny random sequence classifier: family "electra" (the default), "bert" or "roberta"."""
-    from takeoff.feedback_task import LABELS
+    from takeoff.feedback.task import LABELS
 
     labels = labels or LABELS
     tokenizer = build_wordpiece_tokenizer()

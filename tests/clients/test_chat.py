@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from clients.client import Client
-from takeoff.feedback_task import rewrite_prompt
+from takeoff.feedback.task import rewrite_prompt
 from tests.clients.slow_runner import metric, slow_runner
 from tests.clients.terminal import Terminal
 

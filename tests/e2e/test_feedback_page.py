@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from takeoff.feedback_task import LABELS, kind_of
+from takeoff.feedback.task import LABELS, kind_of
 from tests.e2e.conftest import ROOT
 from tests.feedback_models import LEARNED
 

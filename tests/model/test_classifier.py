@@ -9,7 +9,7 @@ from kernels.classifier import classify, encode_texts
 from kernels.loader import load_classifier
 from kernels.runner import ModelRunner
 from scheduler.output import ClassifyInput, SchedulerOutput
-from takeoff.feedback_task import LABELS
+from takeoff.feedback.task import LABELS
 from tests.tiny_models import CORPUS, save_tiny_classifier
 
 TEXTS = CORPUS[:6] + [("The report was late.", "Could you send it by Friday?"), "ok"]

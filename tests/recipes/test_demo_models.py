@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5ForConditionalGeneration
 
 from recipes.evaluate import broken_words, is_echo, keeps_subject
-from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
-from takeoff.sentences import split_sentences
+from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
+from takeoff.feedback.sentences import split_sentences
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

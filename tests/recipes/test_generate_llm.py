@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from recipes import generate_llm
-from takeoff.feedback_task import LABELS
+from takeoff.feedback.task import LABELS
 
 
 def fake_reply(prompt: str, attempt: int) -> str:

@@ -8,8 +8,8 @@ import pytest
 
 from recipes import generate_offline
 from recipes.datasets import CLASSIFY_COLUMNS, REWRITE_COLUMNS, dedupe, split_by_group
-from takeoff.feedback_task import CRITICAL_LABELS, LABELS, rewrite_prompt
-from takeoff.sentences import split_sentences
+from takeoff.feedback.task import CRITICAL_LABELS, LABELS, rewrite_prompt
+from takeoff.feedback.sentences import split_sentences
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from transformers import AutoTokenizer, BertModel, T5ForConditionalGeneration
 
 from recipes import train_classifier, train_rewriter
 from recipes.training import train
-from takeoff.feedback_task import LABELS
+from takeoff.feedback.task import LABELS
 
 PAIRS = [dict(context="You manage a cook at a restaurant", negative=f"The {w} menu is a disaster.",
               constructive=f"The {w} menu has promise; could you test it with the team first?")

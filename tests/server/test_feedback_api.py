@@ -11,9 +11,9 @@ import pytest
 
 from transformers import AutoTokenizer
 
-from takeoff.feedback_api import DEFAULT_CONTEXT, REWRITE_SAMPLING
-from takeoff.feedback_task import LABELS, kind_of, rewrite_prompt
-from takeoff.sentences import split_sentences
+from takeoff.feedback.api import DEFAULT_CONTEXT, REWRITE_SAMPLING
+from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
+from takeoff.feedback.sentences import split_sentences
 from clients.sse import SSEDecoder
 from tests.feedback_models import LEARNED, save_feedback_classifier
 from tests.server.helpers import next_event, read_events

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from takeoff.config import ServerConfig
-from takeoff.feedback_task import rewrite_prompt
+from takeoff.feedback.task import rewrite_prompt
 from tests.clients.slow_runner import metric, slow_runner
 from tests.server.test_streaming import failing_runner_factory
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from takeoff.feedback_task import LABELS
+from takeoff.feedback.task import LABELS
 from tests.server.helpers import assert_api_error, metric
 
 

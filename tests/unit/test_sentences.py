@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from takeoff.sentences import split_sentences
+from takeoff.feedback.sentences import split_sentences
 
 
 def texts(text: str) -> list[str]:

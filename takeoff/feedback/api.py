@@ -26,9 +26,9 @@ from starlette.staticfiles import StaticFiles
 
 from scheduler.sampling_params import SamplingParams
 from takeoff.errors import ApiError, bad_request, too_large
-from takeoff.feedback_task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, kind_of, rewrite_prompt
+from takeoff.feedback.sentences import split_sentences
+from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, kind_of, rewrite_prompt
 from takeoff.http import get_field, read_json
-from takeoff.sentences import split_sentences
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_CHARS = 5000
