@@ -21,7 +21,7 @@ import aiohttp
 from tqdm import tqdm
 
 from recipes.datasets import clean_text, dedupe, distribution, shuffled, split_by_group, write_split
-from recipes.offline_slots import WORKPLACES
+from recipes import template_data
 from takeoff.feedback.task import LABELS, kind_of
 
 PREAMBLE = ("You run a workshop on giving feedback at work. Critical feedback is vague, accusatory or harsh and "
@@ -98,7 +98,7 @@ async def classification_rows(client: Client, n: int, num_requests: int) -> list
 
 
 async def rewrite_rows(client: Client, n: int, num_requests: int, seed: int) -> list[dict]:
-    workplaces = [w[0] for w in WORKPLACES]
+    workplaces = [w.name for w in template_data.slots().workplaces]
     random.Random(seed).shuffle(workplaces)
 
     async def one(workplace: str) -> list[dict]:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recipes import offline_conduct as conduct
-from recipes import offline_slots as slots
-from recipes import offline_templates as tpl
+from recipes import template_data
 from recipes.datasets import dedupe, distribution, normalise, shuffled, write_split
 from takeoff.feedback.task import CRITICAL_LABELS, LABELS
+
+SLOTS, PARTS, CONDUCT = template_data.slots(), template_data.rewrite_parts(), template_data.conduct()
 
 CRITICAL_OPENERS = ["Honestly, ", "Look, ", "To be frank, ", "{name}, ", "Seriously, ", "Well, ", "Again, "]
 CONSTRUCTIVE_OPENERS = ["{name}, ", "Hey, ", "By the way, ", "Just a thought: ", "Quick note: ", "So, "]
@@ -37,7 +37,7 @@ class Pools:
     workplaces: list
     templates: dict           # label -> [(template, issue)]
     invented_items: list[str]
-    conduct: dict             # "habits" -> (base, -ing form, goal); "habit" / "role" -> criticisms (offline_conduct)
+    conduct: dict             # "habits" -> (base, -ing form, goal); "habit" / "role" -> criticisms (conduct.yaml)
 
 
 def article(noun: str) -> str:
@@ -67,7 +67,7 @@ def invented_items(seed: int, num_words: int = 30000) -> tuple[list[str], list[s
     cut = len(words) * 4 // 5
 
     def items(pool: list[str]) -> list[str]:
-        return ["the " + rng.choice(ITEM_SHAPES).format(word=w, other=rng.choice(pool), doc=rng.choice(slots.DOC_NOUNS))
+        return ["the " + rng.choice(ITEM_SHAPES).format(word=w, other=rng.choice(pool), doc=rng.choice(SLOTS.doc_nouns))
                 for w in pool]
     return items(words[:cut]), items(words[cut:])
 
@@ -82,14 +82,14 @@ def split_off(values, validation_fraction: float, rng: random.Random) -> tuple[l
 
 def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:
     rng = random.Random(seed)
-    val_places, train_places = split_off(slots.WORKPLACES, validation_fraction, rng)
+    val_places, train_places = split_off(SLOTS.workplaces, validation_fraction, rng)
     train_templates, val_templates = {}, {}
     for label in LABELS:
-        val_templates[label], train_templates[label] = split_off(tpl.LABEL_TEMPLATES[label], validation_fraction, rng)
+        val_templates[label], train_templates[label] = split_off(template_data.label_templates()[label], validation_fraction, rng)
     train_items, val_items = invented_items(seed)
     train_conduct, val_conduct = {}, {}
-    for kind, values in (("habits", conduct.HABITS), ("habit", conduct.HABIT_CRITICISMS),
-                         ("role", conduct.ROLE_CRITICISMS)):
+    for kind, values in (("habits", CONDUCT.habits), ("habit", CONDUCT.habit_criticisms),
+                         ("role", CONDUCT.role_criticisms)):
         val_conduct[kind], train_conduct[kind] = split_off(values, validation_fraction, rng)
     return (Pools(train_places, train_templates, train_items, train_conduct),
             Pools(val_places, val_templates, val_items, val_conduct))
@@ -99,13 +99,13 @@ def pick_item(rng: random.Random, pools: Pools, workplace=None, invented_share: 
     """A personal, everyday, invented or workplace item, as "the", "your" or "this" phrase."""
     roll = rng.random()
     if roll < 0.08:
-        return rng.choice(slots.PERSONAL_ITEMS)
+        return rng.choice(SLOTS.personal_items)
     if roll < 0.22:
-        item = rng.choice(slots.GENERIC_ITEMS)
+        item = rng.choice(SLOTS.generic_items)
     elif roll < 0.22 + invented_share:
         item = rng.choice(pools.invented_items)
     else:
-        item = rng.choice((workplace or rng.choice(pools.workplaces))[3])
+        item = rng.choice((workplace or rng.choice(pools.workplaces)).items)
     roll = rng.random()
     if roll < 0.1:
         return "this " + item[4:]
@@ -113,12 +113,12 @@ def pick_item(rng: random.Random, pools: Pools, workplace=None, invented_share: 
 
 
 def fill(template: str, rng: random.Random, item: str, issue: str | None = None) -> str:
-    issue = issue or rng.choice(tpl.ISSUES)
-    name, other_name = rng.sample(slots.NAMES, 2)  # "Hey Sam, ask Sam to review it" reads as nonsense
-    values = dict(item=item, name=name, time=rng.choice(slots.TIMES),
-                  deadline=rng.choice(slots.DEADLINES), aspect=rng.choice(slots.ASPECTS),
-                  strength=rng.choice(slots.STRENGTHS), doc=item.split()[-1])
-    values["fix"] = rng.choice(tpl.FIXES[issue]).format_map(dict(values, name=other_name))
+    issue = issue or rng.choice(PARTS.issues)
+    name, other_name = rng.sample(SLOTS.names, 2)  # "Hey Sam, ask Sam to review it" reads as nonsense
+    values = dict(item=item, name=name, time=rng.choice(SLOTS.times),
+                  deadline=rng.choice(SLOTS.deadlines), aspect=rng.choice(SLOTS.aspects),
+                  strength=rng.choice(SLOTS.strengths), doc=item.split()[-1])
+    values["fix"] = rng.choice(PARTS.fixes[issue]).format_map(dict(values, name=other_name))
     return sentence_case(template.format_map(values))
 
 
@@ -162,7 +162,7 @@ def decorate(sentence: str, label: str, rng: random.Random) -> str:
     """Openers, lower case and missing full stops: how people actually type."""
     if rng.random() < 0.2:
         openers = CRITICAL_OPENERS if label in CRITICAL_LABELS else CONSTRUCTIVE_OPENERS
-        opener = rng.choice(openers).format(name=rng.choice(slots.NAMES))
+        opener = rng.choice(openers).format(name=rng.choice(SLOTS.names))
         sentence = opener + lower_first(sentence)
     if rng.random() < 0.1:
         sentence = sentence.lower()
@@ -196,15 +196,15 @@ def context_for(workplace, item: str | None, rng: random.Random) -> str:
     """A context for feedback about `item`, or, with None, one that names no work item."""
     name, giver, receiver, _ = workplace
     about = re.sub(r"^your ", "their ", item or "")
-    templates = slots.CONTEXT_TEMPLATES if item else [t for t in slots.CONTEXT_TEMPLATES if "{item}" not in t]
+    templates = SLOTS.context_templates if item else [t for t in SLOTS.context_templates if "{item}" not in t]
     template = rng.choice(templates)
     a_receiver = article(receiver)
     if "{item}" not in template and rng.random() < 0.4:
         # "... feedback to your trainee, who ...": a person after "your", not the thing criticised.
-        a_receiver = "your " + (receiver if rng.random() < 0.5 else rng.choice(slots.GENERIC_RECEIVERS))
+        a_receiver = "your " + (receiver if rng.random() < 0.5 else rng.choice(SLOTS.generic_receivers))
     return sentence_case(template.format(
         a_giver=article(giver), A_giver=article(giver).capitalize(), giver=giver,
-        a_receiver=a_receiver, workplace=name, item=about, situation=rng.choice(slots.SITUATIONS)))
+        a_receiver=a_receiver, workplace=name, item=about, situation=rng.choice(SLOTS.situations)))
 
 
 def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float, itemless_share: float) -> dict:
@@ -220,10 +220,10 @@ def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
     """A criticism of a habit (maybe with a jab at the person's role) or of the person in their role,
     answered by a constructive rewrite that names the same habit or role."""
     workplace = rng.choice(pools.workplaces)
-    role = workplace[2]
+    role = workplace.receiver
     base, ger, goal = rng.choice(pools.conduct["habits"]) if about_habit else ("", "", "")
     values = dict(base=base, ger=ger, Ger=ger[:1].upper() + ger[1:], goal=goal, role=role, a_role=article(role),
-                  name=rng.choice(slots.NAMES), time=rng.choice(slots.TIMES))
+                  name=rng.choice(SLOTS.names), time=rng.choice(SLOTS.times))
     first = rng.choice(pools.conduct["habit" if about_habit else "role"])
     clauses = [first.format_map(values)]
     if rng.random() < 0.3:
@@ -232,11 +232,11 @@ def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
         # The rewrite names the habit in the form the criticism used ("you skip" / "skipping"), so the
         # model copies it rather than having to inflect a verb it may never have seen.
         form = "{base}" if "{base}" in first else "{ger}"
-        answer = rng.choice([t for t in conduct.HABIT_REWRITES if form in t.replace("{Ger}", "{ger}")])
+        answer = rng.choice([t for t in CONDUCT.habit_rewrites if form in t.replace("{Ger}", "{ger}")])
     else:
-        answer = rng.choice(conduct.ROLE_REWRITES)
+        answer = rng.choice(CONDUCT.role_rewrites)
     return dict(context=context_for(workplace, None, rng), negative=" ".join(clauses),
-                constructive=sentence_case(answer.format_map(values)), workplace=workplace[0], template=first,
+                constructive=sentence_case(answer.format_map(values)), workplace=workplace.name, template=first,
                 item=base or role, kind="habit" if about_habit else "role")
 
 
@@ -261,12 +261,12 @@ def work_pair(pools: Pools, rng: random.Random, itemless_share: float) -> dict:
     first, issue = rng.choice(with_item)
     clauses = [fill(first, rng, item, issue)]
     clauses += [follow_up(pools, rng, label, item, itemless_share) for label in labels[1:]]
-    ask = fill(rng.choice(tpl.ASK), rng, item, issue)
-    ack, obs = fill(rng.choice(tpl.ACKNOWLEDGE), rng, item), fill(rng.choice(tpl.OBSERVE[issue]), rng, item)
-    constructive = rng.choice(tpl.CONNECT).format(ack=ack, ask=ask, ask_lower=lower_first(ask),
+    ask = fill(rng.choice(PARTS.ask), rng, item, issue)
+    ack, obs = fill(rng.choice(PARTS.acknowledge), rng, item), fill(rng.choice(PARTS.observe[issue]), rng, item)
+    constructive = rng.choice(PARTS.connect).format(ack=ack, ask=ask, ask_lower=lower_first(ask),
                                                   obs=lower_first(obs.rstrip(".")))
     return dict(context=context_for(workplace, item, rng), negative=" ".join(clauses),
-                constructive=sentence_case(constructive), workplace=workplace[0], template=first, item=item,
+                constructive=sentence_case(constructive), workplace=workplace.name, template=first, item=item,
                 kind="work")
 
 
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conduct-share", type=float, default=0.0,
                         help="share of rewrite pairs that criticise a habit or the person in their role instead of "
-                             "a piece of work (templates in offline_conduct.py). Off by default: the small demo "
+                             "a piece of work (templates in recipes/data/conduct.yaml). Off by default: the small demo "
                              "rewriter, trained from scratch, got worse with 0.2 and 0.3 (it garbles habits it "
                              "never saw); a pretrained Flan-T5 may not")
     parser.add_argument("--itemless-share", type=float, default=ITEMLESS_SHARE,

@@ -5,6 +5,8 @@ import json
 import shutil
 from pathlib import Path
 
+from recipes.template_data import label_templates
+
 APACHE_LICENSE = Path(__file__).parent / "licenses" / "Apache-2.0.txt"
 
 
@@ -35,8 +37,7 @@ def _build_time(build_minutes: float | None) -> str:
 
 
 def _templates_per_label() -> str:
-    from recipes.offline_templates import LABEL_TEMPLATES
-    counts = [len(templates) for templates in LABEL_TEMPLATES.values()]
+    counts = [len(templates) for templates in label_templates().values()]
     return f"{min(counts)}-{max(counts)}"
 
 

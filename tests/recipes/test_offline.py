@@ -47,14 +47,14 @@ def test_no_template_workplace_or_item_straddles_the_split(data, task, key):
     train, validation = data[task]
     shared = {r[key] for r in train} & {r[key] for r in validation}
     # Personal and everyday items ("your performance", "the slides") are shared on purpose.
-    everyday = {f"{d} {i.split(' ', 1)[1]}" for i in generate_offline.slots.GENERIC_ITEMS for d in ("the", "your", "this")}
-    assert key != "item" or shared <= everyday | set(generate_offline.slots.PERSONAL_ITEMS)
+    everyday = {f"{d} {i.split(' ', 1)[1]}" for i in generate_offline.SLOTS.generic_items for d in ("the", "your", "this")}
+    assert key != "item" or shared <= everyday | set(generate_offline.SLOTS.personal_items)
     assert key == "item" or not shared
 
 
 def test_rewrites_name_the_same_work_item_habit_or_role(data):
     train, validation = data["rewrite"]
-    habits = {base: (base, ger) for base, ger, _ in generate_offline.conduct.HABITS}
+    habits = {base: (base, ger) for base, ger, _ in generate_offline.CONDUCT.habits}
     for row in train + validation:
         negative, constructive = row["negative"].lower(), row["constructive"].lower()
         if row["kind"] == "habit":
@@ -70,7 +70,7 @@ def test_rewrites_name_the_same_work_item_habit_or_role(data):
 
 def test_pairs_about_a_habit_or_role_have_contexts_that_name_no_work_item(data):
     train, _ = data["rewrite"]
-    items = {i for w in generate_offline.slots.WORKPLACES for i in w[3]}
+    items = {i for w in generate_offline.SLOTS.workplaces for i in w.items}
     for row in train:
         if row["kind"] != "work":
             assert not any(item[4:] in row["context"] for item in items), row
@@ -118,30 +118,30 @@ def test_joined_clauses_make_one_sentence():
 def test_conduct_templates_fill_for_every_habit_and_name_their_subject_once():
     from string import Formatter
 
-    conduct = generate_offline.conduct
+    conduct = generate_offline.CONDUCT
     fields = lambda t: [f for _, f, _, _ in Formatter().parse(t) if f]  # noqa: E731
     habit_slots, role_slots = {"base", "ger", "Ger"}, {"role", "a_role"}
-    for templates, subject in ((conduct.HABIT_CRITICISMS, habit_slots), (conduct.HABIT_REWRITES, habit_slots),
-                               (conduct.ROLE_CRITICISMS, role_slots), (conduct.ROLE_REWRITES, role_slots)):
+    for templates, subject in ((conduct.habit_criticisms, habit_slots), (conduct.habit_rewrites, habit_slots),
+                               (conduct.role_criticisms, role_slots), (conduct.role_rewrites, role_slots)):
         assert len(set(templates)) == len(templates) >= 20
         for template in templates:
             assert set(fields(template)) <= habit_slots | role_slots | {"goal", "name", "time"}, template
             assert sum(f in subject for f in fields(template)) == 1, template
-    assert all("goal" in fields(t) for t in conduct.HABIT_REWRITES)
-    assert len({base for base, _, _ in conduct.HABITS}) == len(conduct.HABITS) >= 40
+    assert all("goal" in fields(t) for t in conduct.habit_rewrites)
+    assert len({base for base, _, _ in conduct.habits}) == len(conduct.habits) >= 40
 
 
 def test_every_template_fills_its_slots_and_appears_once():
     from string import Formatter
 
-    from recipes import offline_templates as tpl
+    from recipes import template_data
     slots = {"item", "name", "time", "deadline", "aspect", "strength", "fix", "doc"}
     seen = set()
-    for label, templates in tpl.LABEL_TEMPLATES.items():
+    for label, templates in template_data.label_templates().items():
         assert len(templates) >= 100, label
         for template, issue in templates:
             assert {field for _, field, _, _ in Formatter().parse(template) if field} <= slots, template
-            assert issue in (None, *tpl.ISSUES) and (issue is None) == (label not in CRITICAL_LABELS), template
+            assert issue in (None, *template_data.rewrite_parts().issues) and (issue is None) == (label not in CRITICAL_LABELS), template
             assert "the {item}" not in template.lower(), template
             assert template.lower() not in seen, f"{template!r} is listed twice"
             seen.add(template.lower())
@@ -178,3 +178,11 @@ def test_rewrites_keep_their_capitals():
         constructive = generate_offline.work_pair(train_pools, rng, generate_offline.ITEMLESS_SHARE)["constructive"]
         assert " i " not in f" {constructive} " and "i'd" not in constructive, constructive
         assert not any(f" {day.lower()}" in constructive for day in ("Monday", "Friday")), constructive
+
+
+def test_a_template_file_row_with_a_missing_cell_is_an_error_naming_its_row(tmp_path):
+    from recipes import template_data
+    path = tmp_path / "threat.tsv"
+    path.write_text("# a comment\ntemplate\tissue\n\nFix {item} or else.\tquality\nFix {item} now.\n")
+    with pytest.raises(ValueError, match="row 3 has 1 cells"):
+        template_data.read_tsv(path)
