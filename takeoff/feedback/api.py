@@ -7,9 +7,16 @@ limit, the person keeps what they wrote well, and the critical sentences are gen
 side in the engine's continuous batch. The answer joins the sentences with the original text
 between them (spaces, line breaks, bullets); a rewrite that comes out empty keeps the sentence.
 
-Improve answers `{"text", "kind", "sentences": [... "rewrite": str | null]}`; with `stream: true`,
-SSE `data` events carry the pieces of "text" in order and a last `event: result` carries that JSON
-(`event: error` with the error JSON if the engine fails mid-way).
+Each sentence is read by `task.verdict`: its kind is the one whose labels hold more of the
+classifier's probability, and it is `unsure` when that kind holds less than `MIN_SURE_SHARE`; improve
+rewrites the critical sentences and the unsure ones, since a critical sentence left as it was costs
+the person more than a rewrite they can ignore.
+
+Improve answers `{"text", "kind", "sentences": [... "rewrite": str | null, "rewrite_warning": str |
+null]}`: a rewrite that says something its sentence and the context do not (a time, a deadline or
+delay, a number, a name, an event: `claims.introduced_claims`) carries a warning to check it. With
+`stream: true`, SSE `data` events carry the pieces of "text" in order and a last `event: result`
+carries that JSON (`event: error` with the error JSON if the engine fails mid-way).
 """
 from __future__ import annotations
 
@@ -26,8 +33,9 @@ from starlette.staticfiles import StaticFiles
 
 from scheduler.sampling_params import SamplingParams
 from takeoff.errors import ApiError, bad_request, too_large
+from takeoff.feedback.claims import introduced_claims, rewrite_warning
 from takeoff.feedback.sentences import split_sentences
-from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, kind_of, rewrite_prompt
+from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, rewrite_prompt, verdict
 from takeoff.http import get_field, read_json
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -63,6 +71,7 @@ class AnalyzedSentence:
     label: str
     score: float  # the classifier's probability for `label`
     kind: str  # "constructive" | "critical"
+    unsure: bool  # the classifier leans to `kind` too little to say; improve rewrites it anyway
 
 
 @dataclass
@@ -71,6 +80,14 @@ class Feedback:
     text: str
     context: str
     sentences: list[AnalyzedSentence]
+
+    @property
+    def prompt_context(self) -> str:
+        return self.context.strip() or DEFAULT_CONTEXT
+
+    def needs_rewrite(self, index: int) -> bool:
+        sentence = self.sentences[index]
+        return sentence.kind == "critical" or sentence.unsure
 
     @property
     def kind(self) -> str:
@@ -166,9 +183,9 @@ async def _analyze(engine, text: str, context: str) -> Feedback:
     rows, labels = await engine.classify([s.text for s in sentences])
     analyzed = []
     for sentence, row in zip(sentences, rows):
-        best = max(range(len(row)), key=row.__getitem__)
-        analyzed.append(AnalyzedSentence(sentence.text, sentence.start, sentence.end,
-                                         labels[best], float(row[best]), kind_of(labels[best])))
+        reading = verdict(row, labels)
+        analyzed.append(AnalyzedSentence(sentence.text, sentence.start, sentence.end, reading.label,
+                                         reading.score, reading.kind, reading.unsure))
     return Feedback(text, context, analyzed)
 
 
@@ -196,12 +213,11 @@ async def _submit_rewrites(engine, feedback: Feedback) -> list[Rewrite]:
     limit = engine.groups()[group].max_new_tokens or REWRITE_SAMPLING.max_new_tokens
     params = replace(REWRITE_SAMPLING,
                      max_new_tokens=min(REWRITE_SAMPLING.max_new_tokens, limit))
-    context = feedback.context.strip() or DEFAULT_CONTEXT
     rewrites: list[Rewrite] = []
     try:
         for index, sentence in enumerate(feedback.sentences):
-            if sentence.kind == "critical":
-                prompt = rewrite_prompt(context, sentence.text)
+            if feedback.needs_rewrite(index):
+                prompt = rewrite_prompt(feedback.prompt_context, sentence.text)
                 rewrites.append(Rewrite(index, engine.generate_stream(prompt, params, group)))
     except BaseException:
         await _close_all(rewrites)
@@ -246,7 +262,9 @@ def _improve_result(feedback: Feedback, rewrites: list[Rewrite], text: str) -> d
     rewritten = {rewrite.index: rewrite.text.strip() or None for rewrite in rewrites}
     result = {"text": text, **feedback.analysis()}
     for index, sentence in enumerate(result["sentences"]):
-        sentence["rewrite"] = rewritten.get(index)
+        rewrite = sentence["rewrite"] = rewritten.get(index)
+        claims = introduced_claims(rewrite, sentence["text"], feedback.prompt_context) if rewrite else []
+        sentence["rewrite_warning"] = rewrite_warning(claims)
     return result
 
 

@@ -268,3 +268,66 @@ async def test_an_api_key_guards_the_feedback_endpoints(server_factory):
                                    headers={"Authorization": "Bearer s3cret"})
     assert status == 200
     assert len(answer["sentences"]) == 1
+
+
+@contextmanager
+def replaced(engine, method: str, fake):
+    setattr(engine, method, fake)
+    try:
+        yield
+    finally:
+        delattr(engine, method)
+
+
+async def test_a_rewrite_that_claims_what_its_sentence_does_not_carries_a_warning(server_factory,
+                                                                               learned_classifier):
+    server = server_factory.server(classifier=learned_classifier)
+    # One faithful rewrite, and one that invents a missed deadline, a day and a person.
+    answers = {CRITICAL[0]: "Could we look at what is broken together?",
+               CRITICAL[1]: "I know listening is hard, but the deadline was missed on Friday. Could you ask Priya?"}
+
+    def rewrites(prompt, params, group):
+        async def pieces():
+            yield next(text for sentence, text in answers.items() if prompt.endswith(sentence))
+        return pieces()
+
+    body = {"text": MIXED, "context": CONTEXT}
+    with replaced(server.engine, "generate_stream", rewrites):
+        status, _, answer = await post(server.url, "/v1/feedback/improve", body)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(server.url + "/v1/feedback/improve",
+                                    json=dict(body, stream=True)) as response:
+                streamed = json.loads((await read_events(response))[-1].data)
+    assert status == 200 and streamed == answer
+    sentences = {s["text"]: s for s in answer["sentences"]}
+    assert sentences[CRITICAL[0]]["rewrite"] == answers[CRITICAL[0]]
+    assert sentences[CRITICAL[0]]["rewrite_warning"] is None
+    warning = sentences[CRITICAL[1]]["rewrite_warning"]
+    assert "a time, a deadline or delay and a name" in warning, warning
+    assert "“deadline”" in warning and "“on Friday”" in warning, warning
+    for text in CONSTRUCTIVE[:2]:
+        assert sentences[text]["rewrite"] is None and sentences[text]["rewrite_warning"] is None
+
+
+async def test_a_sentence_the_classifier_is_unsure_about_is_marked_and_rewritten(server_factory,
+                                                                               learned_classifier):
+    server = server_factory.server(classifier=learned_classifier)
+    classify = server.engine.classify
+
+    async def leaning(texts, group=None):
+        rows, labels = await classify(texts, group)
+        # The last sentence: 0.55 on a constructive label, 0.45 on a critical one.
+        rows[-1] = [0.55 if label == "Balanced Criticism" else 0.45 if label == "Vague Criticism" else 0.0
+                    for label in labels]
+        return rows, labels
+
+    text = f"{CONSTRUCTIVE[0]} {CONSTRUCTIVE[1]}"
+    with replaced(server.engine, "classify", leaning):
+        _, _, analysis = await post(server.url, "/v1/feedback/analyze", {"text": text})
+        _, _, improved = await post(server.url, "/v1/feedback/improve", {"text": text})
+    first, last = analysis["sentences"]
+    assert (first["kind"], first["unsure"]) == ("constructive", False)
+    assert (last["label"], last["kind"], last["unsure"]) == ("Balanced Criticism", "constructive", True)
+    assert improved["sentences"][0]["rewrite"] is None
+    assert improved["text"].startswith(CONSTRUCTIVE[0])
+    assert improved["sentences"][1]["rewrite"] is not None  # unsure: rewritten in case it reads as critical

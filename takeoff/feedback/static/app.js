@@ -18,6 +18,7 @@ const ui = {
   verdict: $("#verdict"),
   result: $("#result"),
   improved: $("#improved"),
+  warnings: $("#warnings"),
   copy: $("#copy"),
   copyStatus: $("#copy-status"),
 };
@@ -126,6 +127,7 @@ function tag(sentence) {
   element.className = "tag";
   const percent = Math.round(sentence.score * 100);
   element.append(`${ICONS[sentence.kind]} ${sentence.label} `);
+  if (sentence.unsure) element.append("(unsure) ");
   const score = document.createElement("span");
   score.className = "score";
   score.textContent = `${percent}%`;
@@ -144,7 +146,11 @@ function showAnalysis(text, analysis) {
     span.className = `sentence ${sentence.kind}`;
     span.dataset.label = sentence.label;
     span.dataset.kind = sentence.kind;
-    span.title = `${sentence.label} (${sentence.kind}), score ${sentence.score.toFixed(2)}`;
+    span.dataset.unsure = String(Boolean(sentence.unsure));
+    span.title = sentence.unsure
+      ? `Unsure: this could read as constructive or as critical (${sentence.label}, ` +
+        `score ${sentence.score.toFixed(2)}). Improve rewrites it in case.`
+      : `${sentence.label} (${sentence.kind}), score ${sentence.score.toFixed(2)}`;
     span.append(sentence.text, tag(sentence));
     paragraph.append(span);
     position = sentence.end;
@@ -155,6 +161,20 @@ function showAnalysis(text, analysis) {
   ui.verdict.className = `verdict ${analysis.kind}`;
   ui.verdict.textContent = `${ICONS[analysis.kind]} ${analysis.kind}: ` +
     `${critical} of ${total} sentence${total === 1 ? "" : "s"} critical`;
+}
+
+// A rewrite that says something the sentence did not (a deadline, a time, a name...) is listed
+// under the constructive version with the server's warning, so it is never passed on unread.
+function showWarnings(sentences) {
+  const flagged = sentences.filter((s) => s.rewrite_warning);
+  ui.warnings.replaceChildren(...flagged.map((sentence) => {
+    const item = document.createElement("li");
+    const quote = document.createElement("q");
+    quote.textContent = sentence.rewrite;
+    item.append(quote, ` ${sentence.rewrite_warning}`);
+    return item;
+  }));
+  ui.warnings.hidden = flagged.length === 0;
 }
 
 // ---- actions ---------------------------------------------------------------------------------
@@ -182,6 +202,7 @@ async function improve() {
   ui.copy.disabled = true;
   ui.improved.textContent = "";
   ui.improved.setAttribute("aria-busy", "true");
+  showWarnings([]);
   try {
     const response = await post("/v1/feedback/improve", { stream: true });
     let finished = false;
@@ -192,6 +213,7 @@ async function improve() {
         const result = JSON.parse(data);
         ui.improved.textContent = result.text;
         showAnalysis(text, result);
+        showWarnings(result.sentences);
         finished = true;
       }
     });
