@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--threads", default="1", help="torch threads for each of the two training jobs")
     parser.add_argument("--seed", default="0")
+    parser.add_argument("--real-dev", type=Path, default=Path("../shared"),
+                        help="folder with the project's real development sets; reported when both files are there")
     args = parser.parse_args(argv)
     classifier_dir, rewriter_dir = args.models / "feedback-classifier", args.models / "feedback-rewriter"
     started = time.monotonic()
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             if classifier.poll() is None:
                 classifier.terminate()
-    evaluate.main(["--classifier", str(classifier_dir), "--rewriter", str(rewriter_dir), "--data", str(args.data)])
+    real_dev = ["--real-dev", str(args.real_dev)] if all((args.real_dev / name).exists() for name in evaluate.REAL_DEV) else []
+    evaluate.main(["--classifier", str(classifier_dir), "--rewriter", str(rewriter_dir), "--data", str(args.data), *real_dev])
     minutes = (time.monotonic() - started) / 60
     write_cards(classifier_dir, rewriter_dir, BUILD_COMMAND, minutes)
     print(f"built both demo models in {minutes:.1f} minutes")

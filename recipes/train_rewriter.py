@@ -11,7 +11,7 @@ safetensors in Hugging Face layout.
 `--pick-every N` keeps the best of the checkpoints taken every N steps (and the starting and final
 weights) instead of the last: best at rewriting `--pick-rows` validation pairs from the end of
 validation.csv (the evaluation reports the first ones) so that the rewrite keeps the subject, says no
-phrase twice in a row and breaks no word.
+phrase twice in a row, breaks no word and claims nothing its input and context lack.
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from recipes.datasets import read_csv
-from recipes.evaluate import rewrite, rewrite_checks
+from recipes.evaluate import rewrite
+from recipes.rewrite_checks import rewrite_checks
 from recipes.training import pad, save_tokenizer, seed_everything, train
 from takeoff.feedback.task import rewrite_prompt
 
@@ -112,7 +113,8 @@ class BestCheckpoint:
     A small rewriter trained from scratch swings from one checkpoint to the next far more than its
     validation loss shows: one build stuttered in 14% of held-out rewrites at the end of its first pass
     and in 45% 150 steps later. The score is the share of clean rewrites: the subject kept, no phrase
-    said twice in a row, no broken word. A tie goes to the later checkpoint.
+    said twice in a row, no broken word, no claim its input and context lack. A tie goes to the later
+    checkpoint.
     """
 
     def __init__(self, model, tokenizer, rows: list[dict]):
@@ -124,11 +126,12 @@ class BestCheckpoint:
     def __call__(self, step: int) -> None:
         checks = rewrite_checks(self.rows, rewrite(self.model, self.tokenizer, self.rows))
         n = len(self.rows)
-        clean = [k and not s and not b for k, s, b in zip(checks["keep"], checks["stutter"], checks["broken"])]
+        clean = [k and not s and not b and not i
+                 for k, s, b, i in zip(checks["keep"], checks["stutter"], checks["broken"], checks["invented"])]
         figures = dict(step=step, clean=sum(clean) / n, **{name: sum(flags) / n for name, flags in checks.items()})
         self.history.append({k: round(v, 4) for k, v in figures.items()})
         tqdm.write("step {step}: clean {clean:.3f}, keeps the subject {keep:.3f}, stutters {stutter:.3f}, "
-                   "broken word {broken:.3f}".format(**figures))
+                   "broken word {broken:.3f}, invents a claim {invented:.3f}".format(**figures))
         if self.best is None or figures["clean"] >= self.best["clean"]:
             self.best = figures
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5ForConditionalGeneration
 
-from recipes.evaluate import broken_words, is_echo, keeps_subject
+from recipes.rewrite_checks import broken_words, is_echo, keeps_subject
 from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
 from takeoff.feedback.sentences import split_sentences
 
@@ -80,7 +80,7 @@ def test_rewriter_keeps_the_subject_without_echoing(rewriter, context, negative)
 
 
 def test_a_stutter_is_a_short_phrase_said_twice_in_a_row():
-    from recipes.evaluate import stutters
+    from recipes.rewrite_checks import stutters
     assert stutters("Could you send it by the end of the end of the week?")
     assert stutters("Thanks for your in your in your plan.")
     assert not stutters("Thanks for the plan. Could you share the plan by Friday?")
