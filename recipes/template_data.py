@@ -1,8 +1,9 @@
 """The offline generator's template data, read from the files under recipes/data/.
 
     templates/<label>.tsv  sentence templates, one file per label; a critical one carries the issue it raises
-    rewrite.yaml           the constructive side of a rewrite pair: fixes, acknowledgements, observations, asks
-    slots.yaml             workplaces and the values of the other slots ({name}, {time}, contexts, items, ...)
+    rewrite.yaml           the constructive side of a rewrite pair: acknowledgements, problems (their cue
+                           words, restatements and asks), asks for help, how the parts join
+    slots.yaml             workplaces and the values of the other slots ({name}, {time}, {fix}, contexts, items)
     conduct.yaml           habits, and criticisms and rewrites about a habit or about a person in their role
 
 Each loader reads its file once. Lists come back as tuples, in file order: the generator draws from them
@@ -11,6 +12,7 @@ by index, so the order is part of the data.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -43,19 +45,35 @@ class Slots:
     situations: tuple[str, ...]         # "... who {situation}" in a context that names no item
     generic_items: tuple[str, ...]      # everyday items, in both splits
     personal_items: tuple[str, ...]     # items about the person: "your performance"
-
-
-@dataclass(frozen=True)
-class RewriteParts:
-    fixes: dict[str, tuple[str, ...]]    # issue -> suggestions, the {fix} slot
-    acknowledge: tuple[str, ...]
-    observe: dict[str, tuple[str, ...]]  # issue -> what went wrong
-    connect: tuple[str, ...]             # how {ack}, {obs} and {ask} join
-    ask: tuple[str, ...]
+    fixes: dict[str, tuple[str, ...]]   # issue -> suggestions, the {fix} slot
+    emoji: dict[str, tuple[str, ...]]   # "constructive" / "critical" / "either" -> emoji
+    shorthand: dict[str, str]           # phrase -> how chat writes it: "you" -> "u"
 
     @property
     def issues(self) -> tuple[str, ...]:
         return tuple(self.fixes)
+
+
+@dataclass(frozen=True)
+class Problem:
+    cues: re.Pattern | None  # words that name it in a critical sentence; None: the fallback
+    restate: tuple[str, ...]
+    ask: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RewriteParts:
+    acknowledge: tuple[str, ...]
+    problems: dict[str, Problem]  # in the order their cues are looked for
+    help: tuple[str, ...]         # asks for a critical side that names no problem
+    connect: tuple[str, ...]      # how {ack}, {obs} and {ask} join
+    connect_without_problem: tuple[str, ...]
+    no_subject: tuple[str, ...]   # whole answers to a criticism with no subject
+
+    def named_problem(self, text: str) -> str | None:
+        """The first problem whose cue words occur in `text`, or None."""
+        return next((name for name, problem in self.problems.items()
+                     if problem.cues and problem.cues.search(text)), None)
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,10 @@ def slots() -> Slots:
 
 @functools.cache
 def rewrite_parts() -> RewriteParts:
-    return RewriteParts(**read_yaml("rewrite.yaml"))
+    values = read_yaml("rewrite.yaml")
+    problems = {name: Problem(re.compile(p["cues"], re.IGNORECASE) if p["cues"] else None, p["restate"], p["ask"])
+                for name, p in values.pop("problems").items()}
+    return RewriteParts(problems=problems, **values)
 
 
 @functools.cache

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from recipes import generate_offline
+from recipes import generate_offline, offline_fill, offline_pairs
 from recipes.datasets import CLASSIFY_COLUMNS, REWRITE_COLUMNS, dedupe, split_by_group
 from takeoff.feedback.task import CRITICAL_LABELS, LABELS, rewrite_prompt
 from takeoff.feedback.sentences import split_sentences
@@ -21,7 +21,7 @@ def data():
 def test_conduct_pairs_are_off_by_default_and_sentences_do_not_change_the_pairs():
     few = generate_offline.generate(num_per_label=20, num_pairs=40, validation_fraction=0.2, seed=3)
     more = generate_offline.generate(num_per_label=30, num_pairs=40, validation_fraction=0.2, seed=3)
-    assert {r["kind"] for r in few["rewrite"][0]} == {"work"}
+    assert {r["kind"] for r in few["rewrite"][0]} <= {"work", "no_subject"}
     assert few["rewrite"] == more["rewrite"] and few["classification"] != more["classification"]
 
 
@@ -45,16 +45,16 @@ def test_every_label_in_both_splits(data):
                                       ("rewrite", "template"), ("rewrite", "workplace"), ("rewrite", "item")])
 def test_no_template_workplace_or_item_straddles_the_split(data, task, key):
     train, validation = data[task]
-    shared = {r[key] for r in train} & {r[key] for r in validation}
+    shared = {r[key] for r in train} & {r[key] for r in validation} - {""}  # no_subject pairs name no item
     # Personal and everyday items ("your performance", "the slides") are shared on purpose.
-    everyday = {f"{d} {i.split(' ', 1)[1]}" for i in generate_offline.SLOTS.generic_items for d in ("the", "your", "this")}
-    assert key != "item" or shared <= everyday | set(generate_offline.SLOTS.personal_items)
+    everyday = {f"{d} {i.split(' ', 1)[1]}" for i in offline_fill.SLOTS.generic_items for d in ("the", "your", "this", "that")}
+    assert key != "item" or shared <= everyday | set(offline_fill.SLOTS.personal_items)
     assert key == "item" or not shared
 
 
 def test_rewrites_name_the_same_work_item_habit_or_role(data):
     train, validation = data["rewrite"]
-    habits = {base: (base, ger) for base, ger, _ in generate_offline.CONDUCT.habits}
+    habits = {base: (base, ger) for base, ger, _ in offline_fill.CONDUCT.habits}
     for row in train + validation:
         negative, constructive = row["negative"].lower(), row["constructive"].lower()
         if row["kind"] == "habit":
@@ -70,7 +70,7 @@ def test_rewrites_name_the_same_work_item_habit_or_role(data):
 
 def test_pairs_about_a_habit_or_role_have_contexts_that_name_no_work_item(data):
     train, _ = data["rewrite"]
-    items = {i for w in generate_offline.SLOTS.workplaces for i in w.items}
+    items = {i for w in offline_fill.SLOTS.workplaces for i in w.items}
     for row in train:
         if row["kind"] != "work":
             assert not any(item[4:] in row["context"] for item in items), row
@@ -118,7 +118,7 @@ def test_joined_clauses_make_one_sentence():
 def test_conduct_templates_fill_for_every_habit_and_name_their_subject_once():
     from string import Formatter
 
-    conduct = generate_offline.CONDUCT
+    conduct = offline_fill.CONDUCT
     fields = lambda t: [f for _, f, _, _ in Formatter().parse(t) if f]  # noqa: E731
     habit_slots, role_slots = {"base", "ger", "Ger"}, {"role", "a_role"}
     for templates, subject in ((conduct.habit_criticisms, habit_slots), (conduct.habit_rewrites, habit_slots),
@@ -141,7 +141,7 @@ def test_every_template_fills_its_slots_and_appears_once():
         assert len(templates) >= 100, label
         for template, issue in templates:
             assert {field for _, field, _, _ in Formatter().parse(template) if field} <= slots, template
-            assert issue in (None, *template_data.rewrite_parts().issues) and (issue is None) == (label not in CRITICAL_LABELS), template
+            assert issue in (None, *template_data.slots().issues) and (issue is None) == (label not in CRITICAL_LABELS), template
             assert "the {item}" not in template.lower(), template
             assert template.lower() not in seen, f"{template!r} is listed twice"
             seen.add(template.lower())
@@ -150,18 +150,18 @@ def test_every_template_fills_its_slots_and_appears_once():
 def test_a_suggestion_never_names_the_person_it_is_addressed_to():
     rng = random.Random(5)
     for _ in range(200):
-        text = generate_offline.fill("Hey {name}, about {item}: {fix}.", rng, "the plan", "errors")
+        text = offline_fill.fill("Hey {name}, about {item}: {fix}.", rng, "the plan", "errors")
         addressed = text.split(",")[0].removeprefix("Hey ")
         assert text.count(addressed) == 1, text
 
 
 def test_itemless_follow_ups_name_no_item_and_change_the_pairs():
-    train_pools, _ = generate_offline.split_pools(0, 0.2)
+    train_pools, _ = offline_fill.split_pools(0, 0.2)
     rng, item = random.Random(4), "the zorblat ledger"
     for label in CRITICAL_LABELS:
-        assert all(item not in generate_offline.follow_up(train_pools, rng, label, item, 1.0) for _ in range(30))
+        assert all(item not in offline_pairs.follow_up(train_pools, rng, label, item, 1.0) for _ in range(30))
     # Without the share, follow-ups usually repeat the item, as they always did.
-    named = sum(item in generate_offline.follow_up(train_pools, rng, label, item, 0.0)
+    named = sum(item in offline_pairs.follow_up(train_pools, rng, label, item, 0.0)
                 for label in CRITICAL_LABELS for _ in range(30))
     assert named > 0.5 * 30 * len(CRITICAL_LABELS)
     plain = generate_offline.generate(num_per_label=5, num_pairs=60, validation_fraction=0.2, seed=3,
@@ -172,10 +172,10 @@ def test_itemless_follow_ups_name_no_item_and_change_the_pairs():
 
 
 def test_rewrites_keep_their_capitals():
-    train_pools, _ = generate_offline.split_pools(0, 0.2)
+    train_pools, _ = offline_fill.split_pools(0, 0.2)
     rng = random.Random(6)
     for _ in range(300):
-        constructive = generate_offline.work_pair(train_pools, rng, generate_offline.ITEMLESS_SHARE)["constructive"]
+        constructive = offline_pairs.work_pair(train_pools, rng, offline_pairs.ITEMLESS_SHARE)["constructive"]
         assert " i " not in f" {constructive} " and "i'd" not in constructive, constructive
         assert not any(f" {day.lower()}" in constructive for day in ("Monday", "Friday")), constructive
 
@@ -186,3 +186,39 @@ def test_a_template_file_row_with_a_missing_cell_is_an_error_naming_its_row(tmp_
     path.write_text("# a comment\ntemplate\tissue\n\nFix {item} or else.\tquality\nFix {item} now.\n")
     with pytest.raises(ValueError, match="row 3 has 1 cells"):
         template_data.read_tsv(path)
+
+
+def test_no_rewrite_claims_a_time_delay_number_name_or_event_its_criticism_lacks(data):
+    from takeoff.feedback.claims import introduced_claims
+    train, validation = data["rewrite"]
+    for row in train + validation:
+        assert not introduced_claims(row["constructive"], row["negative"], row["context"]), row
+    problems = {row.get("problem") for row in train}
+    assert {"late", "errors", "quality", None} <= problems  # restated problems, and criticisms that name none
+
+
+@pytest.mark.parametrize("negative, item, labels, problem", [
+    ("Your report is late again.", "your report", ["Harsh Criticism"], "late"),
+    ("The invoice is full of mistakes, honestly.", "the invoice", ["Harsh Criticism"], "errors"),
+    ("The late shift rota is rubbish.", "the late shift rota", ["Harsh Criticism"], "quality"),
+    ("You're an idiot, and the deck proves it.", "the deck", ["Personal Attack"], None),
+    ("Sort out the deck or you're fired.", "the deck", ["Threat"], None),
+])
+def test_a_rewrite_restates_only_the_problem_its_criticism_names(negative, item, labels, problem):
+    rng = random.Random(1)
+    for _ in range(20):
+        answer, restated = offline_pairs.constructive_answer(negative, item, labels, rng)
+        assert restated == problem and item.lower() in answer.lower(), answer
+        if problem is None:
+            assert any(answer.endswith(offline_fill.fill(ask, rng, item)[1:]) for ask in offline_fill.PARTS.help), answer
+        if problem != "late":
+            rest = answer.lower().replace(item, "")
+            assert not any(word in rest for word in ("late", "on time", "timeline", "slip")), answer
+
+
+def test_a_criticism_with_nothing_to_name_is_answered_by_asking_what_would_help(data):
+    from recipes.rewrite_checks import content_words
+    rows = [row for row in data["rewrite"][0] if row["kind"] == "no_subject"]
+    assert rows
+    for row in rows:
+        assert not content_words(row["negative"]) and row["constructive"] in offline_fill.PARTS.no_subject, row
