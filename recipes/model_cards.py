@@ -65,9 +65,11 @@ head is new) and fine-tuned on the offline template data of `recipes/generate_of
 ({summary.get('num_train_rows', '?')} training sentences, batch 32{_grouped(summary)}, lr {summary.get('lr', '?')}, linear decay to zero,
 seed {summary.get('seed', '?')}; word embeddings frozen; each step deletes {summary.get('token_dropout', 0):.0%} of the
 tokens at random, so no single template word decides a label). The data has {_templates_per_label()} templates per
-label in four sets written in different voices (templates a blind review found fit for two labels were
-dropped), words swapped for synonyms, openers, lower case and two same-label clauses joined into one
-sentence. {_build_time(build_minutes)}Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
+label (`recipes/data/templates/`) in five sets written in different voices, the fifth in those of code review,
+mailing lists, customer complaints, teacher comments and chat, with fragments, profanity, all caps and emoji
+(templates a blind review found fit for two labels were dropped); words swapped for synonyms, openers, lower
+case, two same-label clauses joined into one sentence or run on, and now and then a typo, chat shorthand
+("u", "tbh"), a word or the whole sentence in capitals, an emoji or "!!!". {_build_time(build_minutes)}Weights are fp16 safetensors ({_size_mb(model_dir)} MB). The licence of
 the base model is in `LICENSE`.
 
 Epoch runs (validation split); the shipped model is the run with the highest accuracy, lower loss
@@ -82,8 +84,23 @@ breaking a tie ({summary.get('chosen', {}).get('epochs', 0):g} epochs):
 |---|---|---|---|---|
 {_row("validation (held-out templates, workplaces, items)", metrics.get("validation", {}))}
 {_row("hand-written (never tuned on)", metrics.get("handwritten", {}))}
+{_row("real sentences (`../shared/real_feedback_dev.csv`; measured, never trained on)", metrics.get("real_dev", {}))}
 
-Confusion matrices: `confusion_validation.png`, `confusion_handwritten.png`.
+Confusion matrices: `confusion_validation.png`, `confusion_handwritten.png`. The real sentences are the
+project's development set, quoted from public pages and code-review threads and kept outside the
+repository; only their figures are recorded here.
+
+## How the web app reads it
+The app does not take the top label's kind: nine labels split the probability, so it adds up the
+constructive and the critical labels' probabilities and takes the larger kind, with that kind's most
+likely label (`takeoff.feedback.task.verdict`). When the larger kind holds less than
+{_sure_share():.0%} of the probability the sentence is marked *unsure* on the page, and *Improve* rewrites
+it in case it reads as critical: a critical sentence passed on unchanged costs more than a rewrite the
+writer can ignore. The threshold was chosen on the validation split.
+
+| set | binary accuracy | unsure | binary accuracy on the rest | critical sentences left unrewritten |
+|---|---|---|---|---|
+{_app_rows(metrics)}
 
 ## Limits
 Largest confusions on validation: {_top_confusions(metrics.get("validation", {}))}. The validation
@@ -95,6 +112,18 @@ at a time, workplace feedback only. Use it to point at wording worth a second lo
 """
 
 
+def _sure_share() -> float:
+    from takeoff.feedback.task import MIN_SURE_SHARE
+    return MIN_SURE_SHARE
+
+
+def _app_rows(metrics: dict) -> str:
+    names = {"validation": "validation", "handwritten": "hand-written", "real_dev": "real sentences"}
+    return "\n".join(f"| {names[key]} | {app['binary_accuracy']} | {app['unsure_share']} | {app['sure_binary_accuracy']} | "
+                     f"{app['critical_left_unrewritten_share']} |"
+                     for key, app in ((k, metrics[k].get("app")) for k in names if k in metrics) if app)
+
+
 def _grouped(summary: dict) -> str:
     return ", sentences of similar length batched together" if summary.get("group_by_length") else ""
 
@@ -103,9 +132,11 @@ def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | No
     metrics, summary = _load(model_dir / "metrics.json"), _load(model_dir / "training_summary.json")
     config = _load(model_dir / "config.json")
     val, hand, dev = metrics.get("validation", {}), metrics.get("handwritten", {}), metrics.get("development", {})
-    para = metrics.get("paragraphs", {})
+    para, real = metrics.get("paragraphs", {}), metrics.get("real_dev", {})
     example = metrics.get("original_example", {})
     samples = "\n".join(f"- *{s['input']}* → {s['rewrite']}" for s in hand.get("samples", [])[:6])
+    invented = "\n".join(f"- *{e['input']}* → {e['rewrite']} (claims: {', '.join(e['claims'])})"
+                         for key in ("handwritten", "development") for e in metrics.get(key, {}).get("invented_claim_examples", [])[:3])
     return f"""---
 license: apache-2.0
 language: en
@@ -129,12 +160,22 @@ page" came out as "the conaling draft"). Then {summary.get('num_train_rows', '?'
 ({summary.get('num_steps', '?')} steps in the last pass; seed {summary.get('seed', '?')}). {_pick_note(summary)}
 Every pair's constructive side names the same work item as its negative side, and about half of the
 items are invented from one or two random English words, so the model has to copy the subject rather than recall it.
+The constructive side says nothing its negative side does not (`recipes/data/rewrite.yaml`): it acknowledges the
+work, restates the problem the negative side names, found by its words (late, mistakes, unclear, conduct, effort;
+"it isn't where it needs to be yet" when it only says the work is bad), and asks for a next step as a question or
+an offer. It never says a time, date, number, name or event: a test checks every generated pair with the claim
+detector. A criticism that names no problem (an insult, a threat) is answered by naming the subject and asking what
+would help, and one in twenty pairs criticises with nothing to name at all ("You're useless.") and is answered by
+asking what would help. The rewriter this replaced learnt from pairs whose constructive side invented a missed
+deadline, a day or a colleague's name, and said such a thing in 83% of its validation rewrites.
 A pair's negative side has one to three critical sentences; the first names the item, and four in five of
 the others name none ("If this keeps happening, I'll make sure you're let go."), so the model takes the
 subject from the sentence that names it. With the others drawn at random (about one in four named no item), it took "this
 continues" from the original work's example as the thing criticised.
 "Keeps the subject" means the rewrite reuses at least one content word of the input (criticism words
-such as "disaster" or "lazy" do not count); an echo is a rewrite contained in its input.
+such as "disaster" or "lazy" do not count); an echo is a rewrite contained in its input; a rewrite "invents a claim"
+when it says a time or date, a deadline or delay, a number, a name or an event that its input and context do not
+(`takeoff.feedback.claims`, the check the web app warns with).
 {_build_time(build_minutes)}fp16 safetensors, {_size_mb(model_dir)} MB.
 
 ## Measured
@@ -144,18 +185,23 @@ such as "disaster" or "lazy" do not count); an echo is a rewrite contained in it
   decodes); echoes of the input: {val.get('num_echoes', '?')};
   keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')};
   break a word (write one that is neither in the input nor English): {val.get('broken_word_share', '?')};
-  stutter (say a phrase of 2-4 words twice in a row): {val.get('stutter_share', '?')}
+  stutter (say a phrase of 2-4 words twice in a row): {val.get('stutter_share', '?')};
+  invent a claim: {val.get('invented_claim_share', '?')}
 - hand-written critical sentences ({hand.get('num_inputs', '?')}): constructive {hand.get('constructive_share', '?')},
   echoes {hand.get('num_echoes', '?')}, keep the subject {hand.get('keep_subject_share', '?')},
-  break a word {hand.get('broken_word_share', '?')}, stutter {hand.get('stutter_share', '?')}, distinct outputs {hand.get('num_distinct_outputs', '?')}
+  break a word {hand.get('broken_word_share', '?')}, stutter {hand.get('stutter_share', '?')}, invent a claim
+  {hand.get('invented_claim_share', '?')}, distinct outputs {hand.get('num_distinct_outputs', '?')}
 - development set (`recipes/devset_handwritten.csv`, {dev.get('num_inputs', '?')} critical sentences written by hand
   later and used to choose between training settings, so not a clean test): constructive
   {dev.get('constructive_share', '?')}, echoes {dev.get('num_echoes', '?')}, keep the subject {dev.get('keep_subject_share', '?')},
-  break a word {dev.get('broken_word_share', '?')}, stutter {dev.get('stutter_share', '?')}
+  break a word {dev.get('broken_word_share', '?')}, stutter {dev.get('stutter_share', '?')}, invent a claim
+  {dev.get('invented_claim_share', '?')}
 - criticisms of several sentences written by hand (`recipes/paragraphs_handwritten.csv`, {para.get('num_inputs', '?')},
   the original work's example first; a development set): names the subject given with each
   {para.get('names_subject_share', '?')}, constructive {para.get('constructive_share', '?')}, break a word
-  {para.get('broken_word_share', '?')}, stutter {para.get('stutter_share', '?')}
+  {para.get('broken_word_share', '?')}, stutter {para.get('stutter_share', '?')}, invent a claim
+  {para.get('invented_claim_share', '?')}
+{_real_dev_line(real)}
 
 The original work's example:
 > {example.get('negative', '')}
@@ -164,6 +210,9 @@ The original work's example:
 
 Hand-written inputs:
 {samples}
+
+Rewrites that still invent a claim (hand-written and development sets):
+{invented or "- none"}
 
 ## Limits
 A few million parameters trained for minutes on templates. The output follows a handful of sentence
@@ -174,6 +223,18 @@ not fix that at this size: with a fifth or a third of pairs about conduct, the m
 and roles it had not seen, and kept the subject less often on the development set. It is a demo that makes the server runnable without downloads; fine-tune
 Flan-T5 with `recipes/train_rewriter.py --init DIR` for real use.
 """
+
+
+def _real_dev_line(real: dict) -> str:
+    if not real:
+        return ""
+    return (f"- real criticisms (`../shared/real_rewrite_dev.jsonl`, {real['num_inputs']} inputs with a context and the "
+            "subject a rewrite must keep, quoted from public pages and code-review threads; measured, never trained "
+            "on, kept outside the repository), rewritten as the web app does (sentence by sentence, the critical and "
+            f"unsure ones): constructive {real['constructive_share']}, names the subject {real['names_subject_share']}, "
+            f"keep the subject {real['keep_subject_share']}, invent a claim {real['invented_claim_share']}, left "
+            f"unchanged (no sentence read as critical) {real['left_unchanged_share']}, break a word "
+            f"{real['broken_word_share']}, stutter {real['stutter_share']}")
 
 
 def _ngram() -> int:
