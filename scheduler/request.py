@@ -72,6 +72,8 @@ class Request:
         self.arrival_time = time.monotonic() if arrival_time is None else arrival_time
         self.first_scheduled_time: float | None = None
         self.first_token_time: float | None = None
+        self.last_token_time: float | None = None  # when the newest token came
+        self.previous_token_time: float | None = None  # when the one before it came
         self.finish_time: float | None = None
 
     @property
@@ -88,7 +90,12 @@ class Request:
 
     @property
     def finish_reason(self) -> str | None:
-        return _FINISH_REASONS.get(self.status)
+        return self.finish_reason_of(self.status)
+
+    @staticmethod
+    def finish_reason_of(status: RequestStatus) -> str | None:
+        """`length`, `eos_token`, `stop_sequence`, `aborted`, `error`, `classified`, or None."""
+        return _FINISH_REASONS.get(status)
 
     def finish(self, status: RequestStatus, now: float, error: str | None = None) -> bool:
         """Enter a terminal state. The first reason sticks; later calls return False."""

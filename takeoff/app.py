@@ -8,6 +8,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Callable
 
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -23,25 +24,27 @@ from takeoff.errors import ApiError
 from takeoff.feedback import api as feedback_api
 from takeoff.metrics import Metrics
 from takeoff.readers import GENERATE, Reader, load_readers
+from takeoff.schemas import validation_error_response
 
 logger = logging.getLogger("takeoff")
 HTTP_ERROR_TYPES = {404: "not_found_error", 405: "method_not_allowed", 413: "request_too_large"}
 
 
-def build_runner(config: ServerConfig, readers: dict[str, Reader]):
-    """The real model runner over the loaded readers (blocking: allocates the KV cache)."""
+def build_runner(config: ServerConfig, reader: Reader):
+    """The model runner of one reader (blocking: a generator's allocates its KV cache)."""
     from kernels.runner import ModelRunner
 
-    by_task = {reader.info.task: reader for reader in readers.values()}
-    generator, classifier = by_task.get(GENERATE), by_task.get("classify")
-    max_input_len = max(r.info.max_input_len for r in readers.values())
-    return ModelRunner(generator=generator.model if generator else None,
-                       classifier=classifier.model if classifier else None,
-                       max_num_seqs=config.max_num_seqs, max_len=config.max_new_tokens,
-                       max_input_len=max_input_len)
+    if reader.info.task == GENERATE:
+        return ModelRunner(generator=reader.model, max_num_seqs=config.max_num_seqs,
+                           max_len=config.max_new_tokens, max_input_len=reader.info.max_input_len)
+    return ModelRunner(classifier=reader.model, max_input_len=reader.info.max_input_len)
 
 
-def create_app(config: ServerConfig, readers: dict[str, Reader] | None = None,
+def build_runners(config: ServerConfig, readers: list[Reader], runner_factory: Callable) -> dict:
+    return {reader.reader_id: runner_factory(config, reader) for reader in readers}
+
+
+def create_app(config: ServerConfig, readers: list[Reader] | None = None,
                runner_factory: Callable = build_runner) -> Starlette:
     """`readers` already loaded (as `takeoff serve` does, to report load errors in one line),
     or None to load them in the lifespan."""
@@ -50,8 +53,8 @@ def create_app(config: ServerConfig, readers: dict[str, Reader] | None = None,
     @asynccontextmanager
     async def lifespan(app: Starlette):
         loaded = readers if readers is not None else await asyncio.to_thread(load_readers, config)
-        runner = await asyncio.to_thread(runner_factory, config, loaded)
-        engine = Engine(config, loaded, runner, metrics)
+        runners = await asyncio.to_thread(build_runners, config, loaded, runner_factory)
+        engine = Engine(config, loaded, runners, metrics)
         engine.start()
         app.state.engine = engine
         app.state.started_at = time.time()
@@ -67,6 +70,7 @@ def create_app(config: ServerConfig, readers: dict[str, Reader] | None = None,
         middleware=[Middleware(ApiMiddleware, api_key=config.api_key, metrics=metrics,
                                endpoints=_endpoint_names(all_routes))],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            ValidationError: validation_error_response,
                             Exception: _internal_error},
         lifespan=lifespan)
     app.state.config = config

@@ -26,7 +26,7 @@ class ServerConfig:
     port: int = 3000
     max_num_seqs: int = 64  # KV slots: generations decoding at once
     max_queue: int = 256  # waiting requests before new ones get 429
-    max_num_batched_tokens: int = 4096  # tokens per engine step (prefill + classify + decode)
+    max_num_batched_tokens: int = 2048  # tokens per reader step (padded prefill + decodes)
     max_classify_batch: int = 32  # classification inputs per engine step
     max_input_len: int = 512  # longest encoder input accepted (capped by each model's own limit)
     max_new_tokens: int = 512  # largest max_new_tokens a request may ask for
@@ -34,6 +34,7 @@ class ServerConfig:
     api_key: str | None = None  # when set, every endpoint but /health needs this bearer token
     max_body_bytes: int = 1 << 20  # request bodies over this get 413
     drain_timeout: float = 30.0  # on SIGTERM, seconds to let running requests finish
+    watchdog_timeout: float = 60.0  # /ready answers 503 while one step has run longer than this
     log_level: str = "info"
     generator_group: str = "primary"  # consumer group names of the two readers
     classifier_group: str = "classifier"
@@ -46,7 +47,7 @@ class ServerConfig:
                      "max_classify_batch", "max_input_len", "max_new_tokens", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_flag(name)} must be at least 1")
-        for name in ("queue_timeout", "drain_timeout"):
+        for name in ("queue_timeout", "drain_timeout", "watchdog_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{_flag(name)} must be positive")
         if self.log_level not in LOG_LEVELS:
@@ -68,8 +69,12 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "host": (str, "address to listen on (default: 0.0.0.0)"),
     "port": (int, "port to listen on (default: 3000)"),
     "max_num_seqs": (int, "generations decoding at once, i.e. KV-cache slots (default: 64)"),
-    "max_queue": (int, "waiting requests before new ones are refused with 429 (default: 256)"),
-    "max_num_batched_tokens": (int, "token budget of one engine step (default: 4096)"),
+    "max_queue": (int, "requests that may wait per reader beyond those it runs at once; more "
+                       "are refused with 429 (default: 256)"),
+    "max_num_batched_tokens": (int, "token budget of one step of a reader: padded prompt tokens "
+                                    "of its prefills plus one per running stream; bounds how "
+                                    "long new prompts can hold up running streams (default: "
+                                    "2048)"),
     "max_classify_batch": (int, "classification inputs in one engine step (default: 32)"),
     "max_input_len": (int, "longest input in tokens; longer gets 413 (default: 512, capped by "
                            "the model)"),
@@ -78,6 +83,8 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "api_key": (str, "require 'Authorization: Bearer KEY' on every endpoint but /health"),
     "max_body_bytes": (int, "largest request body in bytes; larger gets 413 (default: 1048576)"),
     "drain_timeout": (float, "on SIGTERM, seconds running requests get to finish (default: 30)"),
+    "watchdog_timeout": (float, "/ready answers 503 while one engine step has run longer than "
+                                "this many seconds (default: 60)"),
     "log_level": (str, f"one of {', '.join(LOG_LEVELS)} (default: info)"),
     "generator_group": (str, "consumer group of the generator (default: primary)"),
     "classifier_group": (str, "consumer group of the classifier (default: classifier)"),

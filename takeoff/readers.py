@@ -8,10 +8,13 @@ from takeoff.config import ServerConfig
 from takeoff.errors import bad_request, not_found, too_large
 
 GENERATE, CLASSIFY = "generate", "classify"
+# Takeoff's clients name the classification group "classify" by default.
+CLASSIFY_ALIAS = "classify"
 
 
 @dataclass(frozen=True)
 class GroupInfo:
+    """One reader as the API describes it (`name` is its consumer group)."""
     name: str
     task: str  # GENERATE or CLASSIFY
     model_path: str
@@ -19,6 +22,8 @@ class GroupInfo:
     dtype: str
     max_input_len: int  # tokens, special tokens included
     max_new_tokens: int | None  # None for a classifier
+    reader_id: str = ""
+    max_batch_size: int = 1  # requests it runs at once: KV slots, or classifications per step
 
 
 @dataclass
@@ -26,6 +31,10 @@ class Reader:
     """One loaded model in its consumer group."""
     info: GroupInfo
     model: Any  # kernels.loader.Seq2SeqModel or ClassifierModel
+
+    @property
+    def reader_id(self) -> str:
+        return self.info.reader_id
 
     @property
     def tokenizer(self):
@@ -48,6 +57,9 @@ class Reader:
         _check_length(len(encoded["input_ids"]), self.info.max_input_len)
         return encoded["input_ids"], encoded.get("token_type_ids")
 
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
 
 def _check_length(num_tokens: int, limit: int) -> None:
     if num_tokens > limit:
@@ -55,42 +67,51 @@ def _check_length(num_tokens: int, limit: int) -> None:
                         f"(pass prompt_max_tokens to truncate it instead)", "text")
 
 
-def load_readers(config: ServerConfig) -> dict[str, Reader]:
+def load_readers(config: ServerConfig) -> list[Reader]:
     """Load the configured models (blocking; raises kernels.loader.ModelLoadError)."""
     from kernels.loader import load_classifier, load_generator
 
-    readers = {}
+    readers = []
     if config.model:
         model = load_generator(config.model, config.device, config.dtype)
-        readers[config.generator_group] = make_reader(config, config.generator_group, model, GENERATE)
+        readers.append(make_reader(config, config.generator_group, model, GENERATE))
     if config.classifier:
         model = load_classifier(config.classifier, config.device, config.dtype)
-        readers[config.classifier_group] = make_reader(config, config.classifier_group, model,
-                                                       CLASSIFY)
+        readers.append(make_reader(config, config.classifier_group, model, CLASSIFY))
     return readers
 
 
-def make_reader(config: ServerConfig, group: str, model, task: str) -> Reader:
+def make_reader(config: ServerConfig, group: str, model, task: str, index: int = 0) -> Reader:
     max_input_len = min(config.max_input_len, model.max_input_len)
+    generates = task == GENERATE
     info = GroupInfo(name=group, task=task, model_path=str(model.path), device=str(model.device),
                      dtype=str(model.dtype).removeprefix("torch."), max_input_len=max_input_len,
-                     max_new_tokens=config.max_new_tokens if task == GENERATE else None)
+                     max_new_tokens=config.max_new_tokens if generates else None,
+                     reader_id=f"{group}-{index}",
+                     max_batch_size=config.max_num_seqs if generates else config.max_classify_batch)
     return Reader(info, model)
 
 
-def resolve_group(readers: dict[str, Reader], name: str | None, task: str | None) -> Reader:
-    """The reader of group `name` (404 unknown, 400 when it cannot do `task`); with no name, the
-    first group that can (any group when task is None)."""
+def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: str | None) -> str:
+    """The group called `name` (404 unknown, 400 when it cannot do `task`); with no name, the
+    first group that can (any group when task is None). "classify", when no group has that
+    name, names the first classification group, as Takeoff's clients expect."""
+    if name == CLASSIFY_ALIAS and name not in groups:
+        name = _first_group(groups, CLASSIFY)
     if name is None:
-        for reader in readers.values():
-            if task is None or reader.info.task == task:
-                return reader
-        raise not_found(f"no consumer group on this server can {task}", "consumer_group")
-    reader = readers.get(name)
-    if reader is None:
+        return _first_group(groups, task)
+    readers = groups.get(name)
+    if not readers:
         raise not_found(f"consumer group '{name}' does not exist; this server has "
-                        f"{', '.join(repr(g) for g in readers)}", "consumer_group")
-    if task is not None and reader.info.task != task:
-        raise bad_request(f"consumer group '{name}' serves {reader.info.task} requests, "
+                        f"{', '.join(repr(g) for g in groups) or 'none'}", "consumer_group")
+    if task is not None and readers[0].info.task != task:
+        raise bad_request(f"consumer group '{name}' serves {readers[0].info.task} requests, "
                           f"not {task}", "consumer_group")
-    return reader
+    return name
+
+
+def _first_group(groups: dict[str, list[Reader]], task: str | None) -> str:
+    for group, readers in groups.items():
+        if readers and task in (None, readers[0].info.task):
+            return group
+    raise not_found(f"no consumer group on this server can {task}", "consumer_group")
