@@ -28,25 +28,37 @@ class SlowRunner:
 
 class FailingRunner:
     """The real runner, except that every step raises while `broken` is set (a broken device),
-    and any step that holds a poisoned request raises (a request that breaks the model)."""
+    any step that holds a request with a poisoned prompt raises (an input that breaks the model),
+    and a request with a garbling prompt gets a token id no tokenizer can decode (an output that
+    breaks the detokenizer)."""
+
+    GARBAGE_TOKEN = -3
 
     def __init__(self, runner) -> None:
         self.runner = runner
         self.broken = threading.Event()
-        self.poisoned_prompts: set[tuple[int, ...]] = set()  # prompt ids whose requests break
-        self._poisoned_slots: set[int] = set()
+        self.poisoned_prompts: set[tuple[int, ...]] = set()
+        self.garbling_prompts: set[tuple[int, ...]] = set()
+        self._marked: dict[str, str] = {}  # request id -> "poisoned" | "garbling"
 
     def execute(self, scheduler_output, between_layers=None):
         if self.broken.is_set():
             raise RuntimeError("simulated device failure")
-        self._poisoned_slots -= set(scheduler_output.freed_slots)
         for item in scheduler_output.prefill:
-            if tuple(item.prompt_ids) in self.poisoned_prompts:
-                self._poisoned_slots.add(item.slot)
-        slots = {p.slot for p in scheduler_output.prefill} | set(scheduler_output.decode_slots)
-        if slots & self._poisoned_slots:
+            for mark, prompts in (("poisoned", self.poisoned_prompts),
+                                  ("garbling", self.garbling_prompts)):
+                if tuple(item.prompt_ids) in prompts:
+                    self._marked[item.request_id] = mark
+        ids = {p.request_id for p in scheduler_output.prefill}
+        ids |= {self.runner.slots[s].request_id for s in scheduler_output.decode_slots
+                if s in self.runner.slots}
+        if any(self._marked.get(request_id) == "poisoned" for request_id in ids):
             raise RuntimeError("simulated failure on a poisoned request")
-        return self.runner.execute(scheduler_output, between_layers)
+        output = self.runner.execute(scheduler_output, between_layers)
+        for request_id in output.next_token_ids:
+            if self._marked.get(request_id) == "garbling":
+                output.next_token_ids[request_id] = self.GARBAGE_TOKEN
+        return output
 
     def __getattr__(self, name):
         return getattr(self.runner, name)
