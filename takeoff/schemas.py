@@ -67,16 +67,19 @@ def stop_field(value: Any) -> tuple[str, ...]:
     return tuple(stops)
 
 
+_DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
+
+
 class TakeoffSampling(Body):
-    """Takeoff's sampling fields, names and defaults (sampling_topk=1: greedy)."""
-    max_new_tokens: int = Field(128, ge=1)
-    min_new_tokens: int = Field(0, ge=0)
-    sampling_temperature: Finite = Field(1.0, ge=0)
-    sampling_topp: Finite = Field(1.0, gt=0, le=1)
-    sampling_topk: int = Field(1, ge=0)
-    repetition_penalty: Finite = Field(1.0, gt=0)
-    no_repeat_ngram_size: int = Field(0, ge=0)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    """Takeoff's sampling fields and names (defaults: greedy, 128 new tokens)."""
+    max_new_tokens: int = Field(_DEFAULT.max_new_tokens, ge=1)
+    min_new_tokens: int = Field(_DEFAULT.min_new_tokens, ge=0)
+    sampling_temperature: Finite = Field(_DEFAULT.temperature, ge=0)
+    sampling_topp: Finite = Field(_DEFAULT.top_p, gt=0, le=1)
+    sampling_topk: int = Field(_DEFAULT.top_k, ge=0)
+    repetition_penalty: Finite = Field(_DEFAULT.repetition_penalty, gt=0)
+    no_repeat_ngram_size: int = Field(_DEFAULT.no_repeat_ngram_size, ge=0)
+    seed: int | None = Field(_DEFAULT.seed, ge=0, le=MAX_SEED)
     stop: tuple[str, ...] = ()
     consumer_group: str | None = None
     prompt_max_tokens: int | None = Field(None, ge=1)
