@@ -31,7 +31,9 @@ serve: install
 	$(VENV)/bin/takeoff serve --model models/feedback-rewriter --classifier models/feedback-classifier \
 		--device $(DEVICE) --dtype $(DTYPE) --host $(HOST) --port $(PORT)
 
+# The browser tests need a Chromium: scripts/ensure-browser finds or installs one first.
 test: install
+	@scripts/ensure-browser $(PY)
 	$(PY) -m pytest -q
 
 bench: install
