@@ -21,7 +21,7 @@ class ServerConfig:
     model: str | None = None  # generator directory (a T5-family model); None: no generator
     classifier: str | None = None  # classifier directory; None: no classifier
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "auto"  # checked by kernels.loader, which alone knows the devices
     host: str = "0.0.0.0"
     port: int = 3000
     max_num_seqs: int = 64  # KV slots: generations decoding at once
@@ -65,7 +65,9 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "model": (str, "directory of the generator (a Flan-T5 / T5 model saved by Hugging Face)"),
     "classifier": (str, "directory of the classifier (ELECTRA/BERT-style, sequence classification)"),
     "device": (str, "where the models run: cpu, cuda or cuda:N (default: cpu)"),
-    "dtype": (str, "float32, float16 or bfloat16 (default: float32)"),
+    "dtype": (str, "auto, float32, bfloat16 or float16; auto is bfloat16 where the hardware "
+                   "computes it natively (CPUs with AMX or AVX512-BF16, CUDA compute capability "
+                   "8.0+) and float32 elsewhere (default: auto)"),
     "host": (str, "address to listen on (default: 0.0.0.0)"),
     "port": (int, "port to listen on (default: 3000)"),
     "max_num_seqs": (int, "generations decoding at once, i.e. KV-cache slots (default: 64)"),

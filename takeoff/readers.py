@@ -24,6 +24,7 @@ class GroupInfo:
     max_new_tokens: int | None  # None for a classifier
     reader_id: str = ""
     max_batch_size: int = 1  # requests it runs at once: KV slots, or classifications per step
+    dtype_reason: str = ""  # why this dtype: as asked, or what --dtype auto found on the device
 
 
 @dataclass
@@ -88,7 +89,8 @@ def make_reader(config: ServerConfig, group: str, model, task: str, index: int =
                      dtype=str(model.dtype).removeprefix("torch."), max_input_len=max_input_len,
                      max_new_tokens=config.max_new_tokens if generates else None,
                      reader_id=f"{group}-{index}",
-                     max_batch_size=config.max_num_seqs if generates else config.max_classify_batch)
+                     max_batch_size=config.max_num_seqs if generates else config.max_classify_batch,
+                     dtype_reason=model.dtype_reason)
     return Reader(info, model)
 
 

@@ -126,7 +126,7 @@ def test_fresh_cache_rows_never_leak_garbage(tiny_t5_dir):
     def run(fill: float) -> list[int]:
         runner = ModelRunner(generator, max_num_seqs=4, max_len=8, max_input_len=16)
         with torch.inference_mode():
-            for buffer in (runner.cache.self_k, runner.cache.self_v, runner.cache.cross_k, runner.cache.cross_v):
+            for buffer in runner.cache.buffers:
                 buffer.fill_(fill)
         # b joins later with a longer input: each one's window now covers positions it never wrote.
         first = runner.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompts[0], params)]))

@@ -18,9 +18,10 @@ from takeoff.config import ServerConfig
 from takeoff.serve import uvicorn_config
 
 # Small limits keep the tiny servers quick; tests that need others pass overrides.
-# (port is unused: the server gets an already bound socket)
+# (port is unused: the server gets an already bound socket; float32 because the tests compare
+# with Hugging Face in float32, and `auto` is bfloat16 on a CPU with AVX512-BF16 or AMX)
 TEST_DEFAULTS = dict(host="127.0.0.1", port=1, max_num_seqs=8, max_new_tokens=256,
-                     max_queue=64, log_level="warning")
+                     max_queue=64, log_level="warning", dtype="float32")
 START_TIMEOUT_S = 60
 
 
