@@ -48,6 +48,7 @@ class SystemResult:
     total_s: float
     cpu_s: float = 0.0  # CPU seconds of this process (all threads): steadier than wall time
     kv_cache_bytes: int | None = None  # the engine's preallocated cache
+    dtype: str = "float32"  # the weights' dtype (CTranslate2: its compute type)
 
     @property
     def num_tokens(self) -> int:
@@ -58,8 +59,9 @@ class SystemResult:
         return self.num_tokens / self.total_s
 
 
-def save_random_t5(path: Path, seed: int = 0, **overrides) -> Path:
-    """A random T5 with a word-level tokenizer ("<pad>", "</s>", "<unk>", "t3", "t4", ...)."""
+def save_random_t5(path: Path, seed: int = 0, tokenizer: bool = True, **overrides) -> Path:
+    """A random T5, with a word-level tokenizer ("<pad>", "</s>", "<unk>", "t3", "t4", ...)
+    unless `tokenizer` is False (the caller saves its own)."""
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
@@ -68,9 +70,11 @@ def save_random_t5(path: Path, seed: int = 0, **overrides) -> Path:
     model = T5ForConditionalGeneration(T5Config(**options)).eval()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
+    if not tokenizer:
+        return path
     names = ["<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(3, options["vocab_size"])]
-    tokenizer = Tokenizer(models.WordLevel({name: i for i, name in enumerate(names)}, unk_token="<unk>"))
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
+    word_level = Tokenizer(models.WordLevel({name: i for i, name in enumerate(names)}, unk_token="<unk>"))
+    PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
                             unk_token="<unk>").save_pretrained(path)
     return path
 
@@ -79,14 +83,17 @@ def make_requests(num_requests: int, vocab_size: int, seed: int = 0, input_lens=
                   output_lens=(16, 128), eos_token_id: int = 1) -> list[BenchRequest]:
     rng = random.Random(seed)
     requests = []
-    for i in range(num_requests):
+    for num_tokens in spread(num_requests, output_lens):
         prompt = [rng.randrange(3, vocab_size) for _ in range(rng.randint(*input_lens) - 1)]
-        # Output lengths evenly spread over the range, in shuffled order.
-        share = i / max(1, num_requests - 1)
-        requests.append(BenchRequest(prompt + [eos_token_id],
-                                     round(output_lens[0] + share * (output_lens[1] - output_lens[0]))))
+        requests.append(BenchRequest(prompt + [eos_token_id], num_tokens))
     rng.shuffle(requests)
     return requests
+
+
+def spread(count: int, bounds: tuple[int, int]) -> list[int]:
+    """`count` lengths evenly spread from bounds[0] to bounds[1], ascending."""
+    low, high = bounds
+    return [round(low + i / max(1, count - 1) * (high - low)) for i in range(count)]
 
 
 def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> SystemResult:

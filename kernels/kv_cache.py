@@ -7,8 +7,9 @@ the whole cache). Each buffer is one flat reservation viewed as
 length rounded up to CAPACITY_STEP, not max_len: a step's rows [0, n) are then one contiguous
 block, which the attention matmuls read 1.5-3x faster than the strided window of a max_len-wide
 buffer (bf16 most: oneDNN first copies a strided operand, transposed). When the longest length
-outgrows the capacity, or falls well below it, the occupied rows are laid out again: one copy of
-the occupied cache per CAPACITY_STEP decoder steps at most.
+outgrows the capacity, or falls well below it, the occupied rows are laid out again (through a
+scratch buffer kept for the next time: fresh memory would page-fault on every copy), at most once
+per SELF_CAPACITY_STEP decoder steps.
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-CAPACITY_STEP = 16  # capacities are multiples of this (or the buffer's max length)
+# Capacities are multiples of these (or the buffer's max length). A larger step lays the cache
+# out again less often but reads more unused positions each step.
+SELF_CAPACITY_STEP = 32
+CROSS_CAPACITY_STEP = 16
 
 
 @dataclass
@@ -33,9 +37,9 @@ class ElasticKV:
     """K and V of one attention kind (self or cross) for every layer, at an elastic capacity."""
 
     def __init__(self, num_layers: int, num_rows: int, num_heads: int, d_kv: int, max_len: int,
-                 device, dtype):
+                 step: int, device, dtype):
         self.shape = (num_layers, num_rows, num_heads, d_kv)
-        self.max_len = max_len
+        self.max_len, self.step = max_len, step
         # Reserved, not touched: the OS commits memory when it is first written. Rows in use always
         # hold finite values at every position below the capacity (0 * NaN would be NaN).
         size = num_layers * num_rows * num_heads * max_len * d_kv
@@ -43,6 +47,7 @@ class ElasticKV:
         self.v = torch.empty(size, device=device, dtype=dtype)
         self.capacity = 0
         self.keys, self.values = self._views(0)  # each [num_layers, num_rows, num_heads, capacity, d_kv]
+        self.scratch = torch.empty(0, device=device, dtype=dtype)
 
     def _views(self, capacity: int) -> tuple[torch.Tensor, torch.Tensor]:
         layers, rows, heads, d_kv = self.shape
@@ -52,15 +57,22 @@ class ElasticKV:
 
     def fit(self, length: int, num_used: int) -> None:
         """Make the capacity hold `length` positions of rows [0, num_used), keeping their values."""
-        capacity = min(-(-length // CAPACITY_STEP) * CAPACITY_STEP, self.max_len)
-        if self.capacity < capacity or capacity + 2 * CAPACITY_STEP <= self.capacity:
-            keep = min(capacity, self.capacity)
-            kept = [view[:, :num_used, :, :keep].clone() for view in (self.keys, self.values)]
-            self.keys, self.values = self._views(capacity)
-            for view, saved in zip((self.keys, self.values), kept):
-                view[:, :num_used, :, :keep] = saved
-                view[:, :num_used, :, keep:] = 0
-            self.capacity = capacity
+        capacity = min(-(-length // self.step) * self.step, self.max_len)
+        if not (self.capacity < capacity or capacity + 2 * self.step <= self.capacity):
+            return
+        layers, _, heads, d_kv = self.shape
+        keep = min(capacity, self.capacity)
+        size = layers * num_used * heads * keep * d_kv
+        if self.scratch.numel() < size:
+            self.scratch = torch.empty(size, device=self.k.device, dtype=self.k.dtype)
+        saved = self.scratch[:size].view(layers, num_used, heads, keep, d_kv)
+        old = self.keys, self.values
+        self.keys, self.values = self._views(capacity)
+        for before, after in zip(old, (self.keys, self.values)):
+            saved.copy_(before[:, :num_used, :, :keep])
+            after[:, :num_used, :, :keep] = saved
+            after[:, :num_used, :, keep:] = 0
+        self.capacity = capacity
 
     def zero(self, row: int) -> None:
         self.keys[:, row] = 0
@@ -80,8 +92,10 @@ class KVCache:
                  max_input_len: int, bias_table: torch.Tensor, device, dtype):
         self.num_rows, self.max_len, self.max_input_len = num_rows, max_len, max_input_len
         self.dtype = dtype
-        self.self_kv = ElasticKV(num_layers, num_rows, num_heads, d_kv, max_len, device, dtype)
-        self.cross_kv = ElasticKV(num_layers, num_rows, num_heads, d_kv, max_input_len, device, dtype)
+        self.self_kv = ElasticKV(num_layers, num_rows, num_heads, d_kv, max_len, SELF_CAPACITY_STEP,
+                                 device, dtype)
+        self.cross_kv = ElasticKV(num_layers, num_rows, num_heads, d_kv, max_input_len,
+                                  CROSS_CAPACITY_STEP, device, dtype)
         self.bias_table = bias_table.to(device=device, dtype=dtype)  # [max_len, num_heads, max_len]
 
     @property
