@@ -6,10 +6,12 @@
 Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt) is a random model
 answering seeded requests that each want an exact number of tokens. In every dtype asked for,
 Hugging Face static batching runs at the workload's batch sizes and then the engine (the
-server's EngineCore.step() over the scheduler and runner) in the same dtype; CTranslate2 runs in
-float32 and int8 (its CPU build has no bf16 here). Each engine row is compared with the best HF
-static row of its dtype and with the best CTranslate2 row. Prints tables and one decode step's
-profile per dtype; writes JSON (and a PNG chart next to it when matplotlib is installed).
+server's EngineCore.step() over the scheduler and runner) in the same dtype; then the engine with
+int8 linears, and CTranslate2 in float32 and int8 (its CPU build has no bf16 here). Each row is
+compared with the best HF static row of its dtype (float32 for int8) and with the best
+CTranslate2 row; agreement is the share of HF's tokens (same dtype, else float32) produced before
+each sequence's first difference. Prints tables and one decode step's profile per dtype; writes
+JSON (and a PNG chart next to it when matplotlib is installed).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.offline_systems import SystemResult, run_ct2, run_engine, run_hf
+from benchmarks.offline_systems import BenchRequest, SystemResult, run_ct2, run_engine, run_hf
 from benchmarks.offline_workloads import WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
             profiles = {dtype: profile_decode_step(workload.model_dir, args.device, dtype,
                                                    batch_size=min(48, len(workload.requests)),
                                                    position=64, input_len=_typical_input(workload))
-                        for dtype in args.dtype}
+                        for dtype in args.dtype + ([] if args.skip_int8 else ["int8"])}
             report["workloads"][name] = summarize(workload, results, profiles)
             print_tables(name, report["workloads"][name])
     if args.json:
@@ -58,6 +60,7 @@ def parse_args(argv):
     parser.add_argument("--num-requests", type=int, help="default: the workload's (8 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few, short requests")
     parser.add_argument("--skip-ct2", action="store_true", help="leave CTranslate2 out")
+    parser.add_argument("--skip-int8", action="store_true", help="leave out the engine with int8 linears")
     parser.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads (default 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--max-num-seqs", type=int, help="engine KV slots (default: one per request)")
@@ -88,26 +91,28 @@ def run_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
     for dtype in args.dtype:
         model = T5ForConditionalGeneration.from_pretrained(workload.model_dir, dtype=DTYPES[dtype])
         model = model.to(args.device).eval()
-        run_hf(model, workload.requests[:2], 2, "warm-up")
+        run_hf(model, _warm_up(workload.requests), 2, "warm-up")
         for batch_size in workload.batch_sizes:
             results.append(_tagged(run_hf(model, workload.requests, batch_size, f"hf static {batch_size}"), dtype))
         del model
         results.append(_tagged(run_takeoff(args, workload, dtype), dtype))
+    if not args.skip_int8:
+        results.append(_tagged(run_takeoff(args, workload, "float32", quantize="int8"), "int8"))
     if not args.skip_ct2:
         results += run_ct2_systems(args, workload, tmp)
     return results
 
 
-def run_takeoff(args, workload: Workload, dtype: str) -> SystemResult:
+def run_takeoff(args, workload: Workload, dtype: str, quantize: str = "none") -> SystemResult:
     from kernels.loader import load_generator
     from kernels.runner import ModelRunner
 
     requests = workload.requests
-    generator = load_generator(workload.model_dir, device=args.device, dtype=dtype)
+    generator = load_generator(workload.model_dir, device=args.device, dtype=dtype, quantize=quantize)
     num_slots = args.max_num_seqs or len(requests)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
                          max_input_len=max(len(r.prompt_ids) for r in requests))
-    run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], num_slots)  # warm-up
+    run_engine(runner, generator.tokenizer, generator.eos_token_id, _warm_up(requests), num_slots)
     return run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, num_slots,
                       name="takeoff engine")
 
@@ -125,12 +130,17 @@ def run_ct2_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
         converter.convert(str(out_dir), quantization=compute_type)
         translator = ctranslate2.Translator(str(out_dir), device=args.device, compute_type=compute_type,
                                             intra_threads=args.threads)
-        run_ct2(translator, vocab, workload.requests[:2], 2, "warm-up")
+        run_ct2(translator, vocab, _warm_up(workload.requests), 2, "warm-up")
         for batch_size in workload.batch_sizes:
             result = run_ct2(translator, vocab, workload.requests, batch_size, f"ctranslate2 {batch_size}")
             results.append(_tagged(result, compute_type))
         del translator
     return results
+
+
+def _warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
+    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
+    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
 
 
 def _tagged(result: SystemResult, dtype: str) -> SystemResult:

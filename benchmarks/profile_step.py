@@ -24,7 +24,7 @@ from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
 
 # aten op -> part of the step (ops not named here count as elementwise work)
-PARTS = {"aten::mm": "linear layers", "aten::addmm": "linear layers",
+PARTS = {"aten::mm": "linear layers", "aten::addmm": "linear layers", "aten::_int_mm": "linear layers",
          "aten::bmm": "attention over the cache (bmm, softmax)",
          "aten::_softmax": "attention over the cache (bmm, softmax)",
          "aten::copy_": "copies and dtype conversions", "aten::clone": "copies and dtype conversions",
@@ -37,9 +37,11 @@ ELEMENTWISE = "elementwise (norms, activation, residual adds, masks)"
 
 def profile_decode_step(model_dir, device: str, dtype: str, batch_size: int, position: int,
                         input_len: int, repeats: int = 10) -> dict:
-    generator = load_generator(model_dir, device=device, dtype=dtype)
+    quantize = "int8" if dtype == "int8" else "none"  # int8 linears, float32 between them
+    generator = load_generator(model_dir, device=device, dtype="float32" if quantize == "int8" else dtype,
+                               quantize=quantize)
     runner, slots = _running_batch(generator, batch_size, position, input_len, repeats)
-    vocab = generator.weights.lm_head.shape[0]
+    vocab = generator.weights.embed.shape[0]
     step = SchedulerOutput(decode_slots=slots)
     with torch.inference_mode():
         runner.execute(step)
@@ -90,7 +92,7 @@ def _running_batch(generator, batch_size: int, position: int, input_len: int, re
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="float32", help="float32, bfloat16, float16, or int8 (linears)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=48)
     parser.add_argument("--position", type=int, default=64)

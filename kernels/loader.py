@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from kernels.devices import DTYPE_CHOICES, resolve_dtype
+from kernels.quantize import QUANTIZE_CHOICES, quantize_int8
 from kernels.t5 import T5Weights, t5_weights
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class ClassifierModel:
     pad_token_id: int
 
 
-def load_generator(path, device: str = "cpu", dtype: str = "float32") -> Seq2SeqModel:
-    """A T5 / Flan-T5 / mT5 checkpoint, ready for `kernels.runner.ModelRunner`."""
+def load_generator(path, device: str = "cpu", dtype: str = "float32", quantize: str = "none") -> Seq2SeqModel:
+    """A T5 / Flan-T5 / mT5 checkpoint, ready for `kernels.runner.ModelRunner`; quantize="int8"
+    gives it int8 linears (CPU only, float32 between them)."""
     from transformers import T5ForConditionalGeneration
 
     path, config = _read_config(path, "generator")
@@ -73,7 +75,7 @@ def load_generator(path, device: str = "cpu", dtype: str = "float32") -> Seq2Seq
         raise ModelLoadError(
             f"{path} holds a '{config.model_type}' model; the generator must be a T5-family "
             f"encoder-decoder ({', '.join(SEQ2SEQ_MODEL_TYPES)}), e.g. google/flan-t5-small.")
-    torch_device, torch_dtype, reason = _device_and_dtype(device, dtype, path)
+    torch_device, torch_dtype, reason = _device_and_dtype(device, _activation_dtype(dtype, quantize, device), path)
     tokenizer = _load_tokenizer(path)
     model = _from_pretrained(T5ForConditionalGeneration, path, torch_dtype)
     model.to(torch_device).eval()
@@ -85,6 +87,9 @@ def load_generator(path, device: str = "cpu", dtype: str = "float32") -> Seq2Seq
     if pad_id is None or eos_id is None:
         raise ModelLoadError(f"{path}/config.json names no pad_token_id or eos_token_id; T5 needs both.")
     weights = t5_weights(model)
+    if quantize == "int8":
+        weights = quantize_int8(weights)
+        reason = "int8 linears (--quantize int8), float32 between them"
     return Seq2SeqModel(weights=weights, tokenizer=tokenizer, config=config, path=path,
                         device=torch_device, dtype=torch_dtype, dtype_reason=reason,
                         max_input_len=_tokenizer_limit(tokenizer, default=512),
@@ -137,6 +142,20 @@ def _read_config(path, role: str):
         raise ModelLoadError(f"{config_file} is not a configuration this transformers version "
                              f"understands ({model_type}): {exc}") from None
     return path, config
+
+
+def _activation_dtype(dtype: str, quantize: str, device: str) -> str:
+    """The dtype to load in: int8 linears take and return float32."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ModelLoadError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not '{quantize}'.")
+    if quantize == "none":
+        return dtype
+    if not device.startswith("cpu"):
+        raise ModelLoadError("--quantize int8 runs on the CPU only (torch's dynamic int8 kernels).")
+    if dtype not in ("auto", "float32"):
+        raise ModelLoadError(f"--quantize int8 computes in float32 between its int8 matmuls; "
+                             f"use --dtype auto or float32, not {dtype}.")
+    return "float32"
 
 
 def _device_and_dtype(device: str, dtype: str, path: Path) -> tuple[torch.device, torch.dtype, str]:

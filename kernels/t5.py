@@ -162,16 +162,23 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * F.rms_norm(x.float(), weight.shape, None, eps).to(weight.dtype)
 
 
+def linear(x: torch.Tensor, weight) -> torch.Tensor:
+    """F.linear without bias, or an int8 layer (kernels.quantize.Int8Linear, float32 in and out).
+    x takes the weight's dtype: float16 T5 keeps `wo` in fp32 (it overflows otherwise), and its
+    residual stream then continues in fp32, as in Hugging Face."""
+    if isinstance(weight, torch.Tensor):
+        return F.linear(x.to(weight.dtype), weight)
+    return weight(x)
+
+
 def feed_forward(w: T5Weights, layer: T5Layer, x: torch.Tensor) -> torch.Tensor:
-    h = F.linear(rms_norm(x, layer.ff_norm, w.eps), layer.ff_in)
+    h = linear(rms_norm(x, layer.ff_norm, w.eps), layer.ff_in)
     if w.gated:
-        gate, linear = h.chunk(2, dim=-1)
-        h = w.activation(gate) * linear
+        gate, up = h.chunk(2, dim=-1)
+        h = w.activation(gate) * up
     else:
         h = w.activation(h)
-    # Hugging Face keeps `wo` in fp32 for half-precision T5 (it overflows otherwise); the residual
-    # stream then continues in fp32, as it does there.
-    return x + _clamp(F.linear(h.to(layer.ff_out.dtype), layer.ff_out))
+    return x + _clamp(linear(h, layer.ff_out))
 
 
 def _clamp(x: torch.Tensor) -> torch.Tensor:
@@ -193,10 +200,10 @@ def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor,
     bias = position_bias(w.encoder_bias, seq, seq, True, w.num_buckets, w.max_distance)
     bias = bias.to(x.dtype)[None].masked_fill(padding[:, None, None, :], float("-inf"))
     for layer in w.encoder:  # bias: [batch, num_heads, seq, seq]
-        qkv = F.linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
+        qkv = linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
         q, k, v = qkv.view(batch, seq, 3, w.num_heads, w.d_kv).permute(2, 0, 3, 1, 4)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-        x = x + _clamp(F.linear(attn.transpose(1, 2).reshape(batch, seq, w.inner), layer.self_out))
+        x = x + _clamp(linear(attn.transpose(1, 2).reshape(batch, seq, w.inner), layer.self_out))
         x = feed_forward(w, layer, x)
         if between_layers is not None:
             between_layers()
@@ -206,7 +213,7 @@ def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor,
 def cross_keys_values(w: T5Weights, encoded: torch.Tensor, layer: T5Layer) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoder layer's cross-attention K and V, each [batch, num_heads, seq, d_kv]."""
     batch, seq, _ = encoded.shape
-    kv = F.linear(encoded, layer.cross_kv).view(batch, seq, 2, w.num_heads, w.d_kv)
+    kv = linear(encoded, layer.cross_kv).view(batch, seq, 2, w.num_heads, w.d_kv)
     k, v = kv.permute(2, 0, 3, 1, 4)
     return k, v
 
@@ -230,19 +237,19 @@ def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor,
     n = token_ids.shape[0]
     x = F.embedding(token_ids, w.embed)  # [n, d_model]
     for i, layer in enumerate(w.decoder):
-        qkv = F.linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
+        qkv = linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
         q, k, v = qkv.view(n, 3, w.num_heads, w.d_kv).unbind(1)  # each [n, num_heads, d_kv]
         cache.write_self(i, batch, k, v)
         keys, values = cache.read_self(i, batch)  # [n, num_heads, self capacity, d_kv]
         attn = attend(q[:, :, None], keys, values, batch.self_bias)  # [n, num_heads, 1, d_kv]
-        x = x + _clamp(F.linear(attn.view(n, w.inner), layer.self_out))
+        x = x + _clamp(linear(attn.view(n, w.inner), layer.self_out))
 
-        q = F.linear(rms_norm(x, layer.cross_norm, w.eps), layer.cross_q).view(n, w.num_heads, 1, w.d_kv)
+        q = linear(rms_norm(x, layer.cross_norm, w.eps), layer.cross_q).view(n, w.num_heads, 1, w.d_kv)
         keys, values = cache.read_cross(i, batch)  # [n, num_heads, cross capacity, d_kv]
         attn = attend(q, keys, values, batch.cross_mask)
-        x = x + _clamp(F.linear(attn.view(n, w.inner), layer.cross_out))
+        x = x + _clamp(linear(attn.view(n, w.inner), layer.cross_out))
         x = feed_forward(w, layer, x)
         if between_layers is not None:
             between_layers()
     x = rms_norm(x, w.decoder_norm, w.eps) * w.output_scale
-    return F.linear(x, w.lm_head).float()
+    return linear(x, w.lm_head).float()

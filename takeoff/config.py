@@ -22,6 +22,7 @@ class ServerConfig:
     classifier: str | None = None  # classifier directory; None: no classifier
     device: str = "cpu"
     dtype: str = "auto"  # checked by kernels.loader, which alone knows the devices
+    quantize: str = "none"  # "int8": the generator's linears in int8 (CPU); checked by kernels.loader
     host: str = "0.0.0.0"
     port: int = 3000
     max_num_seqs: int = 64  # KV slots: generations decoding at once
@@ -68,6 +69,8 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "dtype": (str, "auto, float32, bfloat16 or float16; auto is bfloat16 where the hardware "
                    "computes it natively (CPUs with AMX or AVX512-BF16, CUDA compute capability "
                    "8.0+) and float32 elsewhere (default: auto)"),
+    "quantize": (str, "none or int8: the generator's linear layers in int8, float32 between them "
+                      "(CPU only; default: none)"),
     "host": (str, "address to listen on (default: 0.0.0.0)"),
     "port": (int, "port to listen on (default: 3000)"),
     "max_num_seqs": (int, "generations decoding at once, i.e. KV-cache slots (default: 64)"),

@@ -74,7 +74,7 @@ def load_readers(config: ServerConfig) -> list[Reader]:
 
     readers = []
     if config.model:
-        model = load_generator(config.model, config.device, config.dtype)
+        model = load_generator(config.model, config.device, config.dtype, config.quantize)
         readers.append(make_reader(config, config.generator_group, model, GENERATE))
     if config.classifier:
         model = load_classifier(config.classifier, config.device, config.dtype)

@@ -5,14 +5,14 @@ import random
 
 import pytest
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import T5ForConditionalGeneration
 
 from benchmarks.offline_systems import BenchRequest, run_engine
 from kernels import devices
 from kernels.loader import load_classifier, load_generator
 from kernels.runner import ModelRunner
 from scheduler.sampling_params import SamplingParams
-from tests.tiny_models import CORPUS, build_t5_tokenizer, teach_to_copy
+from tests.tiny_models import CORPUS
 
 MIN_BF16_AGREEMENT = 0.95
 
@@ -42,24 +42,6 @@ def test_loaded_models_carry_the_resolved_dtype_and_why(tiny_t5_dir, tiny_classi
     assert (forced.dtype, forced.dtype_reason) == (torch.float32, "float32 as asked")
 
 
-@pytest.fixture(scope="module")
-def decisive_t5_dir(tmp_path_factory):
-    """A tiny T5 taught to copy long enough that its greedy choices are not near-ties: on the
-    barely trained test models even HF bf16 in a batch agrees with HF bf16 alone on ~90%."""
-    tokenizer = build_t5_tokenizer()
-    torch.manual_seed(0)
-    model = T5ForConditionalGeneration(T5Config(
-        vocab_size=len(tokenizer), d_model=64, d_kv=16, num_heads=4, d_ff=128, num_layers=2,
-        num_decoder_layers=2, relative_attention_num_buckets=8, relative_attention_max_distance=20,
-        dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-        feed_forward_proj="gated-gelu", tie_word_embeddings=False))
-    teach_to_copy(model, tokenizer, steps=200)
-    path = tmp_path_factory.mktemp("decisive-t5")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def agreement(outputs: list[list[int]], references: list[list[int]]) -> float:
     """Share of the reference tokens produced before each sequence's first difference."""
     matched = sum(_common_prefix(o, r) for o, r in zip(outputs, references))
@@ -73,18 +55,30 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def seeded_prompts(tokenizer, count: int = 48) -> list[list[int]]:
+    """Spans of the tiny models' corpus, 10-60 characters from seeded places."""
+    rng = random.Random(0)
+    prompts = []
+    for _ in range(count):
+        text = CORPUS[rng.randrange(len(CORPUS))]
+        start = rng.randrange(len(text) // 2)
+        prompts.append(tokenizer(text[start:start + rng.randint(10, 60)])["input_ids"])
+    return prompts
+
+
+def engine_greedy(generator, prompts: list[list[int]], num_new: int = 24) -> list[list[int]]:
+    """Greedy outputs of the engine, prompts arriving over five steps into 8 slots."""
+    requests = [BenchRequest(ids, num_new, i % 5, SamplingParams(max_new_tokens=num_new))
+                for i, ids in enumerate(prompts)]
+    runner = ModelRunner(generator, max_num_seqs=8, max_len=32, max_input_len=64)
+    return run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, 8).outputs
+
+
 def test_bf16_greedy_agrees_with_hugging_face_bf16(decisive_t5_dir):
     generator = load_generator(decisive_t5_dir, dtype="bfloat16")
     model = T5ForConditionalGeneration.from_pretrained(decisive_t5_dir, dtype=torch.bfloat16).eval()
-    rng = random.Random(0)
-    prompts = []
-    for _ in range(48):
-        text = CORPUS[rng.randrange(len(CORPUS))]
-        start = rng.randrange(len(text) // 2)
-        prompts.append(generator.tokenizer(text[start:start + rng.randint(10, 60)])["input_ids"])
-    requests = [BenchRequest(ids, 24, i % 5, SamplingParams(max_new_tokens=24)) for i, ids in enumerate(prompts)]
-    runner = ModelRunner(generator, max_num_seqs=8, max_len=32, max_input_len=64)
-    outputs = run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, 8).outputs
+    prompts = seeded_prompts(generator.tokenizer)
+    outputs = engine_greedy(generator, prompts)
     with torch.inference_mode():
         expected = [model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=24)[0, 1:].tolist()
                     for ids in prompts]
