@@ -1,12 +1,15 @@
 """Serving overhead: the offline workload over HTTP, and classification latency under decode load.
 
     python -m benchmarks.serving --json artifacts/serving.json [--quick] [--device cuda]
+        [--dtype auto] [--workload long-prompt]
 
 1. Throughput. The offline benchmark's seeded workload (64 requests to a random model of
    google/flan-t5-small's shape, inputs of 40-56 tokens, outputs of exactly 16-128 tokens) runs
    three ways in one run: the bare scheduler+runner loop (benchmarks.offline_systems, no
    server), takeoff's asyncio Engine in-process (worker thread, no HTTP), and `takeoff serve`
    in a subprocess with all requests sent at once as concurrent /generate_stream SSE streams.
+   --workload long-prompt runs issue 16's workload instead (48 requests of ~100-token English
+   prompts to a random model of flan-t5-small's width, benchmarks/offline_workloads.py).
 2. Classification latency. Sequential /classify calls (one sentence each, a random
    ELECTRA-small-shaped classifier) on the idle server, then again while 32 streams decode.
 
@@ -42,18 +45,17 @@ ELECTRA_SMALL = dict(embedding_size=128, hidden_size=256, num_hidden_layers=12,
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    num_requests = args.num_requests or (8 if args.quick else 64)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir, classifier_dir = prepare_models(Path(tmp), args.seed)
-        requests = make_requests(num_requests, FLAN_T5_SMALL["vocab_size"], seed=args.seed,
-                                 output_lens=(16, 32) if args.quick else (16, 128))
-        prompts = prompt_texts(model_dir, requests)
+        model_dir, classifier_dir, requests, prompts = prepare_workload(args, Path(tmp))
+        num_requests = len(requests)
+        args.max_input_len = max(64, -(-max(len(r.prompt_ids) for r in requests) // 16) * 16)
         bare = measure_bare_loop(args, model_dir, requests)
         in_process = asyncio.run(measure_engine(args, model_dir, requests, prompts))
         with ServerProcess(args, model_dir, classifier_dir, Path(tmp)) as server:
             http = asyncio.run(measure_http(server.url, requests, prompts))
             classify = asyncio.run(measure_classify(server.url, args, requests, prompts))
-    report = {"machine": platform.platform(), "device": args.device,
+    report = {"machine": platform.platform(), "device": args.device, "dtype": args.dtype,
+              "workload": args.workload,
               "torch_threads": torch_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "num_requests": num_requests,
@@ -72,7 +74,11 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the results here (and a .png chart next to it)")
-    parser.add_argument("--num-requests", type=int, help="default 64 (8 with --quick)")
+    parser.add_argument("--num-requests", type=int, help="default: the workload's, 64 or 48 (8 with --quick)")
+    parser.add_argument("--workload", default="flan-t5-small", choices=["flan-t5-small", "long-prompt"],
+                        help="long-prompt: issue 16's model with ~100-token prompts of English "
+                             "words (benchmarks/offline_workloads.py)")
+    parser.add_argument("--dtype", default="auto", help="the server's --dtype (default: auto)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few, short requests")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--streams", type=int, default=32, help="decoding streams while "
@@ -82,14 +88,24 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def prepare_workload(args, tmp: Path):
+    """(generator dir, classifier dir, requests, their prompts as text)."""
+    if args.workload == "long-prompt":
+        from benchmarks.offline_workloads import long_prompt
+
+        workload = long_prompt(tmp, args.seed, args.num_requests, args.quick)
+        return workload.model_dir, save_classifier(tmp), workload.requests, workload.texts
+    model_dir, classifier_dir = prepare_models(tmp, args.seed)
+    requests = make_requests(args.num_requests or (8 if args.quick else 64), FLAN_T5_SMALL["vocab_size"],
+                             seed=args.seed, output_lens=(16, 32) if args.quick else (16, 128))
+    return model_dir, classifier_dir, requests, prompt_texts(model_dir, requests)
+
+
 def prepare_models(tmp: Path, seed: int) -> tuple[Path, Path]:
     """The offline benchmark's random flan-t5-small, with a tokenizer that reads its own token
     names back ("t17 t4005" -> [17, 4005, EOS]), and a random ELECTRA-small classifier."""
     from tokenizers import Tokenizer, pre_tokenizers, processors
-    from transformers import ElectraConfig, ElectraForSequenceClassification, PreTrainedTokenizerFast
-
-    from takeoff.feedback.task import LABELS
-    from tests.tiny_models import build_wordpiece_tokenizer
+    from transformers import PreTrainedTokenizerFast
 
     model_dir = save_random_t5(tmp / "generator", seed=seed)
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -98,13 +114,23 @@ def prepare_models(tmp: Path, seed: int) -> tuple[Path, Path]:
                                                              special_tokens=[("</s>", 1)])
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
                             unk_token="<unk>", model_max_length=512).save_pretrained(model_dir)
+    return model_dir, save_classifier(tmp)
+
+
+def save_classifier(tmp: Path) -> Path:
+    """A random ELECTRA-small classifier with the tests' WordPiece tokenizer."""
+    from transformers import ElectraConfig, ElectraForSequenceClassification
+
+    from takeoff.feedback.task import LABELS
+    from tests.tiny_models import build_wordpiece_tokenizer
+
     wordpiece = build_wordpiece_tokenizer()
     config = ElectraConfig(vocab_size=len(wordpiece), num_labels=len(LABELS),
                            id2label=dict(enumerate(LABELS)), **ELECTRA_SMALL)
     classifier_dir = tmp / "classifier"
     ElectraForSequenceClassification(config).eval().save_pretrained(classifier_dir)
     wordpiece.save_pretrained(classifier_dir)
-    return model_dir, classifier_dir
+    return classifier_dir
 
 
 def prompt_texts(model_dir: Path, requests) -> list[str]:
@@ -128,8 +154,8 @@ def _bare_loop(args, model_dir: Path, requests) -> dict:
     from kernels.loader import load_generator
     from kernels.runner import ModelRunner
 
-    generator = load_generator(model_dir, device=args.device)
-    runner = ModelRunner(generator, max_num_seqs=len(requests), max_len=128, max_input_len=64)
+    generator = load_generator(model_dir, device=args.device, dtype=args.dtype)
+    runner = ModelRunner(generator, max_num_seqs=len(requests), max_len=128, max_input_len=args.max_input_len)
     run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], len(requests))
     result = run_engine(runner, generator.tokenizer, generator.eos_token_id, requests,
                         len(requests), name="bare loop")
@@ -168,8 +194,8 @@ def server_config(args, model_dir, classifier_dir, num_slots: int):
     from takeoff.config import ServerConfig
 
     return ServerConfig(model=str(model_dir), classifier=str(classifier_dir or "") or None,
-                        device=args.device, max_num_seqs=num_slots, max_new_tokens=128,
-                        max_input_len=64, max_queue=1024, log_level="warning")
+                        device=args.device, dtype=args.dtype, max_num_seqs=num_slots, max_new_tokens=128,
+                        max_input_len=args.max_input_len, max_queue=1024, log_level="warning")
 
 
 async def stream_once(http, url: str, prompt: str, num_tokens: int) -> dict:
@@ -263,10 +289,11 @@ class ServerProcess:
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.command = [sys.executable, "-m", "takeoff.cli", "serve", "--model", str(model_dir),
-                        "--classifier", str(classifier_dir), "--device", args.device,
+                        "--classifier", str(classifier_dir), "--device", args.device, "--dtype", args.dtype,
                         "--host", "127.0.0.1", "--port", str(port),
                         "--max-num-seqs", str(max(64, args.streams)), "--max-new-tokens", "128",
-                        "--max-input-len", "64", "--max-queue", "1024", "--log-level", "warning"]
+                        "--max-input-len", str(args.max_input_len), "--max-queue", "1024",
+                        "--log-level", "warning"]
         self.log_path = tmp / "server.log"
         self.process: subprocess.Popen | None = None
 
