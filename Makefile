@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 HOST ?= 0.0.0.0
 PORT ?= 3000
 DEVICE ?= cpu
-DTYPE ?= float32
+DTYPE ?= auto
 
 .PHONY: install serve test test-fast bench demo-models clean
 
