@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from kernels.devices import DTYPE_CHOICES, resolve_dtype
-from kernels.quantize import QUANTIZE_CHOICES, quantize_int8
+from kernels.linear import QUANTIZE_CHOICES, prepare_linears
 from kernels.t5 import T5Weights, t5_weights
 
 logger = logging.getLogger(__name__)
@@ -86,9 +86,8 @@ def load_generator(path, device: str = "cpu", dtype: str = "float32", quantize: 
         start_id = pad_id
     if pad_id is None or eos_id is None:
         raise ModelLoadError(f"{path}/config.json names no pad_token_id or eos_token_id; T5 needs both.")
-    weights = t5_weights(model)
+    weights = prepare_linears(t5_weights(model), quantize, torch_device)
     if quantize == "int8":
-        weights = quantize_int8(weights)
         reason = "int8 linears (--quantize int8), float32 between them"
     return Seq2SeqModel(weights=weights, tokenizer=tokenizer, config=config, path=path,
                         device=torch_device, dtype=torch_dtype, dtype_reason=reason,

@@ -14,10 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from kernels.kv_cache import KVCache
+from kernels.linear import linear
 
 
 @dataclass
 class T5Layer:
+    """One block's weights. The loader replaces the linear ones by prepared layers
+    (kernels.linear: prepacked for oneDNN, or int8), which kernels.linear.linear() calls."""
     self_norm: torch.Tensor  # [d_model]
     self_qkv: torch.Tensor  # [3 * inner, d_model]; inner = num_heads * d_kv
     self_out: torch.Tensor  # [d_model, inner]
@@ -160,15 +163,6 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     # Half precision as Hugging Face: normalise in fp32, round, then scale (x may be fp32: float16
     # T5 keeps `wo` in fp32, so its residual stream is fp32 after the first feed-forward).
     return weight * F.rms_norm(x.float(), weight.shape, None, eps).to(weight.dtype)
-
-
-def linear(x: torch.Tensor, weight) -> torch.Tensor:
-    """F.linear without bias, or an int8 layer (kernels.quantize.Int8Linear, float32 in and out).
-    x takes the weight's dtype: float16 T5 keeps `wo` in fp32 (it overflows otherwise), and its
-    residual stream then continues in fp32, as in Hugging Face."""
-    if isinstance(weight, torch.Tensor):
-        return F.linear(x.to(weight.dtype), weight)
-    return weight(x)
 
 
 def feed_forward(w: T5Weights, layer: T5Layer, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.loader import ModelLoadError, load_generator
-from kernels.quantize import Int8Linear
+from kernels.linear import Int8Linear
 from tests.model.test_dtype import agreement, engine_greedy, seeded_prompts
 
 MIN_INT8_AGREEMENT = 0.5  # the tiny model is far more sensitive than a real one (see the report)
