@@ -95,20 +95,23 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per ServerConfig field; all default to None so the environment can fill in."""
-    for name, (kind, help_text) in OPTIONS.items():
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         options: Mapping[str, tuple] = OPTIONS) -> None:
+    """One flag per option (ServerConfig's by default); all default to None so the environment
+    can fill in."""
+    for name, (kind, help_text) in options.items():
         metavar = "DIR" if name in ("model", "classifier") else name.upper()
         parser.add_argument(_flag(name), dest=name, type=kind, default=None, metavar=metavar,
                             help=f"{help_text} [env {env_name(name)}]")
 
 
-def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> ServerConfig:
+def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                config_type: type = ServerConfig, options: Mapping[str, tuple] = OPTIONS):
     """Flags first, then TAKEOFF_* variables, then the defaults. Raises ValueError, one line."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field in fields(ServerConfig):
-        kind, _ = OPTIONS[field.name]
+    for field in fields(config_type):
+        kind, _ = options[field.name]
         if args.get(field.name) is not None:
             values[field.name] = args[field.name]
         elif environ.get(env_name(field.name)):
@@ -118,4 +121,4 @@ def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = Non
             except ValueError:
                 raise ValueError(f"{env_name(field.name)}={raw!r} is not a valid "
                                  f"{kind.__name__}") from None
-    return ServerConfig(**values)
+    return config_type(**values)

@@ -15,6 +15,7 @@ import time
 import uvicorn
 
 from takeoff.config import ServerConfig, add_config_arguments, config_from
+from takeoff.replica_options import add_replica_arguments, replica_config_from
 
 logger = logging.getLogger("takeoff")
 
@@ -26,16 +27,22 @@ def add_serve_command(subparsers) -> None:
                     "batching (Takeoff API, OpenAI-compatible /v1, the feedback app). Every flag "
                     "can also be set with the TAKEOFF_* environment variable named after it.")
     add_config_arguments(parser)
+    add_replica_arguments(parser)
     parser.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
         config = config_from(vars(args))
+        replicas = replica_config_from(vars(args))
     except ValueError as exc:
         print(f"takeoff serve: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(message)s")
+    if replicas.on_ray:
+        from takeoff.replicas import run_replicas
+
+        return run_replicas(config, replicas)
     from kernels.loader import ModelLoadError
     from takeoff.app import create_app
     from takeoff.readers import load_readers
