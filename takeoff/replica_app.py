@@ -57,12 +57,14 @@ class TakeoffReplica:
         self.config = config
         self.replica_id = serve.get_replica_context().replica_tag
         self.takeoff_app: ASGIApp | None = None
+        self.draining = False
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         from takeoff.app import create_app
 
         self.takeoff_app = create_app(self.config)
-        return ReplicaApp(self.takeoff_app, self.replica_id, self.ask_all)
+        self.replica_app = ReplicaApp(self.takeoff_app, self.replica_id, self.ask_all)
+        return self.replica_app
 
     async def answer_get(self, path: str, headers: list[tuple[bytes, bytes]]) -> Answer:
         """This replica's own answer to GET `path` (called on every replica by ask_all)."""
@@ -77,8 +79,19 @@ class TakeoffReplica:
             logger.warning("a replica did not answer GET %s: %r", path, failure)
         return sorted((a for a in answers if isinstance(a, Answer)), key=lambda a: a.replica)
 
+    def drain(self) -> int:
+        """On SIGTERM, as `takeoff serve` does: new requests and /ready get 503, running ones
+        go on. Returns the number of HTTP requests still being answered."""
+        self.draining = True
+        engine = getattr(self.takeoff_app.state, "engine", None)
+        if engine is not None:
+            engine.draining = True
+        return self.replica_app.num_ongoing
+
     async def check_health(self) -> None:
         """Ray Serve calls this periodically; raising makes it replace the replica."""
+        if self.draining:  # /ready says 503 on purpose
+            return
         key = self.config.api_key
         headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
         status, _, body = await asgi_get(self.takeoff_app, "/ready", headers)
@@ -94,11 +107,19 @@ class ReplicaApp:
         self.app = app
         self.header = (REPLICA_HEADER, replica_id.encode())
         self.ask_all = ask_all
+        self.num_ongoing = 0  # HTTP requests being answered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.num_ongoing += 1
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.num_ongoing -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":

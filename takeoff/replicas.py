@@ -6,9 +6,9 @@ at --ray-address), starts Serve's HTTP proxy on --host/--port, deploys the repli
 ongoing requests (of two picked at random), restarts a replica that dies, and with --autoscale
 scales between MIN and MAX on ongoing requests.
 
-On SIGTERM/SIGINT: replicas get --drain-timeout to finish their running requests (Serve's graceful
-shutdown), then the application is deleted and, for a local cluster, Ray is shut down. A second
-signal exits at once.
+On SIGTERM/SIGINT the replicas drain as one server does (new requests and /ready get 503, running
+ones get up to --drain-timeout to finish), then the application is deleted and, for a local
+cluster, Ray is shut down. A second signal exits at once.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from takeoff.config import ServerConfig
@@ -24,6 +25,9 @@ from takeoff.replica_options import ReplicaConfig
 logger = logging.getLogger("takeoff")
 LOCAL_NODE_IP = "127.0.0.1"
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+DRAIN_CALL_TIMEOUT_S = 5.0
+DRAIN_POLL_S = 0.2
+SHUTDOWN_MARGIN_S = 30.0  # beyond --drain-timeout, for Serve and Ray to stop their processes
 
 
 class StopServing(Exception):
@@ -59,7 +63,7 @@ def run_replicas(config: ServerConfig, replicas: ReplicaConfig) -> int:
         return 1
     finally:
         _on_exit_signals(signal.SIG_DFL)  # a second signal ends this process at once
-        _shut_down(replicas)
+        _shut_down(config, replicas)
 
 
 class DeployError(Exception):
@@ -140,7 +144,8 @@ def _deployment_options(config: ServerConfig, replicas: ReplicaConfig) -> dict:
     return options
 
 
-def _shut_down(replicas: ReplicaConfig) -> None:
+def _shut_down(config: ServerConfig, replicas: ReplicaConfig) -> None:
+    """Drain, then stop the replicas (Serve waits for their running requests), then Ray."""
     import ray
     from ray import serve
 
@@ -148,10 +153,42 @@ def _shut_down(replicas: ReplicaConfig) -> None:
 
     if not ray.is_initialized():
         return
+    # Ray's processes die with this one (fate sharing on Linux), so exiting is the way out when
+    # a shutdown hangs, e.g. on a raylet that a SIGTERM to the whole process group has killed.
+    watchdog = threading.Timer(config.drain_timeout + SHUTDOWN_MARGIN_S, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
     try:
+        _drain_replicas(config.drain_timeout)
         if replicas.ray_address is None:
             serve.shutdown()
         else:  # the cluster is someone else's: take our application off it, leave the rest
             serve.delete(APP_NAME)
     finally:
         ray.shutdown()
+        watchdog.cancel()
+
+
+def _drain_replicas(drain_timeout: float) -> None:
+    """Like one server on SIGTERM: new requests and /ready get 503 while the running ones
+    finish, for up to drain_timeout (Serve's own shutdown would cut off open streams)."""
+    from ray import serve
+
+    from takeoff.replica_app import APP_NAME
+
+    handle, deadline = serve.get_app_handle(APP_NAME), time.monotonic() + drain_timeout
+    while time.monotonic() < deadline:
+        try:
+            ongoing = handle.broadcast("drain").results(timeout_s=DRAIN_CALL_TIMEOUT_S,
+                                                        return_exceptions=True)
+        except TimeoutError:
+            ongoing = []
+        if sum(n for n in ongoing if isinstance(n, int)) == 0:
+            return
+        time.sleep(DRAIN_POLL_S)
+    logger.warning("drain timeout: stopping the replicas with requests still running")
+
+
+def _exit_now() -> None:
+    logger.error("the replicas did not stop in time; exiting")
+    os._exit(1)

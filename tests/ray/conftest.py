@@ -1,0 +1,165 @@
+"""`takeoff serve --replicas 2` in a subprocess: a local Ray cluster on 127.0.0.1, the tiny models.
+
+One cluster per test module (`replica_server`, module scope), shut down at the module's end (the
+SIGTERM test may do it first). The server's output goes to a file: Ray writes a lot, and a full
+pipe would stall it.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+START_TIMEOUT_S = 150
+STOP_TIMEOUT_S = 60
+REPLICA_TITLE = "ray::ServeReplica:takeoff"  # how Ray titles a replica's worker process
+
+
+@dataclass
+class ReplicaServer:
+    url: str
+    process: subprocess.Popen
+    log: Path
+    terminated: bool = False
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def replica_pids(self) -> list[int]:
+        return [pid for pid in descendants(self.process.pid) if REPLICA_TITLE in cmdline(pid)]
+
+    def terminate(self) -> None:
+        """SIGTERM, once (a second one would end it at once)."""
+        if not self.terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.terminated = True
+
+    def stop(self) -> tuple[int, list[int]]:
+        """SIGTERM, then wait: (exit status, the pids that were under it and still live).
+        Past the timeout everything under it is killed and TimeoutExpired raised."""
+        ray_pids = descendants(self.process.pid)
+        self.terminate()
+        try:
+            status = self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for pid in [self.process.pid, *ray_pids]:
+                _kill(pid)
+            self.process.wait()
+            raise
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while (alive := [p for p in ray_pids if is_running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in alive:
+            _kill(pid)
+        return status, alive
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie lingers where PID 1 does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def descendants(root: int) -> list[int]:
+    """Every live process under `root` (Ray's GCS, raylet and workers are under the driver)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+async def replica_ids(http: aiohttp.ClientSession, url: str) -> set[str]:
+    """The replicas that answer /reader_groups (each lists its readers, marked by replica)."""
+    async with http.get(url + "/reader_groups") as response:
+        if response.status != 200:
+            return set()
+        groups = await response.json()
+    return {reader["replica"] for readers in groups.values() for reader in readers}
+
+
+async def wait_for_replicas(url: str, process: subprocess.Popen, count: int,
+                            timeout_s: float = START_TIMEOUT_S, avoid: str | None = None) -> set:
+    """Until `count` replicas are up (none of them `avoid`) and the proxy routes to each of
+    them (it learns of a new replica a moment after the replica is up); their ids."""
+    deadline = time.monotonic() + timeout_s
+    routed: set[str] = set()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ids = await replica_ids(http, url)
+                async with http.get(url + "/health") as response:
+                    routed.add(response.headers.get("X-Takeoff-Replica"))
+                if len(ids) == count and avoid not in ids and ids <= routed:
+                    return ids
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{count} replicas did not come up at {url}")
+
+
+def start_replica_server(tmp_path: Path, model: Path, classifier: Path, *flags: str):
+    port = free_port()
+    log = tmp_path / "takeoff-serve.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "takeoff.cli", "serve", "--model", str(model),
+               "--classifier", str(classifier), "--host", "127.0.0.1", "--port", str(port),
+               "--log-level", "warning", *flags]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return ReplicaServer(f"http://127.0.0.1:{port}", process, log)
+
+
+@pytest.fixture(scope="module")
+def replica_server(tmp_path_factory, tiny_t5_dir, tiny_classifier_dir):
+    """Two replicas; small limits so a burst of long requests fills them."""
+    server = start_replica_server(tmp_path_factory.mktemp("replicas"), tiny_t5_dir,
+                                  tiny_classifier_dir, "--replicas", "2",
+                                  "--num-cpus-per-replica", "1", "--max-num-seqs", "2",
+                                  "--max-queue", "4", "--max-new-tokens", "6000")
+    try:
+        asyncio.run(wait_for_replicas(server.url, server.process, 2))
+    except RuntimeError:
+        server.stop()
+        raise RuntimeError(f"the replicas did not start:\n{server.output()}") from None
+    yield server
+    server.stop()
