@@ -53,16 +53,25 @@ def main(argv: list[str] | None = None) -> dict:
         with ServerProcess(args, model_dir, classifier_dir, Path(tmp)) as server:
             http = asyncio.run(measure_http(server.url, requests, prompts))
             classify = asyncio.run(measure_classify(server.url, args, requests, prompts))
+        on_ray = {}
+        if args.replicas > 1:
+            from benchmarks.serving_replicas import measure_replicas
+            on_ray = measure_replicas(args, model_dir, classifier_dir, Path(tmp), requests,
+                                      prompts)
     report = {"machine": platform.platform(), "device": args.device,
               "torch_threads": torch_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "num_requests": num_requests,
               "num_tokens": sum(r.num_tokens for r in requests),
-              "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http},
+              "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http,
+                             **on_ray},
               "http_vs_bare_loop": http["tokens_per_s"] / bare["tokens_per_s"],
               "http_vs_engine_in_process": http["tokens_per_s"] / in_process["tokens_per_s"],
               "classify": classify}
     print_table(report)
+    if on_ray:
+        from benchmarks.serving_replicas import print_ratios
+        print_ratios(report, args.replicas)
     if args.json:
         save_report(report, args.json, plot)
     return report
@@ -79,6 +88,8 @@ def parse_args(argv):
                         "classification latency is measured (default 32)")
     parser.add_argument("--classify-requests", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replicas", type=int, default=1, help="N > 1: also run the throughput "
+                        "workload on Ray Serve, 1 replica then N (needs the [ray] extra)")
     return parser.parse_args(argv)
 
 
@@ -257,7 +268,8 @@ def percentiles(latencies: list[float]) -> dict:
 class ServerProcess:
     """`takeoff serve` in a subprocess (so the client does not share its interpreter)."""
 
-    def __init__(self, args, model_dir: Path, classifier_dir: Path, tmp: Path) -> None:
+    def __init__(self, args, model_dir: Path, classifier_dir: Path, tmp: Path,
+                 extra_flags: list[str] = ()) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -266,7 +278,8 @@ class ServerProcess:
                         "--classifier", str(classifier_dir), "--device", args.device,
                         "--host", "127.0.0.1", "--port", str(port),
                         "--max-num-seqs", str(max(64, args.streams)), "--max-new-tokens", "128",
-                        "--max-input-len", "64", "--max-queue", "1024", "--log-level", "warning"]
+                        "--max-input-len", "64", "--max-queue", "1024", "--log-level", "warning",
+                        *extra_flags]
         self.log_path = tmp / "server.log"
         self.process: subprocess.Popen | None = None
 

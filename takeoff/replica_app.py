@@ -56,7 +56,8 @@ class TakeoffReplica:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.replica_id = serve.get_replica_context().replica_tag
-        self.takeoff_app: ASGIApp | None = None
+        self.takeoff_app: ASGIApp | None = None  # both built by __serve_build_asgi_app__
+        self.replica_app: ReplicaApp | None = None
         self.draining = False
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
@@ -86,7 +87,7 @@ class TakeoffReplica:
         engine = getattr(self.takeoff_app.state, "engine", None)
         if engine is not None:
             engine.draining = True
-        return self.replica_app.num_ongoing
+        return self.replica_app.num_ongoing if self.replica_app else 0
 
     async def check_health(self) -> None:
         """Ray Serve calls this periodically; raising makes it replace the replica."""

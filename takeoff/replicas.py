@@ -59,7 +59,8 @@ def run_replicas(config: ServerConfig, replicas: ReplicaConfig) -> int:
                     config.drain_timeout)
         return 0
     except DeployError as exc:
-        print(f"takeoff serve: error: the replicas did not start: {exc}", file=sys.stderr)
+        print(f"takeoff serve: error: the replicas did not start (the log above has why): "
+              f"{exc}", file=sys.stderr)
         return 1
     finally:
         _on_exit_signals(signal.SIG_DFL)  # a second signal ends this process at once
@@ -176,7 +177,11 @@ def _drain_replicas(drain_timeout: float) -> None:
 
     from takeoff.replica_app import APP_NAME
 
-    handle, deadline = serve.get_app_handle(APP_NAME), time.monotonic() + drain_timeout
+    deadline = time.monotonic() + drain_timeout
+    try:
+        handle = serve.get_app_handle(APP_NAME)
+    except Exception:  # nothing deployed (it failed to start): nothing to drain
+        return
     while time.monotonic() < deadline:
         try:
             ongoing = handle.broadcast("drain").results(timeout_s=DRAIN_CALL_TIMEOUT_S,

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
+
+from benchmarks.serving_replicas import descendants, wait_for_replicas
 
 START_TIMEOUT_S = 150
 STOP_TIMEOUT_S = 60
@@ -84,57 +85,11 @@ def is_running(pid: int) -> bool:
         return False
 
 
-def descendants(root: int) -> list[int]:
-    """Every live process under `root` (Ray's GCS, raylet and workers are under the driver)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-async def replica_ids(http: aiohttp.ClientSession, url: str) -> set[str]:
-    """The replicas that answer /reader_groups (each lists its readers, marked by replica)."""
-    async with http.get(url + "/reader_groups") as response:
-        if response.status != 200:
-            return set()
-        groups = await response.json()
-    return {reader["replica"] for readers in groups.values() for reader in readers}
-
-
-async def wait_for_replicas(url: str, process: subprocess.Popen, count: int,
-                            timeout_s: float = START_TIMEOUT_S, avoid: str | None = None) -> set:
-    """Until `count` replicas are up (none of them `avoid`) and the proxy routes to each of
-    them (it learns of a new replica a moment after the replica is up); their ids."""
-    deadline = time.monotonic() + timeout_s
-    routed: set[str] = set()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                ids = await replica_ids(http, url)
-                async with http.get(url + "/health") as response:
-                    routed.add(response.headers.get("X-Takeoff-Replica"))
-                if len(ids) == count and avoid not in ids and ids <= routed:
-                    return ids
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{count} replicas did not come up at {url}")
 
 
 def start_replica_server(tmp_path: Path, model: Path, classifier: Path, *flags: str):
@@ -157,7 +112,7 @@ def replica_server(tmp_path_factory, tiny_t5_dir, tiny_classifier_dir):
                                   "--num-cpus-per-replica", "1", "--max-num-seqs", "2",
                                   "--max-queue", "4", "--max-new-tokens", "6000")
     try:
-        asyncio.run(wait_for_replicas(server.url, server.process, 2))
+        asyncio.run(wait_for_replicas(server.url, 2, START_TIMEOUT_S, process=server.process))
     except RuntimeError:
         server.stop()
         raise RuntimeError(f"the replicas did not start:\n{server.output()}") from None

@@ -17,7 +17,8 @@ import pytest
 from clients.sse import SSEDecoder
 
 pytest.importorskip("ray", reason="the [ray] extra is not installed")
-from tests.ray.conftest import descendants, is_running, replica_ids, wait_for_replicas
+from benchmarks.serving_replicas import descendants, replica_ids, wait_for_replicas
+from tests.ray.conftest import is_running
 from tests.server.helpers import metric, next_event, read_events, wait_for_metric
 from tests.server.test_generate import PROMPTS, hf_greedy  # noqa: F401 (hf_greedy: a fixture)
 from tests.server.test_serve import ready_status_after_signal
@@ -142,7 +143,7 @@ async def test_a_killed_replica_fails_its_stream_cleanly_and_is_replaced(replica
     assert len(failed) == 1  # the other stream went on to its end
     assert json.loads(failed[0][1].data)["error"]["type"] == "service_unavailable"
     assert {event.event for _, event in endings} == {"error", "metadata"}
-    new_ids = await wait_for_replicas(url, replica_server.process, 2, avoid=failed[0][0])
+    new_ids = await wait_for_replicas(url, 2, avoid=failed[0][0], process=replica_server.process)
     assert failed[0][0] not in new_ids
     assert (await generate(http, url, PROMPTS[0]))[0] == 200
 
