@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.serving_replicas import descendants, wait_for_replicas
+from tests.server.test_serve import free_port
 
 START_TIMEOUT_S = 150
 STOP_TIMEOUT_S = 60
@@ -62,12 +62,6 @@ class ReplicaServer:
         for pid in alive:
             _kill(pid)
         return status, alive
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cmdline(pid: int) -> str:
