@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 class ModelRunner:
     def __init__(self, generator: Seq2SeqModel | None = None, classifier: ClassifierModel | None = None,
-                 max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512):
-        self.generator, self.classifier = generator, classifier
+                 max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512,
+                 embedder=None):
+        self.generator, self.classifier, self.embedder = generator, classifier, embedder
         self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
         self.slots: dict[int, SlotState] = {}
         self.row_slots: list[int] = []  # the slot whose sequence is in each occupied cache row
@@ -55,9 +56,7 @@ class ModelRunner:
                 self._free(slot)
             if scheduler_output.classify:
                 start = time.perf_counter()
-                inputs = [(c.token_ids, c.token_type_ids) for c in scheduler_output.classify]
-                rows = classify(self._need(self.classifier, "classifier"), inputs)
-                output.probabilities = {c.request_id: row for c, row in zip(scheduler_output.classify, rows)}
+                self._one_pass(scheduler_output, output)
                 output.step_seconds["classify"] = time.perf_counter() - start
             prefills = self._accepted(scheduler_output.prefill, output.errors)
             if prefills:
@@ -72,6 +71,19 @@ class ModelRunner:
                 kind = "decode" if scheduler_output.decode_slots else "prefill"
                 output.step_seconds[kind] = output.step_seconds.get(kind, 0.0) + time.perf_counter() - start
         return output
+
+    def _one_pass(self, scheduler_output: SchedulerOutput, output: RunnerOutput) -> None:
+        """Classifications (a classifier) or embeddings (an embedder), in one forward pass."""
+        items = scheduler_output.classify
+        if self.embedder is not None:
+            from kernels.embedder import embed
+
+            rows = embed(self.embedder, [c.token_ids for c in items]).tolist()
+            output.embeddings = {c.request_id: row for c, row in zip(items, rows)}
+            return
+        inputs = [(c.token_ids, c.token_type_ids) for c in items]
+        rows = classify(self._need(self.classifier, "classifier"), inputs)
+        output.probabilities = {c.request_id: row for c, row in zip(items, rows)}
 
     def _accepted(self, prefills: list[PrefillInput], errors: dict[str, str]) -> list[PrefillInput]:
         """The prefills this runner can take; each other one gets its reason in `errors`."""

@@ -266,19 +266,23 @@ class Scheduler:
         try:
             if request_id in runner_output.errors:
                 raise RuntimeError(runner_output.errors[request_id])
-            if request.kind is RequestKind.CLASSIFY:
-                return self._finish_classify(request, runner_output.probabilities.get(request_id),
-                                             now)
-            return self._append_token(request, runner_output.next_token_ids.get(request_id), now)
+            if request.kind is RequestKind.GENERATE:
+                return self._append_token(request, runner_output.next_token_ids.get(request_id),
+                                          now)
+            return self._finish_one_pass(request, runner_output, now)
         except Exception as exc:  # noqa: BLE001 - isolate this request, report why
             self._finish(request, RequestStatus.FINISHED_ERROR, now, str(exc) or type(exc).__name__)
             return RequestOutput(request, "", True)
 
-    def _finish_classify(self, request: Request, probabilities: list[float] | None,
+    def _finish_one_pass(self, request: Request, runner_output: RunnerOutput,
                          now: float) -> RequestOutput:
-        if probabilities is None:
-            raise RuntimeError("the classifier gave no output")
-        request.probabilities = list(probabilities)
+        request_id = request.request_id
+        if request.kind is RequestKind.CLASSIFY and request_id in runner_output.probabilities:
+            request.probabilities = list(runner_output.probabilities[request_id])
+        elif request.kind is RequestKind.EMBED and request_id in runner_output.embeddings:
+            request.embedding = list(runner_output.embeddings[request_id])
+        else:
+            raise RuntimeError(f"the model gave no output for this {request.kind.value} request")
         request.first_token_time = now
         self._finish(request, RequestStatus.FINISHED_CLASSIFIED, now)
         return RequestOutput(request, "", True)

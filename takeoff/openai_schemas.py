@@ -135,3 +135,38 @@ class ChatCompletionBody(OpenAISampling):
 
     def chat_messages(self) -> list[Message]:
         return [Message(m.role, m.content) for m in self.messages]
+
+
+class EmbeddingsBody(Body):
+    """POST /v1/embeddings: OpenAI's fields (token-id inputs are not supported)."""
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> str | list[str]:
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value and all(isinstance(t, str) and t for t in value):
+            return value
+        raise ValueError("'input' must be a non-empty string or a non-empty list of them "
+                         "(token-id inputs are not supported)")
+
+
+class ChatTemplateBody(Body):
+    """POST /chat_template/{reader_id}: one conversation or a list of them."""
+    inputs: list[list[ChatMessage]]
+    add_generation_prompt: bool = False
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _conversations(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            return [value]  # one conversation
+        if not isinstance(value, list) or not value:
+            raise ValueError("'inputs' must be a conversation (a list of messages) or a list "
+                             "of conversations")
+        return value

@@ -193,3 +193,31 @@ def _path(location: list) -> str:
     for part in location[1:]:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
+
+
+class TokenizeReaderBody(Body):
+    """POST /tokenize/{reader_id}: Takeoff's client also sends `use_chat_template` (no-op here)."""
+    text: str
+    use_chat_template: bool = False
+
+
+class DetokenizeBody(Body):
+    tokens: list[int] | list[str]
+    skip_special_tokens: bool = True
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _ids_or_pieces(cls, value: Any) -> list[int] | list[str]:
+        if isinstance(value, list) and (all(isinstance(t, int) and not isinstance(t, bool)
+                                            and t >= 0 for t in value)
+                                        or all(isinstance(t, str) for t in value)):
+            return value
+        raise ValueError("'tokens' must be a list of token ids (non-negative integers) or of "
+                         "token strings")
+
+
+class EmbedBody(Body):
+    text: str | list[str]
+    consumer_group: str | None = None
+
+    _check_text = field_validator("text", mode="before")(texts_field)
