@@ -14,6 +14,7 @@ import torch
 
 from kernels import t5
 from kernels.classifier import classify
+from kernels.constrained import GrammarCompiler
 from kernels.kv_cache import KVCache
 from kernels.loader import ClassifierModel, Seq2SeqModel
 from kernels.sampling import SlotState, choose_tokens, make_generator
@@ -30,6 +31,7 @@ class ModelRunner:
         self.slots: dict[int, SlotState] = {}
         self.row_slots: list[int] = []  # the slot whose sequence is in each occupied cache row
         self.cache: KVCache | None = None
+        self._grammars: GrammarCompiler | None = None
         if generator is not None:
             w = generator.weights
             with torch.inference_mode():
@@ -78,17 +80,18 @@ class ModelRunner:
             if p.sampling.max_new_tokens > self.max_len:
                 raise ValueError(f"request {p.request_id}: max_new_tokens {p.sampling.max_new_tokens} "
                                  f"exceeds the runner's max_len {self.max_len}")
+        matchers = [self._matcher(p) for p in prefills]  # a bad pattern raises before any state changes
         lengths = [len(p.prompt_ids) for p in prefills]
         input_ids = torch.full((len(prefills), max(lengths)), model.pad_token_id, dtype=torch.long)
         for i, p in enumerate(prefills):  # [batch, longest input], right-padded
             input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
         device = model.device
         encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device))
-        for p, length in zip(prefills, lengths):
+        for p, length, matcher in zip(prefills, lengths, matchers):
             self._free(p.slot)  # a slot reused without being reported free
             generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
             self.slots[p.slot] = SlotState(p.request_id, p.sampling, length, [model.decoder_start_token_id],
-                                           generator, row=len(self.row_slots))
+                                           generator, row=len(self.row_slots), matcher=matcher)
             self.cache.claim(len(self.row_slots))
             self.row_slots.append(p.slot)
         rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
@@ -129,6 +132,19 @@ class ModelRunner:
         for state, token in zip(states, tokens):
             state.append(token)
         return dict(zip(slots, tokens))
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """Compiles the generator's regex / JSON-schema constraints (made on first use). The HTTP
+        layer compiles each request's pattern here first, so a bad one is a 400, not a failed step."""
+        if self._grammars is None:
+            self._grammars = GrammarCompiler.for_model(self._need(self.generator, "generator"))
+        return self._grammars
+
+    def _matcher(self, p: PrefillInput):
+        if p.sampling.regex is None and p.sampling.json_schema is None:
+            return None
+        return self.grammars.matcher(p.sampling.regex, p.sampling.json_schema)
 
     @staticmethod
     def _need(model, role: str):

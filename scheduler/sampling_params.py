@@ -15,6 +15,10 @@ class SamplingParams:
     no_repeat_ngram_size: int = 0
     seed: int | None = None  # same seed -> same tokens, alone or in any batch
     stop: tuple[str, ...] = field(default_factory=tuple)  # matched on decoded text
+    # Constrained decoding: the output must match this regex, or this JSON schema (given as JSON
+    # text, so the params stay hashable). At most one; only kernels/constrained.py reads them.
+    regex: str | None = None
+    json_schema: str | None = None
 
     @property
     def is_greedy(self) -> bool:
@@ -38,3 +42,5 @@ class SamplingParams:
             raise ValueError("no_repeat_ngram_size must be >= 0")
         if any(not s for s in self.stop):
             raise ValueError("stop sequences must be non-empty strings")
+        if self.regex is not None and self.json_schema is not None:
+            raise ValueError("give regex_string or json_schema, not both")

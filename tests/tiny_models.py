@@ -48,6 +48,28 @@ def build_t5_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
                                    unk_token="<unk>")
 
 
+# Extra training text for the SentencePiece tokenizer: digits, quotes and colons, but, as in T5's
+# vocabulary, no braces.
+SENTENCEPIECE_EXTRA = ["Order 123-456 shipped on 2024-05-17: 3 items, 42 units, 0 returns.",
+                       'He said "yes", then "no": label, score, note; 7 8 9.']
+
+
+def build_t5_sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
+    """A unigram tokenizer laid out as T5's: Metaspace pieces ("▁word"), <unk> for characters it
+    lacks, and a decoder that drops the first piece's leading space."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"],
+                                      unk_token="<unk>")
+    tok.train_from_iterator((CORPUS + SENTENCEPIECE_EXTRA) * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
 def build_wordpiece_tokenizer() -> PreTrainedTokenizerFast:
     """An uncased WordPiece tokenizer with BERT's special tokens."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -66,9 +88,11 @@ def build_wordpiece_tokenizer() -> PreTrainedTokenizerFast:
                                    model_max_length=64)
 
 
-def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0) -> Path:
-    tokenizer = build_t5_tokenizer()
-    options = dict(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=4, d_ff=64,
+def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0,
+                 sentencepiece: bool = False, vocab_padding: int = 0) -> Path:
+    """vocab_padding: embedding rows past the tokenizer's ids, as T5's 32,128 rows for 32,100 ids."""
+    tokenizer = build_t5_sentencepiece_tokenizer() if sentencepiece else build_t5_tokenizer()
+    options = dict(vocab_size=len(tokenizer) + vocab_padding, d_model=32, d_kv=8, num_heads=4, d_ff=64,
                    num_layers=2, num_decoder_layers=2, relative_attention_num_buckets=8,
                    relative_attention_max_distance=20, dropout_rate=0.0,
                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
