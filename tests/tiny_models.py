@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (AutoModelForSequenceClassification, BertConfig, ElectraConfig,
+from transformers import (AutoModelForSequenceClassification, BertConfig, BertModel, ElectraConfig,
                           PreTrainedTokenizerFast, RobertaConfig,
                           T5Config, T5ForConditionalGeneration)
 
@@ -159,4 +159,33 @@ def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_sentence_encoder(path: Path, pooling: str | list[str] = "mean", normalize: bool = True,
+                               seed: int = 0, max_seq_length: int = 24) -> Path:
+    """A tiny random BERT saved in the sentence-transformers layout: the encoder at the root,
+    modules.json, sentence_bert_config.json, 1_Pooling/config.json and, with normalize,
+    2_Normalize/. max_seq_length is below the encoder's 64 positions, so long texts are cut."""
+    import json
+
+    tokenizer = build_wordpiece_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = BertModel(config).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (path / "2_Normalize").mkdir(exist_ok=True)
+    (path / "modules.json").write_text(json.dumps(modules, indent=2))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                "do_lower_case": False}))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": pooling}))
     return path
