@@ -24,7 +24,6 @@ PROBE_BUDGET = 256  # matcher states explored when checking that the vocabulary 
 PROBE_DEPTH = 24
 # One JSON layout for every schema: T5 writes no newlines, and free whitespace invites runs of it.
 JSON_LAYOUT = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
-BITS = torch.arange(32, dtype=torch.int32)
 
 
 class GrammarError(ValueError):
@@ -58,19 +57,26 @@ class Matcher:
         """[vocab_size] bool: the tokens that may come next."""
         bitmask = torch.zeros(1, _num_words(self.vocab_size), dtype=torch.int32)
         self.fill(bitmask, 0)
+        if not bitmask[0].any():
+            self.end_here(bitmask, 0)
         return _unpack(bitmask, self.vocab_size)[0]
 
     def fill(self, bitmask: torch.Tensor, row: int) -> None:
-        """Write the allowed next tokens into bitmask[row] ([words] int32, bit i of word j: token 32j+i)."""
+        """Write the allowed next tokens into bitmask[row] ([words] int32, bit i of word j: token
+        32j+i). A row left all zero is a dead end: the caller ends the sequence with `end_here`."""
         if self.error is None:
             _fill(self._matcher, bitmask, row)
-            if self._matcher.is_error() or not bitmask[row].any():
-                # A dead end: no token the vocabulary has continues the text. End the sequence.
-                self.error = self._matcher.get_error() or "the model's vocabulary cannot continue the pattern"
-        if self.error is not None:
-            eos_word, eos_bit = divmod(self._vocab.eos_token_id, 32)
-            bitmask[row] = 0
-            bitmask[row, eos_word] = (1 << eos_bit) if eos_bit < 31 else -(1 << 31)  # int32's sign bit
+            if self._matcher.is_error():  # text the grammar forces that no token writes
+                self.end_here(bitmask, row)
+        else:
+            self.end_here(bitmask, row)
+
+    def end_here(self, bitmask: torch.Tensor, row: int) -> None:
+        """No token the vocabulary has continues the text: allow only EOS, and say why."""
+        self.error = self.error or self._matcher.get_error() or "the model's vocabulary cannot continue the pattern"
+        eos_word, eos_bit = divmod(self._vocab.eos_token_id, 32)
+        bitmask[row] = 0
+        bitmask[row, eos_word] = (1 << eos_bit) if eos_bit < 31 else -(1 << 31)  # int32's sign bit
 
 
 class CompiledGrammar:
@@ -181,11 +187,13 @@ def mask_logits(logits: torch.Tensor, rows: list[int], matchers: list[Matcher]) 
     bitmask = torch.zeros(len(rows), _num_words(matchers[0].vocab_size), dtype=torch.int32)
     for i, matcher in enumerate(matchers):
         matcher.fill(bitmask, i)
-    allowed = _unpack(bitmask.to(logits.device), logits.shape[1])  # [len(rows), vocab_size]
+    for i in (~bitmask.any(dim=1)).nonzero().flatten().tolist():
+        matchers[i].end_here(bitmask, i)
     index = torch.tensor(rows, device=logits.device)
-    masked = logits[index].masked_fill(~allowed, float("-inf"))
-    logits[index] = masked
-    return masked
+    banned = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)  # [n, vocab_size]
+    banned[index] = ~_unpack(bitmask, logits.shape[1]).to(logits.device)
+    logits.masked_fill_(banned, float("-inf"))
+    return logits[index]
 
 
 def unban_grammar_tokens(logits: torch.Tensor, rows: list[int], masked: torch.Tensor | None) -> None:
@@ -193,10 +201,10 @@ def unban_grammar_tokens(logits: torch.Tensor, rows: list[int], masked: torch.Te
     n-grams) banned every token its grammar allows goes back to its grammar-masked logits."""
     if not rows:
         return
-    index = torch.tensor(rows, device=logits.device)
-    banned = ~torch.isfinite(logits[index]).any(dim=-1)  # [len(rows)]
-    if banned.any():
-        logits[index[banned]] = masked[banned]
+    best = logits.amax(dim=-1)  # [n]; -inf where every token is banned
+    for i, row in enumerate(rows):
+        if best[row] == float("-inf"):
+            logits[row] = masked[i]
 
 
 def _fill(engine_matcher, bitmask: torch.Tensor, row: int) -> None:
@@ -205,9 +213,9 @@ def _fill(engine_matcher, bitmask: torch.Tensor, row: int) -> None:
 
 
 def _unpack(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """[n, words] int32 -> [n, vocab_size] bool."""
-    bits = (bitmask.unsqueeze(-1) >> BITS.to(bitmask.device)) & 1  # [n, words, 32]
-    return bits.flatten(1)[:, :vocab_size].bool()
+    """[n, words] int32 on the CPU -> [n, vocab_size] bool (bit i of word j: token 32j+i)."""
+    bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")  # [n, 32 * words]
+    return torch.from_numpy(bits[:, :vocab_size].astype(bool))
 
 
 def _num_words(vocab_size: int) -> int:
