@@ -99,7 +99,8 @@ class GrammarCompiler:
         self.vocab = token_vocabulary(tokenizer, eos_token_id)
         # Ids past the tokenizer's (T5 pads its embedding to a multiple of 128) are never allowed.
         self.vocab_size = max(vocab_size, self.vocab.num_tokens)
-        self._tokenizer = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_TokenTable(self.vocab, self.vocab_size)))
+        table = _TokenTable(self.vocab, self.vocab_size)
+        self._tokenizer = llguidance.LLTokenizer(llguidance.TokenizerWrapper(table))
         self._cache: OrderedDict[tuple[str, str], CompiledGrammar] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -155,12 +156,12 @@ class _TokenTable:
 
     def __init__(self, vocab: TokenVocabulary, vocab_size: int):
         self.eos_token_id, self.bos_token_id = vocab.eos_token_id, None
-        self.tokens = [b"\xff<special_%d>" % i if i in vocab.special_ids or i >= vocab.num_tokens
-                       else vocab.texts[i] for i in range(vocab_size)]
-        self.special_token_ids = [i for i in range(vocab_size) if self.tokens[i][:1] == b"\xff"]
+        self.special_token_ids = [i for i in range(vocab_size) if i in vocab.special_ids or i >= vocab.num_tokens]
+        special = set(self.special_token_ids)
+        self.tokens = [b"\xff<special_%d>" % i if i in special else vocab.texts[i] for i in range(vocab_size)]
         self._id_of: dict[bytes, int] = {}
         for token_id, text in enumerate(self.tokens):
-            if text and text[:1] != b"\xff":
+            if text and token_id not in special:
                 self._id_of.setdefault(text, token_id)
         self._longest = max(map(len, self._id_of))
 

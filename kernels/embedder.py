@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from kernels.classifier import _truncate  # cut ids to a limit, keeping the last (special) token
 from kernels.loader import (CLASSIFIER_MODEL_TYPES, ModelLoadError, OFFSET_POSITION_MODEL_TYPES,
                             UNBOUNDED_LENGTH, _device_and_dtype, _from_pretrained, _load_tokenizer,
                             _read_config, _tokenizer_limit)
@@ -154,7 +155,3 @@ def _read_json(path: Path):
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path} is not readable JSON: {exc}") from None
-
-
-def _truncate(ids: list[int], limit: int) -> list[int]:
-    return ids if len(ids) <= limit else ids[:limit - 1] + ids[-1:]
