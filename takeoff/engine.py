@@ -23,7 +23,7 @@ from scheduler.scheduler import Scheduler, SchedulerConfig
 from takeoff.config import ServerConfig
 from takeoff.core import EngineCore, EngineOutput, Lane
 from takeoff.engine_thread import EngineThread
-from takeoff.errors import ApiError, overloaded, unavailable
+from takeoff.errors import ApiError, bad_request, overloaded, unavailable
 from takeoff.metrics import Metrics
 from takeoff.reader_set import ReaderSet, holds_slots
 from takeoff.readers import CLASSIFY, EMBED, GENERATE, GroupInfo, Reader, ReaderSpec
@@ -169,6 +169,8 @@ class Engine:
         self._check_accepting()
         reader = self.reader_set.pick(group, GENERATE)
         ids = reader.encode(prompt, prompt_max_tokens)
+        if params.regex is not None or params.json_schema is not None:
+            self._check_grammar(reader, params)
         request = Request(self._next_id(), RequestKind.GENERATE, ids, params,
                           eos_token_id=reader.model.eos_token_id)
         sink = GenerationStream(request.request_id, request.num_prompt_tokens, self.abort)
@@ -213,6 +215,17 @@ class Engine:
             for request in requests:
                 self.abort(request.request_id)
         return reader, list(rows), sum(len(r.prompt_ids) for r in requests)
+
+    def _check_grammar(self, reader: Reader, params: SamplingParams) -> None:
+        """400 for a pattern that cannot constrain this reader (compiled now, and cached)."""
+        from kernels.constrained import GrammarError
+
+        grammars = self.core.lanes[reader.reader_id].runner.grammars
+        try:
+            grammars.compile(params.regex, params.json_schema)
+        except GrammarError as exc:
+            raise bad_request(str(exc), "regex_string" if params.regex else "json_schema") \
+                from None
 
     def _submit(self, requests: list[Request], sinks: list, reader: Reader, stream: bool) -> None:
         """Admit all of them or none (429), then hand them to the engine thread."""
