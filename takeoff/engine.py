@@ -11,10 +11,8 @@ the event loop and join the core between two steps; a reader being removed first
 from __future__ import annotations
 
 import asyncio
-import gc
 import itertools
 import logging
-import time
 from typing import Callable
 
 from scheduler.request import Request, RequestKind
@@ -31,7 +29,6 @@ from takeoff.stream import EngineError, GenerationResult, GenerationStream, engi
 
 __all__ = ["Engine", "EngineError", "GenerationResult", "GenerationStream", "GroupInfo"]
 logger = logging.getLogger(__name__)
-DRAIN_POLL_S = 0.02
 
 
 class Engine:
@@ -48,13 +45,13 @@ class Engine:
         self._ids = itertools.count()
         for reader in readers:
             self.reader_set.add(reader)
-            self.core.add_lane(self._lane(reader, runners[reader.reader_id]))
+            self.core.add_lane(self.lane(reader, runners[reader.reader_id]))
         self.metrics.watch_engine(self._num_waiting, self._num_running, self.num_slots_in_use,
                                   self._num_slots)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start(asyncio.get_running_loop(), self._deliver)
+        self._thread.start(asyncio.get_running_loop(), self.deliver)
 
     @property
     def is_running(self) -> bool:
@@ -92,42 +89,18 @@ class Engine:
         return self.reader_set.max_inputs(group, task)
 
     async def add_reader(self, spec: ReaderSpec) -> Reader:
-        """Load a model into a group while serving (the load runs off the event loop); it takes
-        requests from the next step on. 400 bad directory, 409 duplicate, 507 no memory."""
-        from takeoff.reader_loading import check_fits, load_checked
+        """Load a model into a group while serving (takeoff/reader_loading.py)."""
+        from takeoff.reader_loading import add_reader
 
-        task = await asyncio.to_thread(_task_of, spec)
-        reader_id = self.reader_set.reserve(spec, task)
-        try:
-            await asyncio.to_thread(check_fits, self.config, spec, task, self.reader_set)
-            reader, runner = await asyncio.to_thread(load_checked, self.config, spec, reader_id,
-                                                     self.runner_factory)
-        except BaseException:
-            self.reader_set.loading.pop(reader_id, None)
-            raise
-        lane = self._lane(reader, runner)
-        await self._between_steps(lambda: self.core.add_lane(lane))
-        self.reader_set.add(reader)
-        logger.info("reader %s loaded: %s %s in group %r", reader_id, reader.info.task,
-                    reader.info.model_path, reader.info.name)
-        return reader
+        return await add_reader(self, spec)
 
     async def remove_reader(self, reader_id: str) -> None:
-        """Stop routing requests to the reader, let its requests finish (up to drain_timeout),
-        then drop it and free its memory; what is still running then is aborted."""
-        self.reader_set.get(reader_id)
-        self.reader_set.draining.add(reader_id)
-        deadline = time.monotonic() + self.config.drain_timeout
-        while (self.reader_set.admission[reader_id].num_unfinished
-               and time.monotonic() < deadline):
-            await asyncio.sleep(DRAIN_POLL_S)
-        aborted = await self._between_steps(lambda: self.core.remove_lane(reader_id))
-        self._deliver(aborted)
-        self.reader_set.remove(reader_id)
-        gc.collect()
-        logger.info("reader %s removed", reader_id)
+        """Drain the reader, then drop it (takeoff/reader_loading.py)."""
+        from takeoff.reader_loading import remove_reader
 
-    async def _between_steps(self, command: Callable[[], object]):
+        await remove_reader(self, reader_id)
+
+    async def between_steps(self, command: Callable[[], object]):
         """Run `command` on the engine thread at its next step boundary; its result."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
@@ -146,7 +119,7 @@ class Engine:
             self._thread.send(run, mid_step=False)
         return await done
 
-    def _lane(self, reader: Reader, runner) -> Lane:
+    def lane(self, reader: Reader, runner) -> Lane:
         generates = holds_slots(reader)
         scheduler = Scheduler(SchedulerConfig(
             max_num_seqs=reader.info.max_batch_size if generates else 1,
@@ -251,7 +224,7 @@ class Engine:
         return f"req-{next(self._ids)}"
 
     # ---- delivering (on the event loop, one call per engine step) --------------------------
-    def _deliver(self, outputs: list[EngineOutput]) -> None:
+    def deliver(self, outputs: list[EngineOutput]) -> None:
         for output in outputs:
             entry = self._sinks.get(output.request_id)
             if entry is None:
@@ -302,18 +275,6 @@ class Engine:
     def _num_slots(self) -> int:
         return sum(lane.scheduler.config.max_num_seqs
                    for lane in list(self.core.lanes.values()) if lane.holds_slots)
-
-
-def _task_of(spec: ReaderSpec) -> str:
-    from kernels.loader import ModelLoadError, model_kind
-
-    from takeoff.errors import bad_request
-    from takeoff.readers import TASK_OF_KIND
-
-    try:
-        return TASK_OF_KIND[model_kind(spec.model_name)]
-    except ModelLoadError as exc:
-        raise bad_request(str(exc), "model_name") from None
 
 
 def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
