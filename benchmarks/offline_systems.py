@@ -17,6 +17,7 @@ from tqdm import tqdm
 from scheduler.request import Request, RequestKind
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
+from takeoff.core import EngineCore, Lane
 
 # google/flan-t5-small's shape; the weights are random.
 FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8,
@@ -121,32 +122,45 @@ def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_si
 def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],
                max_num_seqs: int, max_num_batched_tokens: int = 4096, name: str = "engine",
                on_step=None) -> SystemResult:
-    """Continuous batching: the project's scheduler and runner, with no server around them.
-
-    Requests are submitted at their arrival_step; on_step(step, scheduler_output) sees each step."""
-    scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                          max_queue=max(1, len(requests)), queue_timeout_s=1e9),
+    """Continuous batching: the server's own EngineCore.step() over the project's scheduler and
+    runner, with no server around them. Requests are submitted at their arrival_step;
+    on_step(step, scheduler_output) sees what each step ran."""
+    scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs,
+                                          max_num_batched_tokens=max_num_batched_tokens,
+                                          queue_timeout_s=1e9),
                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    core = EngineCore()
+    observed = _ObservedRunner(runner, on_step)
+    core.add_lane(Lane(name, scheduler, observed, holds_slots=True))
     pending = sorted(enumerate(requests), key=lambda item: item[1].arrival_step)
     submitted: list[Request | None] = [None] * len(requests)
-    step = 0
     start, cpu_start = time.perf_counter(), time.process_time()
     with tqdm(total=sum(r.num_tokens for r in requests), desc=name, leave=False) as bar:
-        while pending or scheduler.has_work:
-            while pending and pending[0][1].arrival_step <= step:
+        while pending or core.has_work:
+            while pending and pending[0][1].arrival_step <= observed.num_steps:
                 i, r = pending.pop(0)
                 submitted[i] = Request(str(i), RequestKind.GENERATE, r.prompt_ids, r.sampling,
                                        eos_token_id=eos_token_id)
-                scheduler.add(submitted[i])
-            scheduler_output = scheduler.schedule()
-            if on_step is not None:
-                on_step(step, scheduler_output)
-            runner_output = runner.execute(scheduler_output)
-            scheduler.update(scheduler_output, runner_output)
-            bar.update(len(runner_output.next_token_ids))
-            step += 1
+                core.add(submitted[i], name, stream=False)
+            before = sum(len(r.output_ids) for r in submitted if r is not None)
+            core.step()
+            bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
+            observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
                         time.process_time() - cpu_start, runner.kv_cache_bytes)
+
+
+class _ObservedRunner:
+    """The runner, counting steps and showing each one to `on_step`."""
+
+    def __init__(self, runner, on_step) -> None:
+        self.runner, self.on_step, self.num_steps = runner, on_step, 0
+
+    def execute(self, scheduler_output, between_layers=None):
+        if self.on_step is not None:
+            self.on_step(self.num_steps, scheduler_output)
+        self.num_steps += 1
+        return self.runner.execute(scheduler_output, between_layers)
 
 
 def _chunks(items: list, size: int) -> list[list]:

@@ -149,13 +149,13 @@ def _bare_loop(args, model_dir: Path, requests) -> dict:
 
 
 async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) -> dict:
-    from takeoff.app import build_runner
+    from takeoff.app import build_runner, build_runners
     from takeoff.engine import Engine
     from takeoff.readers import load_readers
 
     config = server_config(args, model_dir, None, len(requests))
     readers = load_readers(config)
-    engine = Engine(config, readers, build_runner(config, readers))
+    engine = Engine(config, readers, build_runners(config, readers, build_runner))
     engine.start()
     try:
         await engine.generate(prompts[0], requests[0].sampling)  # warm-up

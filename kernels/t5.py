@@ -172,9 +172,11 @@ def _clamp(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor,
+           between_layers: Callable[[], None] | None = None) -> torch.Tensor:
     """Run the encoder over right-padded inputs. input_ids: [batch, seq], lengths: [batch].
-    Returns the final hidden states, [batch, seq, d_model]."""
+    Returns the final hidden states, [batch, seq, d_model]. `between_layers` runs after each
+    layer."""
     batch, seq = input_ids.shape
     x = F.embedding(input_ids, w.embed)  # [batch, seq, d_model]
     padding = torch.arange(seq, device=x.device)[None, :] >= lengths[:, None]  # [batch, seq]
@@ -186,6 +188,8 @@ def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor) -> torc
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
         x = x + _clamp(F.linear(attn.transpose(1, 2).reshape(batch, seq, w.inner), layer.self_out))
         x = feed_forward(w, layer, x)
+        if between_layers is not None:
+            between_layers()
     return rms_norm(x, w.encoder_norm, w.eps)
 
 
@@ -205,7 +209,8 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torc
     return torch.matmul(scores.softmax(dim=-1), values)
 
 
-def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor) -> torch.Tensor:
+def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor,
+                between_layers: Callable[[], None] | None = None) -> torch.Tensor:
     """Run the decoder for one new token per sequence and return fp32 logits [num_seqs, vocab].
 
     `batch` (a `kv_cache.StepBatch`) holds each sequence's slot, position, self-attention bias
@@ -225,5 +230,7 @@ def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor) ->
         attn = attend(q, keys, values, batch.cross_mask)
         x = x + _clamp(F.linear(attn.reshape(n, w.inner), layer.cross_out))
         x = feed_forward(w, layer, x)
+        if between_layers is not None:
+            between_layers()
     x = rms_norm(x, w.decoder_norm, w.eps) * w.output_scale
     return F.linear(x, w.lm_head).float()

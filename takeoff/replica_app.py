@@ -25,12 +25,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from takeoff.config import ServerConfig
+from takeoff.errors import ApiError
 
 logger = logging.getLogger("takeoff")
 APP_NAME = "takeoff"
 DEPLOYMENT_NAME = "TakeoffReplica"
 REPLICA_HEADER = b"x-takeoff-replica"
 ASK_ALL_TIMEOUT_S = 10.0
+# A reader added at run time would live on one replica, and a replica Ray restarts or adds
+# starts from the configuration: with replicas, the readers are the configuration's.
+READERS_FIXED = ApiError(409, "with --replicas, readers cannot be added or removed at run time: "
+                         "give them at start (--model, --classifier, --embedder or --config)",
+                         "invalid_request_error")
 
 
 @dataclass(frozen=True)
@@ -127,12 +133,21 @@ class ReplicaApp:
                 message = {**message, "headers": [*message.get("headers", []), self.header]}
             await send(message)
 
+        if _adds_or_removes_a_reader(scope):
+            await READERS_FIXED.response()(scope, receive, send_with_header)
+            return
         combine = COMBINED.get(scope["path"]) if scope["method"] == "GET" else None
         if combine is None:
             await self.app(scope, receive, send_with_header)
             return
         answers = await self.ask_all(scope["path"], list(scope["headers"]))
         await combined_response(answers, combine)(scope, receive, send_with_header)
+
+
+def _adds_or_removes_a_reader(scope: Scope) -> bool:
+    path, method = scope["path"], scope["method"]
+    return (method == "POST" and path == "/reader") or (method == "DELETE"
+                                                         and path.startswith("/reader/"))
 
 
 def combined_response(answers: list[Answer], combine: Callable[[list[Answer]], Response]):

@@ -73,7 +73,7 @@ async def test_every_endpoint_answers_through_the_one_port(replica_server, http)
     assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
 
 
-async def test_metrics_and_reader_groups_report_every_replica(replica_server, http):
+async def test_metrics_reader_groups_and_status_report_every_replica(replica_server, http):
     url = replica_server.url
     ids = await replica_ids(http, url)
     async with http.get(url + "/reader_groups") as response:
@@ -83,6 +83,22 @@ async def test_metrics_and_reader_groups_report_every_replica(replica_server, ht
         assert sorted(r["replica"] for r in readers) == sorted(ids)
     for replica in ids:
         assert await metric(http, url, "takeoff_kv_slots_total", f'replica="{replica}"') == 2
+    async with http.get(url + "/status") as response:
+        replicas = (await response.json())["replicas"]
+    assert set(replicas) == ids and all(r["status"]["ready"] for r in replicas.values())
+
+
+async def test_readers_cannot_be_added_or_removed_at_run_time(replica_server, http,
+                                                              tiny_classifier_dir):
+    """Each replica would differ, and one Ray restarts would start from the configuration."""
+    url = replica_server.url
+    body = {"model_name": str(tiny_classifier_dir), "consumer_group": "extra", "device": "cpu"}
+    async with http.post(url + "/reader", json=body) as response:
+        assert response.status == 409 and "--replicas" in (await response.json())["error"]["message"]
+    async with http.delete(url + "/reader/classifier") as response:
+        assert response.status == 409
+    async with http.get(url + "/reader_groups") as response:
+        assert sorted(await response.json()) == ["classifier", "primary"]
 
 
 async def test_stream_arrives_token_by_token_and_leaving_frees_the_slot(replica_server, http):

@@ -16,7 +16,7 @@ import pytest
 
 from clients.sse import SSEDecoder
 from takeoff.cli import main
-from takeoff.config import ServerConfig, config_from, env_name
+from takeoff.config import ServerConfig, config_from, env_name, flag
 from tests.server.helpers import next_event
 
 
@@ -29,7 +29,7 @@ def test_help_documents_every_flag_and_its_variable():
     result = run_cli("serve", "--help")
     assert result.returncode == 0
     for field in fields(ServerConfig):
-        assert "--" + field.name.replace("_", "-") in result.stdout
+        assert flag(field.name) in result.stdout
         assert env_name(field.name) in result.stdout
     assert "(default: None)" not in result.stdout
 
