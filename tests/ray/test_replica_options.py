@@ -20,7 +20,8 @@ from takeoff.config import config_from
 from takeoff.replica_options import replica_config_from
 from takeoff.app import create_app
 
-args = vars(build_parser().parse_args(["serve", "--model", sys.argv[1], "--classifier", sys.argv[2]]))
+flags = ["serve", "--model", sys.argv[1], "--classifier", sys.argv[2]]
+args = vars(build_parser().parse_args(flags))
 assert not replica_config_from(args).on_ray
 app = create_app(config_from(args))
 

@@ -94,7 +94,8 @@ async def test_readers_cannot_be_added_or_removed_at_run_time(replica_server, ht
     url = replica_server.url
     body = {"model_name": str(tiny_classifier_dir), "consumer_group": "extra", "device": "cpu"}
     async with http.post(url + "/reader", json=body) as response:
-        assert response.status == 409 and "--replicas" in (await response.json())["error"]["message"]
+        assert response.status == 409
+        assert "--replicas" in (await response.json())["error"]["message"]
     async with http.delete(url + "/reader/classifier") as response:
         assert response.status == 409
     async with http.get(url + "/reader_groups") as response:
