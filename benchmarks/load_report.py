@@ -1,0 +1,98 @@
+"""The load benchmark's report: a markdown table, and a PNG with three panels (TTFT p99 and
+tokens/s against load, one line per system; the latency CDF at the highest common load)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import pyplot
+
+COLUMNS = ("system", "load", "requests", "errors", "429", "tokens/s", "TTFT p50 / p90 / p99 ms",
+           "ITL p50 / p90 / p99 ms", "e2e p50 / p90 / p99 ms", "peak RSS MB")
+
+
+def markdown(report: dict) -> str:
+    config = report["config"]
+    lines = [f"Workload `{config['workload']}`, {config['num_requests']} requests per load point, "
+             f"{config['threads']} compute threads per server, device {config['device']}, "
+             f"dtype {config['dtype']}.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += [_row(point) for point in report["systems"]]
+    lines += ["", "TTFT marked * is the end-to-end latency: that server does not stream, so the "
+              "first token arrives with the last. ITL is measured on streams only.", "",
+              f"Goodput (highest load with TTFT p99 ≤ {config['slo_ttft_ms']:.0f} ms and no "
+              f"failed request, 429s included): "
+              + ", ".join(f"{s} {v:g} req/s" for s, v in report["goodput_rps"].items()) + ".",
+              f"With end-to-end p99 ≤ {config['slo_e2e_ms']:.0f} ms instead: "
+              + ", ".join(f"{s} {v:g} req/s" for s, v in report["goodput_e2e_rps"].items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _row(point: dict) -> str:
+    load = (f"{point['rate']:g} req/s" if point["rate"] is not None
+            else f"{point['concurrency']} clients")
+    ttft = _triple(point["ttft_ms"]) + (" *" if point["ttft_is_e2e"] else "")
+    rss = "-" if point["peak_rss_mb"] is None else f"{point['peak_rss_mb']:.0f}"
+    cells = (point["system"], load, str(point["requests"]), str(point["errors"]),
+             str(point["rejected_429"]), f"{point['tokens_per_s']:.1f}", ttft,
+             _triple(point["itl_ms"]), _triple(point["e2e_ms"]), rss)
+    return "| " + " | ".join(cells) + " |"
+
+
+def _triple(percentiles: dict) -> str:
+    if percentiles["p50"] is None:
+        return "-"
+    return " / ".join(f"{percentiles[p]:.0f}" for p in ("p50", "p90", "p99"))
+
+
+def x_of(point: dict) -> float:
+    return point["rate"] if point["rate"] is not None else point["concurrency"]
+
+
+def plot(report: dict, path: Path) -> None:
+    plt = pyplot()
+    if plt is None:
+        return
+    by_system: dict[str, list[dict]] = {}
+    for point in report["systems"]:
+        by_system.setdefault(point["system"], []).append(point)
+    figure, (ttft, tokens, cdf) = plt.subplots(1, 3, figsize=(15, 4.5))
+    closed = report["systems"][0]["rate"] is None
+    for system, points in by_system.items():
+        points = sorted(points, key=x_of)
+        xs = [x_of(p) for p in points]
+        ttft.plot(xs, [p["ttft_ms"]["p99"] or np.nan for p in points], "o-", label=system)
+        tokens.plot(xs, [p["tokens_per_s"] for p in points], "o-", label=system)
+    ttft.axhline(report["config"]["slo_ttft_ms"], color="gray", linestyle=":", label="SLO")
+    ttft.set_yscale("log")
+    for axis, title in ((ttft, "TTFT p99 (ms; * e2e where not streamed)"),
+                        (tokens, "output tokens/s")):
+        axis.set_xlabel("clients" if closed else "offered load (req/s)")
+        axis.set_title(title)
+        axis.legend(fontsize=8)
+    _plot_cdf(cdf, by_system)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def highest_common_load(by_system: dict[str, list[dict]]) -> float | None:
+    common = set.intersection(*({x_of(p) for p in points} for points in by_system.values()))
+    return max(common) if common else None
+
+
+def _plot_cdf(axis, by_system: dict[str, list[dict]]) -> None:
+    load = highest_common_load(by_system)
+    for system, points in by_system.items():
+        point = next(p for p in points if x_of(p) == load)
+        for name, style in (("ttft", "-"), ("e2e", "--")):
+            values = np.sort(point["latencies_ms"][name])
+            if not len(values) or (name == "ttft" and point["ttft_is_e2e"]):
+                continue
+            label = f"{system} {name}" + (" (= ttft)" if point["ttft_is_e2e"] else "")
+            axis.plot(values, np.arange(1, len(values) + 1) / len(values), style, label=label)
+    axis.set_xscale("log")
+    axis.set_xlabel("latency (ms)")
+    axis.set_title(f"latency CDF at {load:g}")
+    axis.legend(fontsize=8)
