@@ -29,12 +29,12 @@ import aiohttp
 from tqdm import tqdm
 
 from benchmarks import workloads
-from benchmarks.load_report import markdown, plot
-from benchmarks.load_stats import goodput, summarize
+from benchmarks.load_report import clients, markdown, plot
+from benchmarks.load_stats import goodput, summarize, ttft_p99_ratios
 from benchmarks.load_systems import SERVING, Models, Target, prepare_models, system_under_test
 from benchmarks.loadgen import CUT_OFF, Outcome, closed_loop, open_loop, send
 from benchmarks.report import save_report
-from benchmarks.servers import stop_servers_on_sigterm
+from benchmarks.servers import stopping_servers_on_interrupt
 
 # On a busy machine a server whose OpenMP threads outnumber the free cores waits at every op's
 # barrier: Hugging Face's many small ops ran 10x slower with 2 threads than with 1 on 2 loaded cores.
@@ -45,10 +45,10 @@ FULL = dict(rates="0.5,1,2,4", num_requests=40, output_lens="16,128", max_second
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    stop_servers_on_sigterm()
     started, load_before = time.monotonic(), os.getloadavg()
     points = []
-    with tempfile.TemporaryDirectory(prefix="takeoff-load-") as tmp:
+    with (stopping_servers_on_interrupt(),
+          tempfile.TemporaryDirectory(prefix="takeoff-load-") as tmp):
         models = (Models(None, None, f"the server at {args.url}") if args.url else
                   prepare_models(args.workload, Path(tmp), args.model, args.classifier, args.seed))
         calls = workload_calls(args, models)
@@ -152,8 +152,9 @@ async def measure_system(target: Target, calls: list[workloads.Call], args) -> l
     for index, (rate, concurrency) in enumerate(loads):
         outcomes, seconds = await measure_point(target, measured, rate, concurrency, args,
                                                 seed=args.seed + index)
-        points.append(summarize(target.name, rate, concurrency, outcomes, seconds,
-                                target.streams, target.peak_rss_mb()))
+        streamed = target.streams and args.workload in workloads.STREAMED
+        points.append(summarize(target.name, rate, concurrency, outcomes, seconds, streamed,
+                                target.peak_rss_mb()))
         if any(o.error == CUT_OFF for o in outcomes) and warmup:
             await _settle(target, warmup[0], args)
     return points
@@ -161,7 +162,7 @@ async def measure_system(target: Target, calls: list[workloads.Call], args) -> l
 
 async def measure_point(target: Target, calls: list[workloads.Call], rate: float | None,
                         concurrency: int | None, args, seed: int) -> tuple[list[Outcome], float]:
-    label = f"{rate:g} req/s" if rate is not None else f"{concurrency} clients"
+    label = f"{rate:g} req/s" if rate is not None else clients(concurrency)
     loop = asyncio.get_running_loop()
     with tqdm(total=len(calls), desc=f"{target.name} @ {label}", unit="call",
               file=sys.stderr, dynamic_ncols=True) as bar:
@@ -210,7 +211,8 @@ def build_report(args, models: Models, points: list[dict], seconds: float,
     }
     return {"config": config, "systems": points,
             "goodput_rps": goodput(points, "ttft_ms", args.slo_ttft_ms),
-            "goodput_e2e_rps": goodput(points, "e2e_ms", args.slo_e2e_ms)}
+            "goodput_e2e_rps": goodput(points, "e2e_ms", args.slo_e2e_ms),
+            "takeoff_ttft_p99_ratio": ttft_p99_ratios(points)}
 
 
 if __name__ == "__main__":

@@ -72,3 +72,15 @@ def goodput(points: list[dict], latency: str = "ttft_ms", limit_ms: float = 1000
         if meets_slo(point, latency, limit_ms):
             best[point["system"]] = max(best[point["system"]], load_of(point))
     return best
+
+
+def ttft_p99_ratios(points: list[dict], reference: str = "takeoff") -> dict[str, dict[str, float]]:
+    """The reference's TTFT p99 over each other system's, at each load both ran (below 1: the
+    reference answers sooner)."""
+    mine = {load_of(p): p["ttft_ms"]["p99"] for p in points if p["system"] == reference}
+    ratios: dict[str, dict[str, float]] = {}
+    for point in points:
+        load, theirs = load_of(point), point["ttft_ms"]["p99"]
+        if point["system"] != reference and mine.get(load) and theirs:
+            ratios.setdefault(point["system"], {})[f"{load:g}"] = round(mine[load] / theirs, 3)
+    return ratios

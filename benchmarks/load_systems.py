@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from benchmarks.models import save_readable_t5
-from benchmarks.servers import ServerProcess, free_port, process_memory_mb, takeoff_command
+from benchmarks.servers import (ServerProcess, free_port, process_memory_mb, takeoff_command,
+                                threads_env)
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_REWRITER = REPO / "models" / "feedback-rewriter"
@@ -78,9 +79,7 @@ def system_under_test(system: str, models: Models, tmp: Path, args) -> Iterator[
                      lambda: process_memory_mb(args.server_pid, "VmHWM"))
         return
     port = free_port()
-    threads = str(args.threads)
     server = ServerProcess(server_command(system, port, models, args), port,
-                           tmp / f"{system}.log", env={"OMP_NUM_THREADS": threads,
-                                                       "MKL_NUM_THREADS": threads})
+                           tmp / f"{system}.log", env=threads_env(args.threads))
     with server:
         yield Target(system, server.url, STREAMS[system], server.peak_rss_mb)

@@ -7,6 +7,7 @@ on Ctrl-C) sends SIGTERM, then SIGKILL if it has not exited in time. Its memory 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 HOST = "127.0.0.1"
 
@@ -87,10 +89,17 @@ class ServerProcess:
         return process_memory_mb(self.pid, "VmHWM")
 
 
-def stop_servers_on_sigterm() -> None:
-    """A SIGTERM to the benchmark then raises KeyboardInterrupt, so that the `with
-    ServerProcess` blocks stop their servers as on Ctrl-C."""
-    signal.signal(signal.SIGTERM, _interrupt)
+@contextlib.contextmanager
+def stopping_servers_on_interrupt() -> Iterator[None]:
+    """Inside it SIGTERM is a KeyboardInterrupt, as Ctrl-C: the `with ServerProcess` blocks
+    within stop their servers, then the program exits with one line instead of a traceback."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; every server it started is stopped") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum, frame):
@@ -117,6 +126,11 @@ def process_memory_mb(pid: int | None, field: str = "VmRSS") -> float | None:
     except OSError:
         return None
     return None
+
+
+def threads_env(num_threads: int) -> dict[str, str]:
+    """The environment that holds a server's torch/OpenMP and MKL to num_threads."""
+    return {"OMP_NUM_THREADS": str(num_threads), "MKL_NUM_THREADS": str(num_threads)}
 
 
 def takeoff_command(port: int, model_dir: Path | None, classifier_dir: Path | None,

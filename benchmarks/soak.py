@@ -31,15 +31,15 @@ from benchmarks import soak_calls
 from benchmarks.load import DEFAULT_THREADS
 from benchmarks.load_systems import DEMO_CLASSIFIER, DEMO_REWRITER
 from benchmarks.report import pyplot, save_report
-from benchmarks.servers import (ServerProcess, free_port, process_memory_mb, stop_servers_on_sigterm,
-                                takeoff_command)
+from benchmarks.servers import (ServerProcess, free_port, process_memory_mb,
+                                stopping_servers_on_interrupt, takeoff_command, threads_env)
 from benchmarks.soak_calls import MinuteLog
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    stop_servers_on_sigterm()
-    with tempfile.TemporaryDirectory(prefix="takeoff-soak-") as tmp:
+    with (stopping_servers_on_interrupt(),
+          tempfile.TemporaryDirectory(prefix="takeoff-soak-") as tmp):
         if args.url:
             report = asyncio.run(soak(args.url.rstrip("/"), args,
                                       lambda: process_memory_mb(args.server_pid)))
@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> dict:
             command = takeoff_command(port, DEMO_REWRITER, DEMO_CLASSIFIER,
                                       "--max-num-seqs", str(args.max_num_seqs),
                                       "--max-queue", str(args.max_queue), "--log-level", "warning")
-            threads = str(args.threads)
             with ServerProcess(command, port, Path(tmp) / "server.log",
-                               env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}) as server:
+                               env=threads_env(args.threads)) as server:
                 report = asyncio.run(soak(server.url, args, server.rss_mb))
                 report["server_log_tail"] = server.log_tail(3000)
     print_summary(report)
@@ -160,7 +159,10 @@ def plot(report: dict, path: Path) -> None:
     numbers = [m["minute"] for m in minutes]
     figure, (rss, latency) = plt.subplots(1, 2, figsize=(11, 4))
     rss.plot(numbers, [m["rss_mb"] for m in minutes], "o-")
-    rss.set_title("server RSS at the end of each minute (MB)")
+    rss.set_ylim(0, 1.1 * max((m["rss_mb"] or 0) for m in minutes) or 1)
+    growth = report["rss_growth_minute_2_to_last"]
+    rss.set_title("server RSS at the end of each minute (MB)"
+                  + ("" if growth is None else f"; minute 2 to {numbers[-1]}: {growth:+.1%}"))
     latency.plot(numbers, [m["p99_ms"] for m in minutes], "o-", label="p99 latency (ms)")
     latency.set_yscale("log")
     latency.set_title("p99 latency of completed calls per minute (ms)")

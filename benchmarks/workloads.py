@@ -19,6 +19,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 SENTENCES_CSV = RECIPES / "testset_handwritten.csv"
 PARAGRAPHS_CSV = RECIPES / "paragraphs_handwritten.csv"
 KINDS = ("generation", "classification", "feedback")
+STREAMED = ("generation", "feedback")  # the workloads a streaming server answers piece by piece
 
 
 @dataclass(frozen=True)

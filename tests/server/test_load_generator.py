@@ -6,9 +6,10 @@ import json
 
 import aiohttp
 
-from benchmarks import load, workloads
+from benchmarks import workloads
 from benchmarks.load_stats import summarize
 from benchmarks.loadgen import CUT_OFF, closed_loop, open_loop, send
+from takeoff import cli
 from tests.server.helpers import wait_for_metric
 
 TINY_VOCAB = 300  # prompts of words t3..t299: any tokenizer reads them
@@ -73,9 +74,9 @@ async def test_a_point_stops_at_its_time_limit_and_the_server_frees_the_slots(se
         assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", 0) == 0
 
 
-def test_a_run_against_a_url_saves_json_markdown_and_a_plot(server_url, tmp_path):
+def test_takeoff_bench_against_a_url_saves_json_markdown_and_a_plot(server_url, tmp_path):
     path = tmp_path / "load.json"
-    load.main(["--url", server_url, "--rates", "20,40", "--num-requests", "4", "--warmup", "1",
+    cli.main(["bench", "--url", server_url, "--rates", "20,40", "--num-requests", "4", "--warmup", "1",
                "--input-lens", "3,5", "--output-lens", "2,4", "--json", str(path)])
     report = json.loads(path.read_text())
     assert [(p["system"], p["rate"], p["requests"], p["errors"]) for p in report["systems"]] == [

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.load_report import markdown
-from benchmarks.load_stats import goodput, meets_slo, percentiles_ms, summarize
+from benchmarks.load_stats import goodput, meets_slo, percentiles_ms, summarize, ttft_p99_ratios
 from benchmarks.loadgen import CUT_OFF, Outcome
 
 
@@ -70,6 +70,12 @@ def test_a_closed_loop_point_counts_the_rate_it_achieved():
     points = [point("takeoff", None, 100, concurrency=4, achieved=3.5),
               point("takeoff", None, 2000, concurrency=16, achieved=6.0)]
     assert goodput(points) == {"takeoff": 3.5}
+
+
+def test_ttft_ratios_compare_takeoff_with_each_system_at_the_loads_both_ran():
+    points = [point("takeoff", 1, 200), point("takeoff", 2, 600), point("hf", 1, 800),
+              point("hf", 2, 1200), point("hf", 4, 3000), point("ct2", 1, None)]
+    assert ttft_p99_ratios(points) == {"hf": {"1": 0.25, "2": 0.5}}
 
 
 @pytest.fixture
