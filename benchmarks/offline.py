@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.models import save_random_t5
 from benchmarks.offline_systems import (BenchRequest, SystemResult, make_requests, run_ct2, run_engine,
-                                        run_hf, save_random_t5)
+                                        run_hf)
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
 

@@ -52,7 +52,7 @@ def measure_replicas(args, model_dir, classifier_dir, tmp, requests, prompts) ->
     """Throughput rows, back to back in this order: one `takeoff serve` process, then 1 and N
     replicas on Ray Serve. Besides tokens/s, each row has the CPU seconds its server's processes
     used: on a CPU that others share, more processes also win a larger share of it."""
-    from benchmarks.serving import ServerProcess
+    from benchmarks.serving import start_server
 
     rows = {}
     for name, count, flags in (("process_1", 0, []),
@@ -60,7 +60,7 @@ def measure_replicas(args, model_dir, classifier_dir, tmp, requests, prompts) ->
                                (f"ray_{args.replicas}_replicas", args.replicas,
                                 ["--replicas", str(args.replicas)])):
         flags += ["--num-cpus-per-replica", "1"] if count else []
-        with ServerProcess(args, model_dir, classifier_dir, tmp, flags) as server:
+        with start_server(args, model_dir, classifier_dir, tmp, flags) as server:
             if count:
                 asyncio.run(wait_for_replicas(server.url, count))
             rows[name] = _measure_with_cpu(server, requests, prompts)

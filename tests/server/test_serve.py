@@ -102,7 +102,8 @@ async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_class
     url = f"http://127.0.0.1:{port}"
     env = {"TAKEOFF_MODEL": str(tiny_t5_dir), "TAKEOFF_CLASSIFIER": str(tiny_classifier_dir),
            "TAKEOFF_PORT": str(port), "TAKEOFF_HOST": "127.0.0.1", "TAKEOFF_MAX_NUM_SEQS": "2",
-           "TAKEOFF_MAX_NEW_TOKENS": "1200", "TAKEOFF_LOG_LEVEL": "warning"}
+           "TAKEOFF_MAX_NEW_TOKENS": "1200", "TAKEOFF_LOG_LEVEL": "warning",
+           "TAKEOFF_MANAGEMENT_PORT": "0", "TAKEOFF_OPENAI_PORT": "0"}
     process = subprocess.Popen([sys.executable, "-m", "takeoff.cli", "serve"],
                                env={**os.environ, **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
