@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -18,13 +17,6 @@ from scheduler.request import Request, RequestKind
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
 from takeoff.core import EngineCore, Lane
-
-# google/flan-t5-small's shape; the weights are random.
-FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8,
-                     num_decoder_layers=8, num_heads=6, feed_forward_proj="gated-gelu",
-                     tie_word_embeddings=False, relative_attention_num_buckets=32,
-                     relative_attention_max_distance=128, dropout_rate=0.0,
-                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
 
 
 @dataclass
@@ -57,26 +49,6 @@ class SystemResult:
     @property
     def tokens_per_s(self) -> float:
         return self.num_tokens / self.total_s
-
-
-def save_random_t5(path: Path, seed: int = 0, tokenizer: bool = True, **overrides) -> Path:
-    """A random T5, with a word-level tokenizer ("<pad>", "</s>", "<unk>", "t3", "t4", ...)
-    unless `tokenizer` is False (the caller saves its own)."""
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
-
-    options = {**FLAN_T5_SMALL, **overrides}
-    torch.manual_seed(seed)
-    model = T5ForConditionalGeneration(T5Config(**options)).eval()
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path, safe_serialization=True)
-    if not tokenizer:
-        return path
-    names = ["<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(3, options["vocab_size"])]
-    word_level = Tokenizer(models.WordLevel({name: i for i, name in enumerate(names)}, unk_token="<unk>"))
-    PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(path)
-    return path
 
 
 def make_requests(num_requests: int, vocab_size: int, seed: int = 0, input_lens=(40, 56),

@@ -14,7 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.offline_systems import FLAN_T5_SMALL, BenchRequest, make_requests, save_random_t5, spread
+from benchmarks.models import FLAN_T5_SMALL, save_random_t5
+from benchmarks.offline_systems import BenchRequest, make_requests, spread
 
 LONG_PROMPT_T5 = dict(FLAN_T5_SMALL, vocab_size=1500, num_heads=8)
 NUM_TEXT_WORDS = 10_000  # English words the generated text draws from, uniformly
@@ -40,9 +41,8 @@ def flan_t5_small(tmp: Path, seed: int, num_requests: int | None, quick: bool) -
 
 def long_prompt(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
     num_requests = num_requests or (8 if quick else 48)
-    model_dir = tmp / "long-prompt"
-    tokenizer = save_spm_tokenizer(model_dir, seed)
-    save_random_t5(model_dir, seed=seed, tokenizer=False, **LONG_PROMPT_T5)
+    model_dir = save_random_t5(tmp / "long-prompt", seed=seed, **LONG_PROMPT_T5)
+    tokenizer = save_spm_tokenizer(model_dir, seed)  # in place of the word-level one
     rng = random.Random(seed + 1)  # the tokenizer's training text drew from seed
     words = english_words()
     texts = [sentence(rng, words) for _ in range(num_requests)]

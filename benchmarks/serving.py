@@ -24,10 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.offline_systems import FLAN_T5_SMALL, make_requests, run_engine, save_random_t5
+from benchmarks.models import FLAN_T5_SMALL, save_random_classifier, save_readable_t5
+from benchmarks.offline_systems import make_requests, run_engine
 from benchmarks.report import pyplot, save_report
+from benchmarks.servers import ServerProcess, free_port, takeoff_command
 
 SENTENCE = "The onboarding guide is confusing. Maybe split it into shorter steps next time."
-ELECTRA_SMALL = dict(embedding_size=128, hidden_size=256, num_hidden_layers=12,
-                     num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,20 +47,29 @@ def main(argv: list[str] | None = None) -> dict:
         args.max_input_len = max(64, -(-max(len(r.prompt_ids) for r in requests) // 16) * 16)
         bare = measure_bare_loop(args, model_dir, requests)
         in_process = asyncio.run(measure_engine(args, model_dir, requests, prompts))
-        with ServerProcess(args, model_dir, classifier_dir, Path(tmp)) as server:
+        with start_server(args, model_dir, classifier_dir, Path(tmp)) as server:
             http = asyncio.run(measure_http(server.url, requests, prompts))
             classify = asyncio.run(measure_classify(server.url, args, requests, prompts))
+        on_ray = {}
+        if args.replicas > 1:
+            from benchmarks.serving_replicas import measure_replicas
+            on_ray = measure_replicas(args, model_dir, classifier_dir, Path(tmp), requests,
+                                      prompts)
     report = {"machine": platform.platform(), "device": args.device, "dtype": args.dtype,
               "workload": args.workload,
               "torch_threads": torch_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "num_requests": num_requests,
               "num_tokens": sum(r.num_tokens for r in requests),
-              "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http},
+              "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http,
+                             **on_ray},
               "http_vs_bare_loop": http["tokens_per_s"] / bare["tokens_per_s"],
               "http_vs_engine_in_process": http["tokens_per_s"] / in_process["tokens_per_s"],
               "classify": classify}
     print_table(report)
+    if on_ray:
+        from benchmarks.serving_replicas import print_ratios
+        print_ratios(report, args.replicas)
     if args.json:
         save_report(report, args.json, plot)
     return report
@@ -85,6 +90,8 @@ def parse_args(argv):
                         "classification latency is measured (default 32)")
     parser.add_argument("--classify-requests", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replicas", type=int, default=1, help="N > 1: also run the throughput "
+                        "workload on Ray Serve, 1 replica then N (needs the [ray] extra)")
     return parser.parse_args(argv)
 
 
@@ -94,7 +101,8 @@ def prepare_workload(args, tmp: Path):
         from benchmarks.offline_workloads import long_prompt
 
         workload = long_prompt(tmp, args.seed, args.num_requests, args.quick)
-        return workload.model_dir, save_classifier(tmp), workload.requests, workload.texts
+        classifier_dir = save_random_classifier(tmp / "classifier", seed=args.seed)
+        return workload.model_dir, classifier_dir, workload.requests, workload.texts
     model_dir, classifier_dir = prepare_models(tmp, args.seed)
     requests = make_requests(args.num_requests or (8 if args.quick else 64), FLAN_T5_SMALL["vocab_size"],
                              seed=args.seed, output_lens=(16, 32) if args.quick else (16, 128))
@@ -104,33 +112,8 @@ def prepare_workload(args, tmp: Path):
 def prepare_models(tmp: Path, seed: int) -> tuple[Path, Path]:
     """The offline benchmark's random flan-t5-small, with a tokenizer that reads its own token
     names back ("t17 t4005" -> [17, 4005, EOS]), and a random ELECTRA-small classifier."""
-    from tokenizers import Tokenizer, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    model_dir = save_random_t5(tmp / "generator", seed=seed)
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>",
-                                                             special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>", model_max_length=512).save_pretrained(model_dir)
-    return model_dir, save_classifier(tmp)
-
-
-def save_classifier(tmp: Path) -> Path:
-    """A random ELECTRA-small classifier with the tests' WordPiece tokenizer."""
-    from transformers import ElectraConfig, ElectraForSequenceClassification
-
-    from takeoff.feedback.task import LABELS
-    from tests.tiny_models import build_wordpiece_tokenizer
-
-    wordpiece = build_wordpiece_tokenizer()
-    config = ElectraConfig(vocab_size=len(wordpiece), num_labels=len(LABELS),
-                           id2label=dict(enumerate(LABELS)), **ELECTRA_SMALL)
-    classifier_dir = tmp / "classifier"
-    ElectraForSequenceClassification(config).eval().save_pretrained(classifier_dir)
-    wordpiece.save_pretrained(classifier_dir)
-    return classifier_dir
+    return (save_readable_t5(tmp / "generator", seed=seed),
+            save_random_classifier(tmp / "classifier", seed=seed))
 
 
 def prompt_texts(model_dir: Path, requests) -> list[str]:
@@ -280,51 +263,15 @@ def percentiles(latencies: list[float]) -> dict:
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
-class ServerProcess:
+def start_server(args, model_dir: Path, classifier_dir: Path, tmp: Path,
+                 extra_flags: list[str] = ()) -> ServerProcess:
     """`takeoff serve` in a subprocess (so the client does not share its interpreter)."""
-
-    def __init__(self, args, model_dir: Path, classifier_dir: Path, tmp: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.command = [sys.executable, "-m", "takeoff.cli", "serve", "--model", str(model_dir),
-                        "--classifier", str(classifier_dir), "--device", args.device, "--dtype", args.dtype,
-                        "--host", "127.0.0.1", "--port", str(port),
-                        "--max-num-seqs", str(max(64, args.streams)), "--max-new-tokens", "128",
-                        "--max-input-len", str(args.max_input_len), "--max-queue", "1024",
-                        "--log-level", "warning"]
-        self.log_path = tmp / "server.log"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "ServerProcess":
-        log = open(self.log_path, "w")
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            if _ready(self.url):
-                return self
-            time.sleep(0.5)
-        raise RuntimeError("server did not become ready")
-
-    def __exit__(self, *exc_info) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def _ready(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    port = free_port()
+    command = takeoff_command(port, model_dir, classifier_dir, "--device", args.device,
+                              "--dtype", args.dtype, "--max-num-seqs", str(max(64, args.streams)),
+                              "--max-new-tokens", "128", "--max-input-len", str(args.max_input_len),
+                              "--max-queue", "1024", "--log-level", "warning", *extra_flags)
+    return ServerProcess(command, port, tmp / "server.log")
 
 
 def print_table(report: dict) -> None:

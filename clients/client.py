@@ -14,8 +14,7 @@ from typing import Any, Iterator
 
 import aiohttp
 
-from clients.errors import (RequestTimeoutError, TakeoffError, UnreachableError, error_for_status,
-                            error_from_event)
+from clients.errors import RequestTimeoutError, TakeoffError, UnreachableError, error_for_status
 from clients.streams import ChatStream, TextStream
 
 DEFAULT_URL = "http://localhost:3000"

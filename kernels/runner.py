@@ -15,6 +15,7 @@ import torch
 
 from kernels import t5
 from kernels.classifier import classify
+from kernels.constrained import GrammarCompiler, GrammarError
 from kernels.kv_cache import KVCache
 from kernels.loader import ClassifierModel, Seq2SeqModel
 from kernels.sampling import SlotState, choose_tokens, make_generator
@@ -29,12 +30,14 @@ PREFILL_LENGTH_STEP = 16
 
 class ModelRunner:
     def __init__(self, generator: Seq2SeqModel | None = None, classifier: ClassifierModel | None = None,
-                 max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512):
-        self.generator, self.classifier = generator, classifier
+                 max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512,
+                 embedder=None):
+        self.generator, self.classifier, self.embedder = generator, classifier, embedder
         self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
         self.slots: dict[int, SlotState] = {}
         self.row_slots: list[int] = []  # the slot whose sequence is in each occupied cache row
         self.cache: KVCache | None = None
+        self._grammars: GrammarCompiler | None = None
         if generator is not None:
             w = generator.weights
             with torch.inference_mode():
@@ -62,14 +65,13 @@ class ModelRunner:
                 self._free(slot)
             if scheduler_output.classify:
                 start = time.perf_counter()
-                inputs = [(c.token_ids, c.token_type_ids) for c in scheduler_output.classify]
-                rows = classify(self._need(self.classifier, "classifier"), inputs)
-                output.probabilities = {c.request_id: row for c, row in zip(scheduler_output.classify, rows)}
+                self._one_pass(scheduler_output, output)
                 output.step_seconds["classify"] = time.perf_counter() - start
-            prefills = self._accepted(scheduler_output.prefill, output.errors)
+            matchers: dict = {}  # request id -> its grammar matcher (constrained requests)
+            prefills = self._accepted(scheduler_output.prefill, output.errors, matchers)
             if prefills:
                 start = time.perf_counter()
-                self._prefill(prefills, between_layers)
+                self._prefill(prefills, matchers, between_layers)
                 output.step_seconds["prefill"] = time.perf_counter() - start
             # New sequences take their first decoder step together with the running ones.
             slots = list(scheduler_output.decode_slots) + [p.slot for p in prefills]
@@ -80,8 +82,23 @@ class ModelRunner:
                 output.step_seconds[kind] = output.step_seconds.get(kind, 0.0) + time.perf_counter() - start
         return output
 
-    def _accepted(self, prefills: list[PrefillInput], errors: dict[str, str]) -> list[PrefillInput]:
-        """The prefills this runner can take; each other one gets its reason in `errors`."""
+    def _one_pass(self, scheduler_output: SchedulerOutput, output: RunnerOutput) -> None:
+        """Classifications (a classifier) or embeddings (an embedder), in one forward pass."""
+        items = scheduler_output.classify
+        if self.embedder is not None:
+            from kernels.embedder import embed
+
+            rows = embed(self.embedder, [c.token_ids for c in items]).tolist()
+            output.embeddings = {c.request_id: row for c, row in zip(items, rows)}
+            return
+        inputs = [(c.token_ids, c.token_type_ids) for c in items]
+        rows = classify(self._need(self.classifier, "classifier"), inputs)
+        output.probabilities = {c.request_id: row for c, row in zip(items, rows)}
+
+    def _accepted(self, prefills: list[PrefillInput], errors: dict[str, str],
+                  matchers: dict) -> list[PrefillInput]:
+        """The prefills this runner can take (their grammar matchers into `matchers`); each other
+        one gets its reason in `errors`."""
         accepted = []
         for p in prefills:
             if not 0 <= p.slot < self.max_num_seqs:
@@ -93,10 +110,15 @@ class ModelRunner:
                 errors[p.request_id] = (f"max_new_tokens {p.sampling.max_new_tokens} exceeds the "
                                         f"runner's max_len {self.max_len}")
             else:
+                try:
+                    matchers[p.request_id] = self._matcher(p)
+                except GrammarError as exc:
+                    errors[p.request_id] = str(exc)
+                    continue
                 accepted.append(p)
         return accepted
 
-    def _prefill(self, prefills: list[PrefillInput],
+    def _prefill(self, prefills: list[PrefillInput], matchers: dict,
                  between_layers: Callable[[], None] | None = None) -> None:
         """Encode any set of new sequences (all of a step's, or a few) and store their
         cross-attention K/V; the running sequences keep their rows. Inputs are encoded in groups
@@ -106,12 +128,13 @@ class ModelRunner:
         for p in prefills:
             groups.setdefault(self._padded_width(len(p.prompt_ids)), []).append(p)
         for width, group in sorted(groups.items()):
-            self._prefill_group(group, width, between_layers)
+            self._prefill_group(group, width, matchers, between_layers)
 
     def _padded_width(self, length: int) -> int:
         return min(-(-length // PREFILL_LENGTH_STEP) * PREFILL_LENGTH_STEP, self.max_input_len)
 
-    def _prefill_group(self, prefills: list[PrefillInput], width: int, between_layers) -> None:
+    def _prefill_group(self, prefills: list[PrefillInput], width: int, matchers: dict,
+                       between_layers) -> None:
         model = self._need(self.generator, "generator")
         lengths = [len(p.prompt_ids) for p in prefills]
         input_ids = torch.full((len(prefills), width), model.pad_token_id, dtype=torch.long)
@@ -121,10 +144,11 @@ class ModelRunner:
         encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device),
                             between_layers)
         for p, length in zip(prefills, lengths):
+            matcher = matchers.get(p.request_id)
             self._free(p.slot)  # a slot reused without being reported free
             generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
             self.slots[p.slot] = SlotState(p.request_id, p.sampling, length, [model.decoder_start_token_id],
-                                           generator, row=len(self.row_slots))
+                                           generator, row=len(self.row_slots), matcher=matcher)
             self.cache.claim(len(self.row_slots))
             self.row_slots.append(p.slot)
         self._fit_cache()
@@ -173,6 +197,19 @@ class ModelRunner:
         for state, token in zip(states, tokens):
             state.append(token)
         return {state.request_id: token for state, token in zip(states, tokens)}
+
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """Compiles the generator's regex / JSON-schema constraints (made on first use). The HTTP
+        layer compiles each request's pattern here first, so a bad one is a 400, not a failed step."""
+        if self._grammars is None:
+            self._grammars = GrammarCompiler.for_model(self._need(self.generator, "generator"))
+        return self._grammars
+
+    def _matcher(self, p: PrefillInput):
+        if p.sampling.regex is None and p.sampling.json_schema is None:
+            return None
+        return self.grammars.matcher(p.sampling.regex, p.sampling.json_schema)
 
     @staticmethod
     def _need(model, role: str):

@@ -13,6 +13,7 @@ from scheduler.sampling_params import SamplingParams
 
 @dataclass
 class ClassifyInput:
+    """One forward pass with no slot: a classification, or an embedding on an embedder."""
     request_id: str
     token_ids: list[int]  # already tokenized and truncated, special tokens included
     token_type_ids: list[int] | None = None  # segment ids for text pairs; None: all zeros
@@ -28,7 +29,7 @@ class PrefillInput:
 
 @dataclass
 class SchedulerOutput:
-    # Classification requests to run this step (they need no KV slot).
+    # One-pass requests to run this step: classifications or embeddings (no KV slot).
     classify: list[ClassifyInput] = field(default_factory=list)
     # New generations: encoder pass, cross-attention K/V into `slot`, and their first token.
     prefill: list[PrefillInput] = field(default_factory=list)
@@ -61,6 +62,8 @@ class SchedulerOutput:
 class RunnerOutput:
     # request_id -> one probability per label, in the classifier's label order.
     probabilities: dict[str, list[float]] = field(default_factory=dict)
+    # request_id -> its vector (an embedder's one-pass requests).
+    embeddings: dict[str, list[float]] = field(default_factory=dict)
     # request_id -> the token id chosen this step (one per prefilled or decoded sequence).
     next_token_ids: dict[str, int] = field(default_factory=dict)
     # request_id -> why this request alone could not run (its input or output broke); the

@@ -20,7 +20,7 @@ class RequestStatus(enum.IntEnum):
     FINISHED_STOP = 4
     FINISHED_ABORTED = 5
     FINISHED_ERROR = 6
-    FINISHED_CLASSIFIED = 7  # a classification request whose probabilities are in
+    FINISHED_CLASSIFIED = 7  # a one-pass request (classification, embedding) whose result is in
 
     @property
     def is_finished(self) -> bool:
@@ -39,7 +39,8 @@ _FINISH_REASONS = {
 
 class RequestKind(enum.Enum):
     GENERATE = "generate"  # owns a KV slot from prefill until it finishes
-    CLASSIFY = "classify"  # one forward pass, no slot
+    CLASSIFY = "classify"  # one forward pass, no slot: label probabilities
+    EMBED = "embed"  # one forward pass, no slot: a vector
 
 
 class Request:
@@ -66,6 +67,7 @@ class Request:
         self.text = ""  # every piece of text sent so far, joined
         self.slot: int | None = None
         self.probabilities: list[float] | None = None  # classification result, label order
+        self.embedding: list[float] | None = None  # embedding result
         self.error: str | None = None
         self.detokenizer: IncrementalDetokenizer | None = None  # set by the scheduler on add
         # Clock: time.monotonic() seconds, the same clock Scheduler uses when `now` is omitted.

@@ -17,6 +17,10 @@ class SamplingParams:
     no_repeat_ngram_size: int = 0
     seed: int | None = None  # same seed -> same tokens, alone or in any batch
     stop: tuple[str, ...] = field(default_factory=tuple)  # matched on decoded text
+    # Constrained decoding: the output must match this regex, or this JSON schema (given as JSON
+    # text, so the params stay hashable). At most one; only kernels/constrained.py reads them.
+    regex: str | None = None
+    json_schema: str | None = None
 
     @property
     def is_greedy(self) -> bool:

@@ -38,12 +38,14 @@ How many requests may wait at all is decided before they get here: scheduler/adm
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from scheduler.detokenizer import IncrementalDetokenizer
 from scheduler.output import ClassifyInput, PrefillInput, RunnerOutput, SchedulerOutput
+from scheduler.policy import prefill_group
 from scheduler.request import Request, RequestKind, RequestStatus
 from scheduler.slots import SlotPool
 
@@ -214,28 +216,12 @@ class Scheduler:
                 PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling))
 
     def _prefill_group(self, budget: int) -> list[Request]:
-        """The oldest waiting prompt (even over budget), then those nearest its length while the
-        padded batch fits; returned in arrival order."""
         num_free = self._slots.num_free
         if not self._waiting_generate or not num_free:
             return []
-        window = []
-        for request in self._waiting_generate.values():
-            window.append(request)
-            if len(window) == self.config.prefill_lookahead:
-                break
-        head, rest = window[0], window[1:]
-        chosen, longest = [head], head.num_prompt_tokens
-        rest.sort(key=lambda r: abs(r.num_prompt_tokens - head.num_prompt_tokens))
-        for request in rest:
-            if len(chosen) == num_free:
-                break
-            padded = max(longest, request.num_prompt_tokens) * (len(chosen) + 1)
-            if padded <= budget:
-                chosen.append(request)
-                longest = max(longest, request.num_prompt_tokens)
-        order = {request.request_id: i for i, request in enumerate(window)}
-        return sorted(chosen, key=lambda r: order[r.request_id])
+        window = list(itertools.islice(self._waiting_generate.values(),
+                                       self.config.prefill_lookahead))
+        return prefill_group(window, num_free, budget)
 
     @staticmethod
     def _start(request: Request, now: float) -> None:
@@ -266,19 +252,23 @@ class Scheduler:
         try:
             if request_id in runner_output.errors:
                 raise RuntimeError(runner_output.errors[request_id])
-            if request.kind is RequestKind.CLASSIFY:
-                return self._finish_classify(request, runner_output.probabilities.get(request_id),
-                                             now)
-            return self._append_token(request, runner_output.next_token_ids.get(request_id), now)
+            if request.kind is RequestKind.GENERATE:
+                return self._append_token(request, runner_output.next_token_ids.get(request_id),
+                                          now)
+            return self._finish_one_pass(request, runner_output, now)
         except Exception as exc:  # noqa: BLE001 - isolate this request, report why
             self._finish(request, RequestStatus.FINISHED_ERROR, now, str(exc) or type(exc).__name__)
             return RequestOutput(request, "", True)
 
-    def _finish_classify(self, request: Request, probabilities: list[float] | None,
+    def _finish_one_pass(self, request: Request, runner_output: RunnerOutput,
                          now: float) -> RequestOutput:
-        if probabilities is None:
-            raise RuntimeError("the classifier gave no output")
-        request.probabilities = list(probabilities)
+        request_id = request.request_id
+        if request.kind is RequestKind.CLASSIFY and request_id in runner_output.probabilities:
+            request.probabilities = list(runner_output.probabilities[request_id])
+        elif request.kind is RequestKind.EMBED and request_id in runner_output.embeddings:
+            request.embedding = list(runner_output.embeddings[request_id])
+        else:
+            raise RuntimeError(f"the model gave no output for this {request.kind.value} request")
         request.first_token_time = now
         self._finish(request, RequestStatus.FINISHED_CLASSIFIED, now)
         return RequestOutput(request, "", True)

@@ -42,7 +42,7 @@ class EngineOutput:
     error: str | None = None
     num_prompt_tokens: int = 0
     num_output_tokens: int = 0  # the final EOS included
-    probabilities: list[float] | None = None  # classification result, label order
+    row: list[float] | None = None  # a one-pass result: label probabilities, or an embedding
     never_scheduled: bool = False  # it finished while still waiting (a queue timeout)
 
     @property
@@ -257,5 +257,6 @@ def _engine_output(item: RequestOutput, streaming: bool) -> EngineOutput:
         request_id=request.request_id, text_delta=item.text_delta if streaming else "",
         finished=item.finished, status=request.status, text=request.text if item.finished else "",
         error=request.error, num_prompt_tokens=request.num_prompt_tokens,
-        num_output_tokens=request.num_output_tokens, probabilities=request.probabilities,
+        num_output_tokens=request.num_output_tokens,
+        row=request.probabilities if request.probabilities is not None else request.embedding,
         never_scheduled=request.first_scheduled_time is None)

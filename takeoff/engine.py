@@ -1,27 +1,30 @@
-"""The asyncio shell around EngineCore: admission, per-request queues, and the engine thread.
+"""The asyncio shell around EngineCore: admission, per-request queues, readers that come and go,
+and the engine thread.
 
 Requests are tokenized and admitted on the event loop (a refusal is an immediate 4xx/429), then
 handed to the engine thread through an inbox; the thread runs `EngineCore.step()` in a loop and
 hands each step's results back to the event loop in one call. The event loop never waits on a
 model: it only adds, aborts and delivers. A streaming request gets every text piece as it is
-decoded (on the engine thread); a non-streaming one hears only its end.
+decoded (on the engine thread); a non-streaming one hears only its end. Readers are loaded off
+the event loop and join the core between two steps; a reader being removed first drains.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+from typing import Callable
 
-from scheduler.admission import Admission
 from scheduler.request import Request, RequestKind
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
 from takeoff.config import ServerConfig
 from takeoff.core import EngineCore, EngineOutput, Lane
 from takeoff.engine_thread import EngineThread
-from takeoff.errors import ApiError, overloaded, unavailable
+from takeoff.errors import ApiError, bad_request, overloaded, unavailable
 from takeoff.metrics import Metrics
-from takeoff.readers import CLASSIFY, GENERATE, GroupInfo, Reader, resolve_group
+from takeoff.reader_set import ReaderSet, holds_slots
+from takeoff.readers import CLASSIFY, EMBED, GENERATE, GroupInfo, Reader, ReaderSpec
 from takeoff.stream import EngineError, GenerationResult, GenerationStream, engine_error
 
 __all__ = ["Engine", "EngineError", "GenerationResult", "GenerationStream", "GroupInfo"]
@@ -30,24 +33,25 @@ logger = logging.getLogger(__name__)
 
 class Engine:
     def __init__(self, config: ServerConfig, readers: list[Reader], runners: dict[str, object],
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, runner_factory: Callable | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
+        self.runner_factory = runner_factory  # (config, reader) -> runner, for readers added later
         self.draining = False  # set on SIGTERM: new requests get 503
-        self.readers: dict[str, Reader] = {}
-        self._admission: dict[str, Admission] = {}
+        self.reader_set = ReaderSet(config.max_queue)
         self.core = EngineCore(self.metrics)
-        for reader in readers:
-            self._add_reader(reader, runners[reader.reader_id])
+        self._thread = EngineThread(self.core)
         self._sinks: dict[str, tuple[GenerationStream | asyncio.Future, str]] = {}
         self._ids = itertools.count()
-        self._thread = EngineThread(self.core)
+        for reader in readers:
+            self.reader_set.add(reader)
+            self.core.add_lane(self.lane(reader, runners[reader.reader_id]))
         self.metrics.watch_engine(self._num_waiting, self._num_running, self.num_slots_in_use,
                                   self._num_slots)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start(asyncio.get_running_loop(), self._deliver)
+        self._thread.start(asyncio.get_running_loop(), self.deliver)
 
     @property
     def is_running(self) -> bool:
@@ -67,56 +71,79 @@ class Engine:
         for request_id in list(self._sinks):
             self._resolve(request_id, error)
 
-    # ---- groups and tokens ----------------------------------------------------------------
+    # ---- readers --------------------------------------------------------------------------
+    @property
+    def readers(self) -> dict[str, Reader]:
+        return self.reader_set.readers
+
     def groups(self) -> dict[str, GroupInfo]:
-        """Each consumer group, described by its first reader."""
-        return {name: readers[0].info for name, readers in self.readers_by_group().items()}
+        return self.reader_set.groups()
 
     def readers_by_group(self) -> dict[str, list[Reader]]:
-        groups: dict[str, list[Reader]] = {}
-        for reader in self.readers.values():
-            groups.setdefault(reader.info.name, []).append(reader)
-        return groups
+        return self.reader_set.by_group()
 
     def resolve_group(self, name: str | None, task: str | None) -> str:
-        return resolve_group(self.readers_by_group(), name, task)
+        return self.reader_set.resolve(name, task)
 
+    def max_inputs(self, group: str | None, task: str) -> int:
+        return self.reader_set.max_inputs(group, task)
+
+    async def add_reader(self, spec: ReaderSpec) -> Reader:
+        """Load a model into a group while serving (takeoff/reader_loading.py)."""
+        from takeoff.reader_loading import add_reader
+
+        return await add_reader(self, spec)
+
+    async def remove_reader(self, reader_id: str) -> None:
+        """Drain the reader, then drop it (takeoff/reader_loading.py)."""
+        from takeoff.reader_loading import remove_reader
+
+        await remove_reader(self, reader_id)
+
+    async def between_steps(self, command: Callable[[], object]):
+        """Run `command` on the engine thread at its next step boundary; its result."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def run() -> None:
+            try:
+                result = command()
+            except BaseException as exc:  # noqa: BLE001 - hand it to the caller
+                loop.call_soon_threadsafe(_settle, done, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+
+        if not self.is_running:  # not started (or stopped): nothing else touches the core
+            run()
+        else:
+            self._thread.send(run, mid_step=False)
+        return await done
+
+    def lane(self, reader: Reader, runner) -> Lane:
+        generates = holds_slots(reader)
+        scheduler = Scheduler(SchedulerConfig(
+            max_num_seqs=reader.info.max_batch_size if generates else 1,
+            max_num_batched_tokens=self.config.max_num_batched_tokens,
+            max_classify_batch=reader.info.max_batch_size,
+            queue_timeout_s=self.config.queue_timeout), decode=reader.decode)
+        return Lane(reader.reader_id, scheduler, runner, holds_slots=generates)
+
+    # ---- submitting -----------------------------------------------------------------------
     def tokenize(self, text: str, group: str | None = None) -> tuple[list[str], list[int]]:
-        reader = self._pick(group, None)
+        reader = self.reader_set.pick(group, None)
         ids = reader.tokenizer(text, verbose=False)["input_ids"]
         return reader.tokenizer.convert_ids_to_tokens(ids), ids
 
-    def max_inputs(self, group: str | None, task: str) -> int:
-        """The most requests one call may submit to the group: what it can ever admit."""
-        readers = self.readers_by_group()[self.resolve_group(group, task)]
-        return max(self._admission[r.reader_id].capacity for r in readers)
-
-    def _pick(self, group: str | None, task: str | None) -> Reader:
-        """The least-loaded reader of the group."""
-        readers = self.readers_by_group()[self.resolve_group(group, task)]
-        return min(readers, key=lambda r: self._admission[r.reader_id].num_unfinished)
-
-    def _add_reader(self, reader: Reader, runner) -> None:
-        info = reader.info
-        generates = info.task == GENERATE
-        scheduler = Scheduler(SchedulerConfig(
-            max_num_seqs=self.config.max_num_seqs if generates else 1,
-            max_num_batched_tokens=self.config.max_num_batched_tokens,
-            max_classify_batch=self.config.max_classify_batch,
-            queue_timeout_s=self.config.queue_timeout), decode=reader.decode)
-        self.readers[reader.reader_id] = reader
-        self._admission[reader.reader_id] = Admission(info.max_batch_size, self.config.max_queue)
-        self.core.add_lane(Lane(reader.reader_id, scheduler, runner, holds_slots=generates))
-
-    # ---- submitting -----------------------------------------------------------------------
     def generate_stream(self, prompt: str, params: SamplingParams, group: str | None = None,
                         prompt_max_tokens: int | None = None, *,
                         stream: bool = True) -> GenerationStream:
         """Submit one generation now; refusals (429, 413, 404, 503) raise ApiError here.
         With stream=False the stream yields no pieces, only its result at the end."""
         self._check_accepting()
-        reader = self._pick(group, GENERATE)
+        reader = self.reader_set.pick(group, GENERATE)
         ids = reader.encode(prompt, prompt_max_tokens)
+        if params.regex is not None or params.json_schema is not None:
+            self._check_grammar(reader, params)
         request = Request(self._next_id(), RequestKind.GENERATE, ids, params,
                           eos_token_id=reader.model.eos_token_id)
         sink = GenerationStream(request.request_id, request.num_prompt_tokens, self.abort)
@@ -136,10 +163,21 @@ class Engine:
     async def classify(self, texts: list[str | tuple[str, str]],
                        group: str | None = None) -> tuple[list[list[float]], list[str]]:
         """One probability row per input, and the label names (in the rows' order)."""
+        reader, rows, _ = await self._single_pass(texts, group, CLASSIFY)
+        return rows, list(reader.model.labels)
+
+    async def embed(self, texts: list[str],
+                    group: str | None = None) -> tuple[list[list[float]], int]:
+        """One vector per text, and the number of tokens they took."""
+        reader, rows, num_tokens = await self._single_pass(texts, group, EMBED)
+        return rows, num_tokens
+
+    async def _single_pass(self, texts: list, group: str | None, task: str):
         self._check_accepting()
-        reader = self._pick(group, CLASSIFY)
+        reader = self.reader_set.pick(group, task)
+        kind = RequestKind.CLASSIFY if task == CLASSIFY else RequestKind.EMBED
         encoded = [reader.encode_pair(*_as_pair(text)) for text in texts]
-        requests = [Request(self._next_id(), RequestKind.CLASSIFY, ids, token_type_ids=types)
+        requests = [Request(self._next_id(), kind, ids, token_type_ids=types)
                     for ids, types in encoded]
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in requests]
@@ -149,11 +187,22 @@ class Engine:
         finally:
             for request in requests:
                 self.abort(request.request_id)
-        return list(rows), list(reader.model.labels)
+        return reader, list(rows), sum(len(r.prompt_ids) for r in requests)
+
+    def _check_grammar(self, reader: Reader, params: SamplingParams) -> None:
+        """400 for a pattern that cannot constrain this reader (compiled now, and cached)."""
+        from kernels.constrained import GrammarError
+
+        grammars = self.core.lanes[reader.reader_id].runner.grammars
+        try:
+            grammars.compile(params.regex, params.json_schema)
+        except GrammarError as exc:
+            raise bad_request(str(exc), "regex_string" if params.regex else "json_schema") \
+                from None
 
     def _submit(self, requests: list[Request], sinks: list, reader: Reader, stream: bool) -> None:
         """Admit all of them or none (429), then hand them to the engine thread."""
-        if not self._admission[reader.reader_id].try_admit(len(requests)):
+        if not self.reader_set.admission[reader.reader_id].try_admit(len(requests)):
             raise overloaded(retry_after_s=1)
         for request, sink in zip(requests, sinks):
             self._sinks[request.request_id] = (sink, reader.reader_id)
@@ -175,16 +224,16 @@ class Engine:
         return f"req-{next(self._ids)}"
 
     # ---- delivering (on the event loop, one call per engine step) --------------------------
-    def _deliver(self, outputs: list[EngineOutput]) -> None:
+    def deliver(self, outputs: list[EngineOutput]) -> None:
         for output in outputs:
             entry = self._sinks.get(output.request_id)
             if entry is None:
                 continue  # aborted meanwhile: nobody is listening
             sink = entry[0]
             if isinstance(sink, asyncio.Future):
-                if output.probabilities is not None and output.error is None:
+                if output.row is not None and output.error is None:
                     self._forget(output.request_id)
-                    sink.set_result(output.probabilities)
+                    sink.set_result(output.row)
                 else:
                     self._resolve(output.request_id, engine_error(output))
                 continue
@@ -207,8 +256,8 @@ class Engine:
 
     def _forget(self, request_id: str):
         entry = self._sinks.pop(request_id, None)
-        if entry is not None:
-            self._admission[entry[1]].release()
+        if entry is not None and entry[1] in self.reader_set.admission:
+            self.reader_set.admission[entry[1]].release()
         return entry
 
     # ---- gauges (read at scrape time, from the event loop) ---------------------------------
@@ -226,6 +275,15 @@ class Engine:
     def _num_slots(self) -> int:
         return sum(lane.scheduler.config.max_num_seqs
                    for lane in list(self.core.lanes.values()) if lane.holds_slots)
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _result_or_error(output: EngineOutput) -> GenerationResult | ApiError:

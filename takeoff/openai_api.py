@@ -6,7 +6,9 @@ at temperature 1 unless told 0) and the answer shapes differ. A consumer group i
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,14 +20,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from scheduler.sampling_params import SamplingParams
-from takeoff.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE
+from takeoff.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE, Message
 from takeoff.engine import Engine, GenerationResult, GenerationStream
 from takeoff.errors import ApiError, bad_request
 from takeoff.http import read_json
 from takeoff.openai_schemas import COMPLETION_DEFAULT_MAX_TOKENS, ChatCompletionBody, \
-    CompletionBody
-from takeoff.readers import GENERATE
-from takeoff.routes import drain, engine_of, unless_disconnected
+    ChatTemplateBody, CompletionBody, EmbeddingsBody
+from takeoff.readers import EMBED, GENERATE
+from takeoff.routes import check_count, drain, engine_of, unless_disconnected
 from takeoff.schemas import parse
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
@@ -82,13 +84,13 @@ def chat_template_of(engine: Engine, group: str) -> str:
     return config.chat_template if group == config.generator_group else DEFAULT_CHAT_TEMPLATE
 
 
-def _group(engine: Engine, body: dict) -> str:
+def _group(engine: Engine, body: dict, task: str = GENERATE) -> str:
     """The group the `model` field names (checked first: an unknown model is a 404)."""
     name = body.get("model")
     if name is not None and not isinstance(name, str):
         raise bad_request("'model' must be a string", "model")
     try:
-        return engine.resolve_group(name, GENERATE)
+        return engine.resolve_group(name, task)
     except ApiError as exc:
         raise ApiError(exc.status, exc.message.replace("consumer group", "model"), exc.type,
                        "model") from None
@@ -211,9 +213,53 @@ async def _merged(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, s
             task.cancel()
 
 
+async def embeddings(request: Request) -> JSONResponse:
+    """OpenAI's embeddings shape; `result` too (Takeoff's, which its clients read)."""
+    body = parse(EmbeddingsBody, await read_json(request), request)
+    engine = engine_of(request)
+    group = _group(engine, {"model": body.model}, EMBED)
+    texts = body.input if isinstance(body.input, list) else [body.input]
+    check_count(engine, group, EMBED, len(texts))
+    vectors, num_tokens = await unless_disconnected(request, engine.embed(texts, group))
+    if body.dimensions is not None and body.dimensions != len(vectors[0]):
+        raise bad_request(f"'dimensions': this model's vectors have {len(vectors[0])}",
+                          "dimensions")
+    data = [{"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
+            for i, v in enumerate(vectors)]
+    return JSONResponse({"object": "list", "data": data, "model": group,
+                         "usage": {"prompt_tokens": num_tokens, "total_tokens": num_tokens},
+                         "result": vectors if isinstance(body.input, list) else vectors[0]})
+
+
+async def chat_template(request: Request) -> JSONResponse:
+    """Takeoff's /chat_template/{reader_id}: each conversation as the reader's group's chat
+    template turns it into the model's input."""
+    body = parse(ChatTemplateBody, await read_json(request), request)
+    engine = engine_of(request)
+    reader = engine.reader_set.get(request.path_params["reader_id"])
+    if reader.info.task != GENERATE:
+        raise bad_request(f"reader '{reader.reader_id}' {reader.info.task}s; only a generator "
+                          "has a chat template", "reader_id")
+    template = CHAT_TEMPLATES[chat_template_of(engine, reader.info.name)]
+    try:
+        texts = [template([Message(m.role, m.content) for m in conversation])
+                 for conversation in body.inputs]
+    except ValueError as exc:
+        raise bad_request(str(exc), "inputs") from None
+    return JSONResponse({"messages": texts})
+
+
+def _encoded(vector: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/chat_template/{reader_id}", chat_template, methods=["POST"]),
     ]

@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_
 from scheduler.sampling_params import SamplingParams
 from takeoff.chat_template import Message
 from takeoff.errors import bad_request
-from takeoff.schemas import MAX_SEED, Body, Finite, stop_field
+from takeoff.schemas import MAX_SEED, Body, Finite, schema_text, stop_field
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 UNSUPPORTED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -23,6 +23,34 @@ UNSUPPORTED = {"logprobs": "log probabilities", "top_logprobs": "log probabiliti
 
 class StreamOptions(Body):
     include_usage: bool = False
+
+
+class JsonSchemaFormat(Body):
+    name: str | None = None
+    schema_: str = Field(alias="schema")
+    strict: bool | None = None
+
+    _schema_as_text = field_validator("schema_", mode="before")(
+        lambda value: schema_text(value, "response_format.json_schema.schema"))
+
+
+class ResponseFormat(Body):
+    """OpenAI's response_format: text (no constraint), json_object (any JSON object) or
+    json_schema (JSON valid for the schema)."""
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise bad_request("response_format of type json_schema needs its 'json_schema'",
+                              "response_format")
+        return self
+
+    def schema_text(self) -> str | None:
+        if self.type == "json_schema":
+            return self.json_schema.schema_
+        return '{"type":"object"}' if self.type == "json_object" else None
 
 
 class OpenAISampling(Body):
@@ -42,6 +70,7 @@ class OpenAISampling(Body):
     frequency_penalty: Finite = 0.0
     stream: bool = False
     stream_options: StreamOptions = StreamOptions()
+    response_format: ResponseFormat | None = None
     _max_new_tokens: int = PrivateAttr(COMPLETION_DEFAULT_MAX_TOKENS)
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
@@ -94,7 +123,8 @@ class OpenAISampling(Body):
             max_new_tokens=self._max_new_tokens, min_new_tokens=self.min_tokens,
             temperature=self.temperature, top_k=1 if self.temperature == 0 else self.top_k,
             top_p=self.top_p, repetition_penalty=self.repetition_penalty, seed=self.seed,
-            stop=self.stop)
+            stop=self.stop,
+            json_schema=self.response_format.schema_text() if self.response_format else None)
 
 
 class CompletionBody(OpenAISampling):
@@ -135,3 +165,38 @@ class ChatCompletionBody(OpenAISampling):
 
     def chat_messages(self) -> list[Message]:
         return [Message(m.role, m.content) for m in self.messages]
+
+
+class EmbeddingsBody(Body):
+    """POST /v1/embeddings: OpenAI's fields (token-id inputs are not supported)."""
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> str | list[str]:
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value and all(isinstance(t, str) and t for t in value):
+            return value
+        raise ValueError("'input' must be a non-empty string or a non-empty list of them "
+                         "(token-id inputs are not supported)")
+
+
+class ChatTemplateBody(Body):
+    """POST /chat_template/{reader_id}: one conversation or a list of them."""
+    inputs: list[list[ChatMessage]]
+    add_generation_prompt: bool = False
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _conversations(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            return [value]  # one conversation
+        if not isinstance(value, list) or not value:
+            raise ValueError("'inputs' must be a conversation (a list of messages) or a list "
+                             "of conversations")
+        return value

@@ -11,11 +11,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from takeoff.engine import Engine, GenerationStream
-from takeoff.errors import ApiError, too_large, unavailable
+from takeoff.errors import ApiError, bad_request, too_large, unavailable
 from takeoff.http import read_json
 from takeoff.metrics import CONTENT_TYPE
-from takeoff.readers import CLASSIFY, GENERATE
-from takeoff.schemas import ClassifyBody, GenerateBody, GenerateStreamBody, TokenizeBody, parse
+from takeoff.readers import CLASSIFY, EMBED, GENERATE
+from takeoff.schemas import ClassifyBody, DetokenizeBody, EmbedBody, GenerateBody, \
+    GenerateStreamBody, TokenizeBody, TokenizeReaderBody, parse
 
 T = TypeVar("T")
 
@@ -124,22 +125,38 @@ async def tokenize(request: Request) -> JSONResponse:
     return JSONResponse({"result": {"tokens": tokens, "ids": ids}})
 
 
-async def reader_groups(request: Request) -> JSONResponse:
-    """Takeoff's shape: each group's readers, with the model, device, dtype and limits."""
+async def tokenize_reader(request: Request) -> JSONResponse:
+    """Takeoff's /tokenize/{reader_id}: the token strings, their ids and their count."""
+    body = parse(TokenizeReaderBody, await read_json(request), request)
+    reader = engine_of(request).reader_set.get(request.path_params["reader_id"])
+    ids = reader.tokenizer(body.text, verbose=False)["input_ids"]
+    tokens = reader.tokenizer.convert_ids_to_tokens(ids)
+    return JSONResponse({"tokens": tokens, "ids": ids, "tokens_count": len(ids)})
+
+
+async def detokenize_reader(request: Request) -> JSONResponse:
+    body = parse(DetokenizeBody, await read_json(request), request)
+    tokenizer = engine_of(request).reader_set.get(request.path_params["reader_id"]).tokenizer
+    ids = body.tokens
+    if ids and isinstance(ids[0], str):
+        ids = tokenizer.convert_tokens_to_ids(ids)
+        if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+            unknown = [t for t, i in zip(body.tokens, ids) if i == tokenizer.unk_token_id]
+            if unknown != [tokenizer.unk_token] * len(unknown):
+                raise bad_request(f"'tokens' holds pieces this tokenizer does not know: "
+                                  f"{unknown[:5]}", "tokens")
+    if any(i >= len(tokenizer) for i in ids):
+        raise bad_request(f"'tokens' holds ids beyond this tokenizer's {len(tokenizer)}", "tokens")
+    return JSONResponse({"text": tokenizer.decode(ids, skip_special_tokens=body.skip_special_tokens)})
+
+
+async def embed(request: Request) -> JSONResponse:
+    body = parse(EmbedBody, await read_json(request), request)
+    texts = body.text if isinstance(body.text, list) else [body.text]
     engine = engine_of(request)
-    answer = {}
-    for name, readers in engine.readers_by_group().items():
-        answer[name] = [reader_description(reader.info) for reader in readers]
-    return JSONResponse(answer)
-
-
-def reader_description(info) -> dict:
-    described = {"reader_id": info.reader_id, "consumer_group": info.name, "task": info.task,
-                 "model_name": info.model_path, "device": info.device, "dtype": info.dtype,
-                 "max_input_len": info.max_input_len, "max_batch_size": info.max_batch_size}
-    if info.max_new_tokens is not None:
-        described["max_new_tokens"] = info.max_new_tokens
-    return described
+    check_count(engine, body.consumer_group, EMBED, len(texts))
+    vectors, _ = await unless_disconnected(request, engine.embed(texts, body.consumer_group))
+    return JSONResponse({"result": vectors if isinstance(body.text, list) else vectors[0]})
 
 
 async def health(request: Request) -> JSONResponse:
@@ -169,7 +186,9 @@ def routes() -> list[BaseRoute]:
         Route("/generate_stream", generate_stream, methods=["POST"]),
         Route("/classify", classify, methods=["POST"]),
         Route("/tokenize", tokenize, methods=["POST"]),
-        Route("/reader_groups", reader_groups, methods=["GET"]),
+        Route("/tokenize/{reader_id}", tokenize_reader, methods=["POST"]),
+        Route("/detokenize/{reader_id}", detokenize_reader, methods=["POST"]),
+        Route("/embed", embed, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -8,6 +8,7 @@ group's capacity) come in through the validation context.
 """
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, \
@@ -70,6 +71,20 @@ def stop_field(value: Any) -> tuple[str, ...]:
 _DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
 
 
+def schema_text(value: Any, name: str) -> str | None:
+    """A JSON schema, given as an object (or as JSON text), kept as compact JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"'{name}' must be a JSON schema object (or its JSON text)") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"'{name}' must be a JSON schema object")
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
 class TakeoffSampling(Body):
     """Takeoff's sampling fields and names (defaults: greedy, 128 new tokens)."""
     max_new_tokens: int = Field(_DEFAULT.max_new_tokens, ge=1)
@@ -83,8 +98,13 @@ class TakeoffSampling(Body):
     stop: tuple[str, ...] = ()
     consumer_group: str | None = None
     prompt_max_tokens: int | None = Field(None, ge=1)
+    regex_string: str | None = Field(None, min_length=1)
+    json_schema: str | None = None  # a schema object arrives as JSON text (see below)
+    constrained_decoding_backend: str | None = None  # accepted; this server has one (llguidance)
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
+    _schema_as_text = field_validator("json_schema", mode="before")(
+        lambda value: schema_text(value, "json_schema"))
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -106,7 +126,10 @@ class TakeoffSampling(Body):
             max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
             temperature=self.sampling_temperature, top_p=self.sampling_topp,
             top_k=self.sampling_topk, repetition_penalty=self.repetition_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size, seed=self.seed, stop=self.stop)
+            no_repeat_ngram_size=self.no_repeat_ngram_size, seed=self.seed, stop=self.stop,
+            regex=self.regex_string,
+            # As Takeoff: with a regex, the schema is ignored.
+            json_schema=None if self.regex_string is not None else self.json_schema)
 
 
 class GenerateBody(TakeoffSampling):
@@ -193,3 +216,31 @@ def _path(location: list) -> str:
     for part in location[1:]:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
+
+
+class TokenizeReaderBody(Body):
+    """POST /tokenize/{reader_id}: Takeoff's client also sends `use_chat_template` (no-op here)."""
+    text: str
+    use_chat_template: bool = False
+
+
+class DetokenizeBody(Body):
+    tokens: list[int] | list[str]
+    skip_special_tokens: bool = True
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _ids_or_pieces(cls, value: Any) -> list[int] | list[str]:
+        if isinstance(value, list) and (all(isinstance(t, int) and not isinstance(t, bool)
+                                            and t >= 0 for t in value)
+                                        or all(isinstance(t, str) for t in value)):
+            return value
+        raise ValueError("'tokens' must be a list of token ids (non-negative integers) or of "
+                         "token strings")
+
+
+class EmbedBody(Body):
+    text: str | list[str]
+    consumer_group: str | None = None
+
+    _check_text = field_validator("text", mode="before")(texts_field)
