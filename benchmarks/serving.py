@@ -1,12 +1,15 @@
 """Serving overhead: the offline workload over HTTP, and classification latency under decode load.
 
     python -m benchmarks.serving --json artifacts/serving.json [--quick] [--device cuda]
+        [--dtype auto] [--workload long-prompt]
 
 1. Throughput. The offline benchmark's seeded workload (64 requests to a random model of
    google/flan-t5-small's shape, inputs of 40-56 tokens, outputs of exactly 16-128 tokens) runs
    three ways in one run: the bare scheduler+runner loop (benchmarks.offline_systems, no
    server), takeoff's asyncio Engine in-process (worker thread, no HTTP), and `takeoff serve`
    in a subprocess with all requests sent at once as concurrent /generate_stream SSE streams.
+   --workload long-prompt runs issue 16's workload instead (48 requests of ~100-token English
+   prompts to a random model of flan-t5-small's width, benchmarks/offline_workloads.py).
 2. Classification latency. Sequential /classify calls (one sentence each, a random
    ELECTRA-small-shaped classifier) on the idle server, then again while 32 streams decode.
 
@@ -21,10 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,37 +31,45 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.offline_systems import FLAN_T5_SMALL, make_requests, run_engine, save_random_t5
+from benchmarks.models import FLAN_T5_SMALL, save_random_classifier, save_readable_t5
+from benchmarks.offline_systems import make_requests, run_engine
 from benchmarks.report import pyplot, save_report
+from benchmarks.servers import ServerProcess, free_port, takeoff_command
 
 SENTENCE = "The onboarding guide is confusing. Maybe split it into shorter steps next time."
-ELECTRA_SMALL = dict(embedding_size=128, hidden_size=256, num_hidden_layers=12,
-                     num_attention_heads=4, intermediate_size=1024, max_position_embeddings=512)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    num_requests = args.num_requests or (8 if args.quick else 64)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir, classifier_dir = prepare_models(Path(tmp), args.seed)
-        requests = make_requests(num_requests, FLAN_T5_SMALL["vocab_size"], seed=args.seed,
-                                 output_lens=(16, 32) if args.quick else (16, 128))
-        prompts = prompt_texts(model_dir, requests)
+        model_dir, classifier_dir, requests, prompts = prepare_workload(args, Path(tmp))
+        num_requests = len(requests)
+        args.max_input_len = max(64, -(-max(len(r.prompt_ids) for r in requests) // 16) * 16)
         bare = measure_bare_loop(args, model_dir, requests)
         in_process = asyncio.run(measure_engine(args, model_dir, requests, prompts))
-        with ServerProcess(args, model_dir, classifier_dir, Path(tmp)) as server:
+        with start_server(args, model_dir, classifier_dir, Path(tmp)) as server:
             http = asyncio.run(measure_http(server.url, requests, prompts))
             classify = asyncio.run(measure_classify(server.url, args, requests, prompts))
-    report = {"machine": platform.platform(), "device": args.device,
+        on_ray = {}
+        if args.replicas > 1:
+            from benchmarks.serving_replicas import measure_replicas
+            on_ray = measure_replicas(args, model_dir, classifier_dir, Path(tmp), requests,
+                                      prompts)
+    report = {"machine": platform.platform(), "device": args.device, "dtype": args.dtype,
+              "workload": args.workload,
               "torch_threads": torch_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "num_requests": num_requests,
               "num_tokens": sum(r.num_tokens for r in requests),
-              "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http},
+              "throughput": {"bare_loop": bare, "engine_in_process": in_process, "http": http,
+                             **on_ray},
               "http_vs_bare_loop": http["tokens_per_s"] / bare["tokens_per_s"],
               "http_vs_engine_in_process": http["tokens_per_s"] / in_process["tokens_per_s"],
               "classify": classify}
     print_table(report)
+    if on_ray:
+        from benchmarks.serving_replicas import print_ratios
+        print_ratios(report, args.replicas)
     if args.json:
         save_report(report, args.json, plot)
     return report
@@ -72,39 +79,41 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the results here (and a .png chart next to it)")
-    parser.add_argument("--num-requests", type=int, help="default 64 (8 with --quick)")
+    parser.add_argument("--num-requests", type=int, help="default: the workload's, 64 or 48 (8 with --quick)")
+    parser.add_argument("--workload", default="flan-t5-small", choices=["flan-t5-small", "long-prompt"],
+                        help="long-prompt: issue 16's model with ~100-token prompts of English "
+                             "words (benchmarks/offline_workloads.py)")
+    parser.add_argument("--dtype", default="auto", help="the server's --dtype (default: auto)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few, short requests")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--streams", type=int, default=32, help="decoding streams while "
                         "classification latency is measured (default 32)")
     parser.add_argument("--classify-requests", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replicas", type=int, default=1, help="N > 1: also run the throughput "
+                        "workload on Ray Serve, 1 replica then N (needs the [ray] extra)")
     return parser.parse_args(argv)
+
+
+def prepare_workload(args, tmp: Path):
+    """(generator dir, classifier dir, requests, their prompts as text)."""
+    if args.workload == "long-prompt":
+        from benchmarks.offline_workloads import long_prompt
+
+        workload = long_prompt(tmp, args.seed, args.num_requests, args.quick)
+        classifier_dir = save_random_classifier(tmp / "classifier", seed=args.seed)
+        return workload.model_dir, classifier_dir, workload.requests, workload.texts
+    model_dir, classifier_dir = prepare_models(tmp, args.seed)
+    requests = make_requests(args.num_requests or (8 if args.quick else 64), FLAN_T5_SMALL["vocab_size"],
+                             seed=args.seed, output_lens=(16, 32) if args.quick else (16, 128))
+    return model_dir, classifier_dir, requests, prompt_texts(model_dir, requests)
 
 
 def prepare_models(tmp: Path, seed: int) -> tuple[Path, Path]:
     """The offline benchmark's random flan-t5-small, with a tokenizer that reads its own token
     names back ("t17 t4005" -> [17, 4005, EOS]), and a random ELECTRA-small classifier."""
-    from tokenizers import Tokenizer, pre_tokenizers, processors
-    from transformers import ElectraConfig, ElectraForSequenceClassification, PreTrainedTokenizerFast
-
-    from takeoff.feedback.task import LABELS
-    from tests.tiny_models import build_wordpiece_tokenizer
-
-    model_dir = save_random_t5(tmp / "generator", seed=seed)
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>",
-                                                             special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
-                            unk_token="<unk>", model_max_length=512).save_pretrained(model_dir)
-    wordpiece = build_wordpiece_tokenizer()
-    config = ElectraConfig(vocab_size=len(wordpiece), num_labels=len(LABELS),
-                           id2label=dict(enumerate(LABELS)), **ELECTRA_SMALL)
-    classifier_dir = tmp / "classifier"
-    ElectraForSequenceClassification(config).eval().save_pretrained(classifier_dir)
-    wordpiece.save_pretrained(classifier_dir)
-    return model_dir, classifier_dir
+    return (save_readable_t5(tmp / "generator", seed=seed),
+            save_random_classifier(tmp / "classifier", seed=seed))
 
 
 def prompt_texts(model_dir: Path, requests) -> list[str]:
@@ -128,8 +137,8 @@ def _bare_loop(args, model_dir: Path, requests) -> dict:
     from kernels.loader import load_generator
     from kernels.runner import ModelRunner
 
-    generator = load_generator(model_dir, device=args.device)
-    runner = ModelRunner(generator, max_num_seqs=len(requests), max_len=128, max_input_len=64)
+    generator = load_generator(model_dir, device=args.device, dtype=args.dtype)
+    runner = ModelRunner(generator, max_num_seqs=len(requests), max_len=128, max_input_len=args.max_input_len)
     run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], len(requests))
     result = run_engine(runner, generator.tokenizer, generator.eos_token_id, requests,
                         len(requests), name="bare loop")
@@ -138,13 +147,13 @@ def _bare_loop(args, model_dir: Path, requests) -> dict:
 
 
 async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) -> dict:
-    from takeoff.app import build_runner
+    from takeoff.app import build_runner, build_runners
     from takeoff.engine import Engine
     from takeoff.readers import load_readers
 
     config = server_config(args, model_dir, None, len(requests))
     readers = load_readers(config)
-    engine = Engine(config, readers, build_runner(config, readers))
+    engine = Engine(config, readers, build_runners(config, readers, build_runner))
     engine.start()
     try:
         await engine.generate(prompts[0], requests[0].sampling)  # warm-up
@@ -168,8 +177,8 @@ def server_config(args, model_dir, classifier_dir, num_slots: int):
     from takeoff.config import ServerConfig
 
     return ServerConfig(model=str(model_dir), classifier=str(classifier_dir or "") or None,
-                        device=args.device, max_num_seqs=num_slots, max_new_tokens=128,
-                        max_input_len=64, max_queue=1024, log_level="warning")
+                        device=args.device, dtype=args.dtype, max_num_seqs=num_slots, max_new_tokens=128,
+                        max_input_len=args.max_input_len, max_queue=1024, log_level="warning")
 
 
 async def stream_once(http, url: str, prompt: str, num_tokens: int) -> dict:
@@ -254,50 +263,15 @@ def percentiles(latencies: list[float]) -> dict:
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
-class ServerProcess:
+def start_server(args, model_dir: Path, classifier_dir: Path, tmp: Path,
+                 extra_flags: list[str] = ()) -> ServerProcess:
     """`takeoff serve` in a subprocess (so the client does not share its interpreter)."""
-
-    def __init__(self, args, model_dir: Path, classifier_dir: Path, tmp: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.command = [sys.executable, "-m", "takeoff.cli", "serve", "--model", str(model_dir),
-                        "--classifier", str(classifier_dir), "--device", args.device,
-                        "--host", "127.0.0.1", "--port", str(port),
-                        "--max-num-seqs", str(max(64, args.streams)), "--max-new-tokens", "128",
-                        "--max-input-len", "64", "--max-queue", "1024", "--log-level", "warning"]
-        self.log_path = tmp / "server.log"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "ServerProcess":
-        log = open(self.log_path, "w")
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            if _ready(self.url):
-                return self
-            time.sleep(0.5)
-        raise RuntimeError("server did not become ready")
-
-    def __exit__(self, *exc_info) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-
-
-def _ready(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url + "/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    port = free_port()
+    command = takeoff_command(port, model_dir, classifier_dir, "--device", args.device,
+                              "--dtype", args.dtype, "--max-num-seqs", str(max(64, args.streams)),
+                              "--max-new-tokens", "128", "--max-input-len", str(args.max_input_len),
+                              "--max-queue", "1024", "--log-level", "warning", *extra_flags)
+    return ServerProcess(command, port, tmp / "server.log")
 
 
 def print_table(report: dict) -> None:

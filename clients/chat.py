@@ -19,11 +19,11 @@ from rich.text import Text
 
 from clients.client import TakeoffClient, sampling_fields
 from clients.errors import NotFoundError, TakeoffError, describe_error
-from takeoff.feedback.task import rewrite_prompt
 
 HELP = """\
-Type a message to generate an answer. With a context set, the message is sent as feedback to
-rewrite: "Context: <context>. Make the following feedback constructive: <message>".
+Type a message to generate an answer. With a context set, the message and the context go to the
+chat endpoint as user and system messages; for the feedback rewriter that makes the prompt
+"Context: <context>. Make the following feedback constructive: <message>".
   /context <text>     set the context (/context alone clears it)
   /analyze <text>     label each sentence: critical (red) or constructive (green)
   /temperature <x>    0 is greedy; above 0 samples
@@ -91,15 +91,22 @@ class ChatSession:
         finally:
             loop.remove_signal_handler(signal.SIGINT)
 
-    async def _stream_answer(self, message: str) -> None:
+    def _answer_stream(self, message: str):
         settings = self.settings
-        prompt = rewrite_prompt(settings.context, message) if settings.context else message
+        if settings.context:  # the server's chat template builds the rewriter's prompt
+            messages = [{"role": "system", "content": settings.context},
+                        {"role": "user", "content": message}]
+            return self.client.chat_stream(messages, model=settings.group,
+                                           max_tokens=settings.max_new_tokens,
+                                           temperature=settings.temperature)
+        return self.client.generate_stream(message, max_new_tokens=settings.max_new_tokens,
+                                           consumer_group=settings.group,
+                                           **sampling_fields(settings.temperature))
+
+    async def _stream_answer(self, message: str) -> None:
         started, shown = time.perf_counter(), False
-        sampling = sampling_fields(settings.temperature)
         try:
-            async with self.client.generate_stream(
-                    prompt, max_new_tokens=settings.max_new_tokens,
-                    consumer_group=settings.group, **sampling) as stream:
+            async with self._answer_stream(message) as stream:
                 async for piece in stream:
                     self.console.print(piece, end="", markup=False)
                     shown = True

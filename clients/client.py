@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, Iterator
 
 import aiohttp
 
-from clients.errors import (RequestTimeoutError, TakeoffError, UnreachableError, error_for_status,
-                            error_from_event)
-from clients.sse import SSEDecoder
+from clients.errors import RequestTimeoutError, TakeoffError, UnreachableError, error_for_status
+from clients.streams import ChatStream, TextStream
 
 DEFAULT_URL = "http://localhost:3000"
 
@@ -38,63 +37,6 @@ def sampling_fields(temperature: float | None, top_k: int | None = None) -> dict
     if temperature == 0:
         return {"sampling_topk": 1 if top_k is None else top_k}
     return {"sampling_temperature": temperature, "sampling_topk": 0 if top_k is None else top_k}
-
-
-class TextStream:
-    """The pieces of one streamed generation, in order; `metadata` is set once it has ended.
-
-    Closing it early (`aclose()`, `break` inside `async with`, or cancelling the task reading it)
-    closes the connection, which makes the server abort the request and free its slot.
-    """
-
-    def __init__(self, client: "TakeoffClient", path: str, body: dict[str, Any]):
-        self._client = client
-        self._path = path
-        self._body = body
-        self._response: aiohttp.ClientResponse | None = None
-        self._pieces: AsyncIterator[str] | None = None
-        self.metadata: dict[str, Any] | None = None
-
-    def __aiter__(self) -> "TextStream":
-        return self
-
-    async def __anext__(self) -> str:
-        if self._pieces is None:
-            self._pieces = self._read()
-        try:
-            return await self._pieces.__anext__()
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def __aenter__(self) -> "TextStream":
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._pieces is not None:
-            await self._pieces.aclose()
-        if self._response is not None:  # not read to the end: drop the connection, so that
-            self._response.close()  # the server sees the disconnect and aborts the request
-            self._response = None
-
-    async def _read(self) -> AsyncIterator[str]:
-        self._response = await self._client._send("POST", self._path, self._body, stream=True)
-        decoder = SSEDecoder()
-        with _translated_errors(self._client.url):
-            async for chunk in self._response.content.iter_any():
-                for event in decoder.feed(chunk):
-                    if event.event == "error":
-                        raise error_from_event(event.data)
-                    if event.event == "metadata":
-                        self.metadata = json.loads(event.data)
-                    elif event.event == "message":
-                        yield event.data
-            decoder.close()
-        self._response.release()  # read to the end: the connection goes back to the pool
-        self._response = None
 
 
 class TakeoffClient:
@@ -148,6 +90,18 @@ class TakeoffClient:
         fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
         return TextStream(self, "/generate_stream", request_body(text, **fields))
 
+    def chat_stream(self, messages: list[dict[str, str]], *, model: str | None = None,
+                    max_tokens: int | None = None, temperature: float | None = None,
+                    top_k: int | None = None) -> ChatStream:
+        """POST /v1/chat/completions, streamed: the server's chat template turns the messages
+        into the model's input (for the feedback rewriter, the system message is the context)."""
+        body: dict[str, Any] = {"messages": messages, "stream": True,
+                                "stream_options": {"include_usage": True}}
+        fields = {"model": model, "max_tokens": max_tokens, "temperature": temperature,
+                  "top_k": top_k}
+        body.update({name: value for name, value in fields.items() if value is not None})
+        return ChatStream(self, "/v1/chat/completions", body)
+
     async def classify(self, text: str | list[str] | list[list[str]],
                        consumer_group: str | None = None) -> dict[str, Any]:
         """POST /classify → `{"result": [[p, ...], ...], "labels": [...]}`."""
@@ -172,7 +126,7 @@ class TakeoffClient:
 
     async def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = await self._send(method, path, body, stream=False)
-        with _translated_errors(self.url):
+        with translated_errors(self.url):
             async with response:
                 return await response.json(content_type=None)
 
@@ -182,7 +136,7 @@ class TakeoffClient:
         timeout = aiohttp.ClientTimeout(total=None if stream else self.timeout,
                                         sock_connect=self.connect_timeout,
                                         sock_read=self.timeout)
-        with _translated_errors(self.url):
+        with translated_errors(self.url):
             response = await self._get_session().request(
                 method, self.url + path, json=body, timeout=timeout)
             if response.status >= 400:
@@ -203,7 +157,7 @@ class TakeoffClient:
 
 
 @contextlib.contextmanager
-def _translated_errors(url: str) -> Iterator[None]:
+def translated_errors(url: str) -> Iterator[None]:
     """Turns aiohttp's and asyncio's exceptions into this package's typed errors."""
     try:
         yield

@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
+from kernels.devices import DTYPE_CHOICES, resolve_dtype
+from kernels.linear import QUANTIZE_CHOICES, prepare_linears
 from kernels.t5 import T5Weights, t5_weights
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # T5 variants whose blocks are laid out as T5's (relative bias in layer 0 only, RMS norm).
 SEQ2SEQ_MODEL_TYPES = ("t5", "mt5")
 # Encoder families with a sequence-classification head that this server has reason to serve.
@@ -43,6 +44,7 @@ class Seq2SeqModel:
     path: Path
     device: torch.device
     dtype: torch.dtype
+    dtype_reason: str  # why this dtype: asked for, or what `auto` found on the device
     max_input_len: int
     eos_token_id: int
     pad_token_id: int
@@ -57,13 +59,15 @@ class ClassifierModel:
     path: Path
     device: torch.device
     dtype: torch.dtype
+    dtype_reason: str
     max_input_len: int
     labels: list[str]  # label of each output column, from config.id2label
     pad_token_id: int
 
 
-def load_generator(path, device: str = "cpu", dtype: str = "float32") -> Seq2SeqModel:
-    """A T5 / Flan-T5 / mT5 checkpoint, ready for `kernels.runner.ModelRunner`."""
+def load_generator(path, device: str = "cpu", dtype: str = "float32", quantize: str = "none") -> Seq2SeqModel:
+    """A T5 / Flan-T5 / mT5 checkpoint, ready for `kernels.runner.ModelRunner`; quantize="int8"
+    gives it int8 linears (CPU only, float32 between them)."""
     from transformers import T5ForConditionalGeneration
 
     path, config = _read_config(path, "generator")
@@ -71,7 +75,7 @@ def load_generator(path, device: str = "cpu", dtype: str = "float32") -> Seq2Seq
         raise ModelLoadError(
             f"{path} holds a '{config.model_type}' model; the generator must be a T5-family "
             f"encoder-decoder ({', '.join(SEQ2SEQ_MODEL_TYPES)}), e.g. google/flan-t5-small.")
-    torch_device, torch_dtype = _device_and_dtype(device, dtype)
+    torch_device, torch_dtype, reason = _device_and_dtype(device, _activation_dtype(dtype, quantize, device), path)
     tokenizer = _load_tokenizer(path)
     model = _from_pretrained(T5ForConditionalGeneration, path, torch_dtype)
     model.to(torch_device).eval()
@@ -82,9 +86,11 @@ def load_generator(path, device: str = "cpu", dtype: str = "float32") -> Seq2Seq
         start_id = pad_id
     if pad_id is None or eos_id is None:
         raise ModelLoadError(f"{path}/config.json names no pad_token_id or eos_token_id; T5 needs both.")
-    weights = t5_weights(model)
+    weights = prepare_linears(t5_weights(model), quantize, torch_device)
+    if quantize == "int8":
+        reason = "int8 linears (--quantize int8), float32 between them"
     return Seq2SeqModel(weights=weights, tokenizer=tokenizer, config=config, path=path,
-                        device=torch_device, dtype=torch_dtype,
+                        device=torch_device, dtype=torch_dtype, dtype_reason=reason,
                         max_input_len=_tokenizer_limit(tokenizer, default=512),
                         eos_token_id=int(eos_id), pad_token_id=int(pad_id),
                         decoder_start_token_id=int(start_id))
@@ -99,7 +105,7 @@ def load_classifier(path, device: str = "cpu", dtype: str = "float32") -> Classi
         raise ModelLoadError(
             f"{path} holds a '{config.model_type}' model; the classifier must be an encoder with a "
             f"sequence-classification head ({', '.join(CLASSIFIER_MODEL_TYPES)}).")
-    torch_device, torch_dtype = _device_and_dtype(device, dtype)
+    torch_device, torch_dtype, reason = _device_and_dtype(device, dtype, path)
     tokenizer = _load_tokenizer(path)
     model = _from_pretrained(AutoModelForSequenceClassification, path, torch_dtype)
     model.to(torch_device).eval()
@@ -109,9 +115,41 @@ def load_classifier(path, device: str = "cpu", dtype: str = "float32") -> Classi
     max_positions = getattr(config, "max_position_embeddings", UNBOUNDED_LENGTH) - offset
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return ClassifierModel(model=model, tokenizer=tokenizer, config=config, path=path,
-                           device=torch_device, dtype=torch_dtype,
+                           device=torch_device, dtype=torch_dtype, dtype_reason=reason,
                            max_input_len=min(_tokenizer_limit(tokenizer, max_positions), max_positions),
                            labels=labels, pad_token_id=int(pad_id))
+
+
+def model_kind(path) -> str:
+    """"generator", "classifier" or "embedder": what a model directory holds, from its files."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"model directory {path} does not exist (or is not a directory).")
+    if (path / "modules.json").is_file():  # the sentence-transformers layout (kernels/embedder.py)
+        return "embedder"
+    path, config = _read_config(path, "model")
+    if config.model_type in SEQ2SEQ_MODEL_TYPES:
+        return "generator"
+    if any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
+        return "classifier"
+    raise ModelLoadError(f"{path} holds a '{config.model_type}' model that is neither a T5-family "
+                         f"generator, a sequence classifier, nor a sentence-transformers embedder "
+                         f"(no modules.json).")
+
+
+def load_model(kind: str, path, device: str = "cpu", dtype: str = "float32",
+               quantize: str = "none") -> tuple[Any, str]:
+    """Load a model of `kind` (see model_kind); returns it and why it runs in its dtype.
+    `quantize` applies to a generator only."""
+    if kind == "generator":
+        model = load_generator(path, device, dtype, quantize)
+    elif kind == "classifier":
+        model = load_classifier(path, device, dtype)
+    else:
+        from kernels.embedder import load_embedder
+
+        model = load_embedder(path, device, dtype)
+    return model, model.dtype_reason
 
 
 def _read_config(path, role: str):
@@ -137,9 +175,23 @@ def _read_config(path, role: str):
     return path, config
 
 
-def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
-    if dtype not in DTYPES:
-        raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not '{dtype}'.")
+def _activation_dtype(dtype: str, quantize: str, device: str) -> str:
+    """The dtype to load in: int8 linears take and return float32."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ModelLoadError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not '{quantize}'.")
+    if quantize == "none":
+        return dtype
+    if not device.startswith("cpu"):
+        raise ModelLoadError("--quantize int8 runs on the CPU only (torch's dynamic int8 kernels).")
+    if dtype not in ("auto", "float32"):
+        raise ModelLoadError(f"--quantize int8 computes in float32 between its int8 matmuls; "
+                             f"use --dtype auto or float32, not {dtype}.")
+    return "float32"
+
+
+def _device_and_dtype(device: str, dtype: str, path: Path) -> tuple[torch.device, torch.dtype, str]:
+    if dtype not in DTYPE_CHOICES:
+        raise ModelLoadError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, not '{dtype}'.")
     try:
         torch_device = torch.device(device)
     except RuntimeError:
@@ -148,7 +200,9 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
         raise ModelLoadError("device 'cuda' was asked for but torch sees no CUDA GPU here.")
     if torch_device.type not in ("cpu", "cuda"):
         raise ModelLoadError(f"device must be 'cpu' or 'cuda', not '{device}'.")
-    return torch_device, DTYPES[dtype]
+    torch_dtype, reason = resolve_dtype(torch_device, dtype)
+    logger.info("%s runs in %s on %s: %s", path, str(torch_dtype).removeprefix("torch."), torch_device, reason)
+    return torch_device, torch_dtype, reason
 
 
 def _load_tokenizer(path: Path):

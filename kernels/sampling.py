@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kernels.constrained import Matcher, mask_logits, unban_grammar_tokens
 from scheduler.sampling_params import SamplingParams
 
 
@@ -24,6 +25,7 @@ class SlotState:
     row: int = -1  # the KV-cache row holding this sequence (the runner keeps rows packed)
     # no-repeat n-gram index: the (n-1) tokens before each n-gram -> the tokens that followed them
     ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
+    matcher: Matcher | None = None  # only for requests with a regex or JSON schema
 
     def __post_init__(self) -> None:
         tokens, self.token_ids = self.token_ids, []
@@ -45,6 +47,8 @@ class SlotState:
         if n and len(self.token_ids) >= n:
             ngram = self.token_ids[-n:]
             self.ngrams.setdefault(tuple(ngram[:-1]), set()).add(ngram[-1])
+        if self.matcher is not None and len(self.token_ids) > 1:  # the start token is no output
+            self.matcher.advance(token_id)
 
     def banned_tokens(self) -> set[int]:
         n = self.sampling.no_repeat_ngram_size
@@ -65,7 +69,10 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> list[int]:
     """logits: [n, vocab] fp32, one row per state (modified in place). Returns one token per row."""
+    constrained = [i for i, state in enumerate(states) if state.matcher is not None]
+    grammar_only = mask_logits(logits, constrained, [states[i].matcher for i in constrained])
     apply_penalties(logits, states, eos_token_id)
+    unban_grammar_tokens(logits, constrained, grammar_only)
     tokens = logits.argmax(dim=-1).tolist()
     for i, state in enumerate(states):
         if not state.sampling.is_greedy:

@@ -14,10 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from kernels.kv_cache import KVCache
+from kernels.linear import linear
 
 
 @dataclass
 class T5Layer:
+    """One block's weights. The loader replaces the linear ones by prepared layers
+    (kernels.linear: prepacked for oneDNN, or int8), which kernels.linear.linear() calls."""
     self_norm: torch.Tensor  # [d_model]
     self_qkv: torch.Tensor  # [3 * inner, d_model]; inner = num_heads * d_kv
     self_out: torch.Tensor  # [d_model, inner]
@@ -74,7 +77,7 @@ def t5_weights(model) -> T5Weights:
         num_heads=config.num_heads, d_kv=config.d_kv, eps=config.layer_norm_epsilon,
         num_buckets=config.relative_attention_num_buckets,
         max_distance=config.relative_attention_max_distance,
-        gated=gated, activation=_activation(config.dense_act_fn))
+        gated=gated, activation=_activation(config.dense_act_fn, model.dtype))
 
 
 def _layer(block, gated: bool) -> T5Layer:
@@ -97,9 +100,11 @@ def _layer(block, gated: bool) -> T5Layer:
     return layer
 
 
-def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _activation(name: str, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
-        return lambda x: F.gelu(x, approximate="tanh")
+        # In half precision, Hugging Face's tanh GELU rounds after each of its seven steps; the
+        # fused op rounds once, which changes greedy tokens (4 points of agreement in bf16).
+        return (lambda x: F.gelu(x, approximate="tanh")) if dtype == torch.float32 else _stepwise_tanh_gelu
     if name == "relu":
         return F.relu
     if name == "gelu":
@@ -107,6 +112,13 @@ def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     from transformers.activations import ACT2FN
 
     return ACT2FN[name]
+
+
+def _stepwise_tanh_gelu(x: torch.Tensor) -> torch.Tensor:
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), step by step as Hugging Face's gelu_new
+    computes it, in place after the first step."""
+    inner = torch.pow(x, 3.0).mul_(0.044715).add_(x).mul_(math.sqrt(2.0 / math.pi))
+    return inner.tanh_().add_(1.0).mul_(0.5 * x)
 
 
 def relative_buckets(relative_position: torch.Tensor, bidirectional: bool, num_buckets: int,
@@ -146,22 +158,21 @@ def decoder_bias_table(w: T5Weights, max_len: int) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if x.dtype == weight.dtype == torch.float32:  # one fused op instead of seven
+    if x.dtype == weight.dtype == torch.float32:  # one fused op
         return F.rms_norm(x, weight.shape, weight, eps)
-    variance = x.float().pow(2).mean(-1, keepdim=True)  # half precision: accumulate in fp32
-    return weight * (x * torch.rsqrt(variance + eps)).to(weight.dtype)
+    # Half precision as Hugging Face: normalise in fp32, round, then scale (x may be fp32: float16
+    # T5 keeps `wo` in fp32, so its residual stream is fp32 after the first feed-forward).
+    return weight * F.rms_norm(x.float(), weight.shape, None, eps).to(weight.dtype)
 
 
 def feed_forward(w: T5Weights, layer: T5Layer, x: torch.Tensor) -> torch.Tensor:
-    h = F.linear(rms_norm(x, layer.ff_norm, w.eps), layer.ff_in)
+    h = linear(rms_norm(x, layer.ff_norm, w.eps), layer.ff_in)
     if w.gated:
-        gate, linear = h.chunk(2, dim=-1)
-        h = w.activation(gate) * linear
+        gate, up = h.chunk(2, dim=-1)
+        h = w.activation(gate) * up
     else:
         h = w.activation(h)
-    # Hugging Face keeps `wo` in fp32 for half-precision T5 (it overflows otherwise); the residual
-    # stream then continues in fp32, as it does there.
-    return x + _clamp(F.linear(h.to(layer.ff_out.dtype), layer.ff_out))
+    return x + _clamp(linear(h, layer.ff_out))
 
 
 def _clamp(x: torch.Tensor) -> torch.Tensor:
@@ -172,58 +183,67 @@ def _clamp(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def encode(w: T5Weights, input_ids: torch.Tensor, lengths: torch.Tensor,
+           between_layers: Callable[[], None] | None = None) -> torch.Tensor:
     """Run the encoder over right-padded inputs. input_ids: [batch, seq], lengths: [batch].
-    Returns the final hidden states, [batch, seq, d_model]."""
+    Returns the final hidden states, [batch, seq, d_model]. `between_layers` runs after each
+    layer."""
     batch, seq = input_ids.shape
     x = F.embedding(input_ids, w.embed)  # [batch, seq, d_model]
     padding = torch.arange(seq, device=x.device)[None, :] >= lengths[:, None]  # [batch, seq]
     bias = position_bias(w.encoder_bias, seq, seq, True, w.num_buckets, w.max_distance)
     bias = bias.to(x.dtype)[None].masked_fill(padding[:, None, None, :], float("-inf"))
     for layer in w.encoder:  # bias: [batch, num_heads, seq, seq]
-        qkv = F.linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
+        qkv = linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
         q, k, v = qkv.view(batch, seq, 3, w.num_heads, w.d_kv).permute(2, 0, 3, 1, 4)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-        x = x + _clamp(F.linear(attn.transpose(1, 2).reshape(batch, seq, w.inner), layer.self_out))
+        x = x + _clamp(linear(attn.transpose(1, 2).reshape(batch, seq, w.inner), layer.self_out))
         x = feed_forward(w, layer, x)
+        if between_layers is not None:
+            between_layers()
     return rms_norm(x, w.encoder_norm, w.eps)
 
 
 def cross_keys_values(w: T5Weights, encoded: torch.Tensor, layer: T5Layer) -> tuple[torch.Tensor, torch.Tensor]:
     """One decoder layer's cross-attention K and V, each [batch, num_heads, seq, d_kv]."""
     batch, seq, _ = encoded.shape
-    kv = F.linear(encoded, layer.cross_kv).view(batch, seq, 2, w.num_heads, w.d_kv)
+    kv = linear(encoded, layer.cross_kv).view(batch, seq, 2, w.num_heads, w.d_kv)
     k, v = kv.permute(2, 0, 3, 1, 4)
     return k, v
 
 
 def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """One query per sequence: q [n, heads, 1, d_kv], keys/values [n, heads, length, d_kv] (views
-    into the cache), bias [n, heads or 1, 1, length]. T5 does not scale q.k. Plain batched matmuls:
-    for a single query they beat the fused CPU kernel, which tiles for long queries."""
-    scores = torch.matmul(q, keys.transpose(-1, -2)) + bias  # [n, heads, 1, length]
-    return torch.matmul(scores.softmax(dim=-1), values)
+    """One query per sequence: q [n, heads, 1, d_kv], keys/values [n, heads, capacity, d_kv]
+    (contiguous views of the cache), bias [n, heads or 1, 1, capacity] (-inf where a sequence has
+    no key). T5 does not scale q.k. Plain batched matmuls: for a single query they beat the fused
+    CPU kernel, which tiles for long queries (bf16 4-8x)."""
+    scores = torch.matmul(q.to(keys.dtype), keys.transpose(-1, -2)).add_(bias)  # [n, heads, 1, capacity]
+    return torch.matmul(scores.softmax(dim=-1), values).to(q.dtype)
 
 
-def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor) -> torch.Tensor:
+def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor,
+                between_layers: Callable[[], None] | None = None) -> torch.Tensor:
     """Run the decoder for one new token per sequence and return fp32 logits [num_seqs, vocab].
 
-    `batch` (a `kv_cache.StepBatch`) holds each sequence's slot, position, self-attention bias
-    and cross-attention mask; token_ids: [num_seqs], the token each sequence feeds in."""
+    `batch` (a `kv_cache.StepBatch`) holds each sequence's row, position, self-attention bias
+    and cross-attention mask; token_ids: [num_seqs], the token each sequence feeds in.
+    between_layers() runs after each layer."""
     n = token_ids.shape[0]
     x = F.embedding(token_ids, w.embed)  # [n, d_model]
     for i, layer in enumerate(w.decoder):
-        qkv = F.linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
+        qkv = linear(rms_norm(x, layer.self_norm, w.eps), layer.self_qkv)
         q, k, v = qkv.view(n, 3, w.num_heads, w.d_kv).unbind(1)  # each [n, num_heads, d_kv]
         cache.write_self(i, batch, k, v)
-        keys, values = cache.read_self(i, batch)  # [n, num_heads, max_active_len, d_kv]
+        keys, values = cache.read_self(i, batch)  # [n, num_heads, self capacity, d_kv]
         attn = attend(q[:, :, None], keys, values, batch.self_bias)  # [n, num_heads, 1, d_kv]
-        x = x + _clamp(F.linear(attn.reshape(n, w.inner), layer.self_out))
+        x = x + _clamp(linear(attn.view(n, w.inner), layer.self_out))
 
-        q = F.linear(rms_norm(x, layer.cross_norm, w.eps), layer.cross_q).view(n, w.num_heads, 1, w.d_kv)
-        keys, values = cache.read_cross(i, batch)  # [n, num_heads, max_active_input_len, d_kv]
+        q = linear(rms_norm(x, layer.cross_norm, w.eps), layer.cross_q).view(n, w.num_heads, 1, w.d_kv)
+        keys, values = cache.read_cross(i, batch)  # [n, num_heads, cross capacity, d_kv]
         attn = attend(q, keys, values, batch.cross_mask)
-        x = x + _clamp(F.linear(attn.reshape(n, w.inner), layer.cross_out))
+        x = x + _clamp(linear(attn.view(n, w.inner), layer.cross_out))
         x = feed_forward(w, layer, x)
+        if between_layers is not None:
+            between_layers()
     x = rms_norm(x, w.decoder_norm, w.eps) * w.output_scale
-    return F.linear(x, w.lm_head).float()
+    return linear(x, w.lm_head).float()

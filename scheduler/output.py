@@ -1,7 +1,8 @@
 """The one contract between the scheduler and the kernels: what to run this step, what came out.
 
 Plain Python (lists, ints, floats); the runner in kernels/runner.py is the only code that turns
-these into tensors.
+these into tensors. Results come back keyed by request id, never by slot: a slot may already
+belong to another request by the time a result is read.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from scheduler.sampling_params import SamplingParams
 
 @dataclass
 class ClassifyInput:
+    """One forward pass with no slot: a classification, or an embedding on an embedder."""
     request_id: str
     token_ids: list[int]  # already tokenized and truncated, special tokens included
     token_type_ids: list[int] | None = None  # segment ids for text pairs; None: all zeros
@@ -27,14 +29,15 @@ class PrefillInput:
 
 @dataclass
 class SchedulerOutput:
-    # Classification requests to run this step (they need no KV slot).
+    # One-pass requests to run this step: classifications or embeddings (no KV slot).
     classify: list[ClassifyInput] = field(default_factory=list)
     # New generations: encoder pass, cross-attention K/V into `slot`, and their first token.
     prefill: list[PrefillInput] = field(default_factory=list)
     # Slots already holding a sequence that need exactly one more token each.
     decode_slots: list[int] = field(default_factory=list)
-    # Slots whose sequences left since the last step (finished or aborted); the runner may drop
-    # per-slot state. The scheduler has already made them free for reuse.
+    # Slots whose sequences left since the last step (finished or aborted); the runner drops
+    # their per-slot state before anything else in this step. The scheduler has already made
+    # them free, and may hand one to a prefill of this very step.
     freed_slots: list[int] = field(default_factory=list)
 
     @property
@@ -43,14 +46,28 @@ class SchedulerOutput:
 
     @property
     def num_prefill_tokens(self) -> int:
-        return sum(len(p.prompt_ids) for p in self.prefill)
+        """Encoder positions this step computes: prefills are padded to the longest prompt."""
+        if not self.prefill:
+            return 0
+        return len(self.prefill) * max(len(p.prompt_ids) for p in self.prefill)
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The requests whose results this step owes, except the decodes (the scheduler knows
+        which request holds each decode slot)."""
+        return [c.request_id for c in self.classify] + [p.request_id for p in self.prefill]
 
 
 @dataclass
 class RunnerOutput:
     # request_id -> one probability per label, in the classifier's label order.
     probabilities: dict[str, list[float]] = field(default_factory=dict)
-    # slot -> the token id chosen this step (one per prefilled or decoded slot).
-    next_token_ids: dict[int, int] = field(default_factory=dict)
+    # request_id -> its vector (an embedder's one-pass requests).
+    embeddings: dict[str, list[float]] = field(default_factory=dict)
+    # request_id -> the token id chosen this step (one per prefilled or decoded sequence).
+    next_token_ids: dict[str, int] = field(default_factory=dict)
+    # request_id -> why this request alone could not run (its input or output broke); the
+    # others of the step have their results above.
+    errors: dict[str, str] = field(default_factory=dict)
     # Wall-clock seconds spent per kind of work this step ("classify", "prefill", "decode").
     step_seconds: dict[str, float] = field(default_factory=dict)

@@ -20,7 +20,7 @@ class RequestStatus(enum.IntEnum):
     FINISHED_STOP = 4
     FINISHED_ABORTED = 5
     FINISHED_ERROR = 6
-    FINISHED_CLASSIFIED = 7  # a classification request whose probabilities are in
+    FINISHED_CLASSIFIED = 7  # a one-pass request (classification, embedding) whose result is in
 
     @property
     def is_finished(self) -> bool:
@@ -39,7 +39,8 @@ _FINISH_REASONS = {
 
 class RequestKind(enum.Enum):
     GENERATE = "generate"  # owns a KV slot from prefill until it finishes
-    CLASSIFY = "classify"  # one forward pass, no slot
+    CLASSIFY = "classify"  # one forward pass, no slot: label probabilities
+    EMBED = "embed"  # one forward pass, no slot: a vector
 
 
 class Request:
@@ -66,12 +67,15 @@ class Request:
         self.text = ""  # every piece of text sent so far, joined
         self.slot: int | None = None
         self.probabilities: list[float] | None = None  # classification result, label order
+        self.embedding: list[float] | None = None  # embedding result
         self.error: str | None = None
         self.detokenizer: IncrementalDetokenizer | None = None  # set by the scheduler on add
         # Clock: time.monotonic() seconds, the same clock Scheduler uses when `now` is omitted.
         self.arrival_time = time.monotonic() if arrival_time is None else arrival_time
         self.first_scheduled_time: float | None = None
         self.first_token_time: float | None = None
+        self.last_token_time: float | None = None  # when the newest token came
+        self.previous_token_time: float | None = None  # when the one before it came
         self.finish_time: float | None = None
 
     @property
@@ -88,7 +92,12 @@ class Request:
 
     @property
     def finish_reason(self) -> str | None:
-        return _FINISH_REASONS.get(self.status)
+        return self.finish_reason_of(self.status)
+
+    @staticmethod
+    def finish_reason_of(status: RequestStatus) -> str | None:
+        """`length`, `eos_token`, `stop_sequence`, `aborted`, `error`, `classified`, or None."""
+        return _FINISH_REASONS.get(status)
 
     def finish(self, status: RequestStatus, now: float, error: str | None = None) -> bool:
         """Enter a terminal state. The first reason sticks; later calls return False."""

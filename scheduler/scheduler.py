@@ -1,39 +1,51 @@
-"""The continuous-batching scheduler: which requests run each step, and what their results mean.
+"""The continuous-batching scheduler of one reader: which of its requests run each step, and what
+their results mean.
 
-Policy: one token budget per step, shared by both models.
+Each reader (a loaded model) has its own scheduler; EngineCore (takeoff/core.py) steps them in
+turn on one device, by the order in scheduler/policy.py. A generator reader's requests need a KV
+slot; a classifier's need none. Within one scheduler, per step:
 
 1. Decodes first. Every running generation gets exactly one decode token every step, whatever
-   waits behind it, so neither a classification burst nor a long prompt can stall a stream.
-   Each decode costs 1 token of `max_num_batched_tokens`.
-2. The rest of the budget goes to waiting work of two kinds: classification (at most
-   `max_classify_batch` requests, each costing its token count) and prefills (one free KV slot
-   each, costing the prompt length; at most `max_num_seqs` generations hold slots). Both are
-   admitted first-come first-served within their kind, while they fit in the remaining budget.
-3. When both kinds wait, they take turns going first. The kind going first is admitted even if
-   its head request alone overflows the budget, so a prompt longer than the budget, or a budget
-   eaten by decodes, delays other work by at most one (bounded) step but never starves. (If
-   the first kind can take nothing, e.g. no KV slot is free, the guarantee passes to the other.)
-   Alternating means a steady stream of prefills cannot starve classification, nor a burst of
-   classification starve new streams: each kind gets a turn at least every other step.
-
-Why not a fixed reservation per kind: with alternation an idle kind costs the other nothing,
-and the worst case (one kind waits two steps) is easy to state and to test.
+   waits behind it, so a long prompt cannot stall a stream. Each decode costs 1 token of
+   `max_num_batched_tokens`.
+2. Classification next (at most `max_classify_batch` requests, each costing its token count),
+   then prefills (one free KV slot each; at most `max_num_seqs` generations hold slots), with
+   what is left of the budget. The oldest waiting request of each kind is admitted even if it
+   alone overflows the budget, so nothing starves: an oversized prompt runs alone, in one step.
+3. Prefills are grouped by length: the oldest waiting prompt goes first, then the waiting prompts
+   closest to its length (among the next `prefill_lookahead`), while the padded batch
+   (`num_prompts * longest`) fits the budget. A burst of long prompts is so split over several
+   bounded steps, and the running streams get their token between them.
 
 Finishing: EOS (once `min_new_tokens` exist; the EOS token is kept in `output_ids` but is not
 text), `max_new_tokens`, or a stop sequence (see detokenizer.py). A finished request leaves at
-once: its slot is free for this very next schedule, and reported in that step's `freed_slots`.
+once: its slot is free for the very next schedule, and reported in that step's `freed_slots`.
 A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
-queue"); `schedule` notices and the following `update` returns it, so call `update` after every
-`schedule`, even an empty one.
+queue").
+
+The rules a caller keeps (EngineCore.step does, and tests/unit/test_core.py holds them):
+- `schedule()` and `update()` alternate: every `schedule()` is followed by exactly one
+  `update()` with that step's output before the next `schedule()`, even when the step was empty
+  (update also returns the requests that `schedule` found timed out).
+- A slot freed while its step runs (an abort) may go to a new request at the next `schedule()`;
+  that schedule lists it in `freed_slots`, and the runner drops the old sequence first.
+- `add` and `abort` may come between any two calls; a request aborted while its step runs is
+  skipped by that step's `update`.
+- `update` never raises for one request's sake: a request whose result cannot be applied (no
+  token, a runner error, a detokenizer failure) finishes with FINISHED_ERROR; the others go on.
+
+How many requests may wait at all is decided before they get here: scheduler/admission.py.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from scheduler.detokenizer import IncrementalDetokenizer
 from scheduler.output import ClassifyInput, PrefillInput, RunnerOutput, SchedulerOutput
+from scheduler.policy import prefill_group
 from scheduler.request import Request, RequestKind, RequestStatus
 from scheduler.slots import SlotPool
 
@@ -43,21 +55,18 @@ QUEUE_TIMEOUT_MESSAGE = "timed out in queue"
 @dataclass(frozen=True)
 class SchedulerConfig:
     max_num_seqs: int = 64  # KV slots: generations running at once
-    max_num_batched_tokens: int = 4096  # per step: prefill + classify tokens + 1 per decode
+    max_num_batched_tokens: int = 2048  # per step: padded prefill + classify tokens + 1 per decode
     max_classify_batch: int = 32  # classification requests per step
-    max_queue: int = 256  # waiting requests (both kinds) before add() refuses
     queue_timeout_s: float = 60.0  # a request still waiting after this finishes with an error
+    prefill_lookahead: int = 64  # waiting prompts searched for ones of the head's length
 
     def __post_init__(self) -> None:
-        for name in ("max_num_seqs", "max_num_batched_tokens", "max_classify_batch", "max_queue"):
+        for name in ("max_num_seqs", "max_num_batched_tokens", "max_classify_batch",
+                     "prefill_lookahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.queue_timeout_s <= 0:
             raise ValueError("queue_timeout_s must be positive")
-
-
-class QueueFullError(Exception):
-    """The waiting queue holds max_queue requests; the caller should retry later."""
 
 
 @dataclass
@@ -65,6 +74,7 @@ class RequestOutput:
     request: Request
     text_delta: str  # new text to send; "" when nothing is new or it is held back
     finished: bool  # the request is now finished; its status/finish_reason/error tell how
+    new_token: bool = False  # a generation got a token this step
 
 
 class Scheduler:
@@ -80,7 +90,6 @@ class Scheduler:
         self._classifying: dict[str, Request] = {}  # classifications scheduled, results due
         self._freed_slots: list[int] = []  # freed since the last schedule
         self._expired: list[RequestOutput] = []  # timed out in schedule(), returned by update()
-        self._classify_first = True  # whose turn it is when both kinds wait
 
     # ---- counters -------------------------------------------------------------------------
     @property
@@ -99,8 +108,20 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self.num_waiting or self.num_running or self._expired)
 
+    @property
+    def has_waiting_classify(self) -> bool:
+        return bool(self._waiting_classify)
+
     def get(self, request_id: str) -> Request | None:
         return self._requests.get(request_id)
+
+    def request_in_slot(self, slot: int) -> Request | None:
+        return self._slot_owner.get(slot)
+
+    @property
+    def request_ids(self) -> list[str]:
+        """Every unfinished request, waiting or running."""
+        return list(self._requests)
 
     # ---- adding and removing --------------------------------------------------------------
     def add(self, request: Request) -> None:
@@ -108,8 +129,6 @@ class Scheduler:
             raise ValueError(f"request id {request.request_id!r} is already in use")
         if request.status is not RequestStatus.WAITING:
             raise ValueError("only a new, waiting request can be added")
-        if self.num_waiting >= self.config.max_queue:
-            raise QueueFullError(f"{self.num_waiting} requests are already waiting")
         self._requests[request.request_id] = request
         if request.kind is RequestKind.GENERATE:
             request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
@@ -128,7 +147,7 @@ class Scheduler:
 
     def fail(self, request_ids: list[str], message: str,
              now: float | None = None) -> list[RequestOutput]:
-        """Finish these requests with an error (their step raised); unknown ids are skipped."""
+        """Finish these requests with an error; unknown or finished ids are skipped."""
         outputs = []
         for request_id in request_ids:
             request = self._requests.get(request_id)
@@ -168,30 +187,15 @@ class Scheduler:
         output = SchedulerOutput(decode_slots=list(self._slot_owner), freed_slots=self._freed_slots)
         self._freed_slots = []
         budget = self.config.max_num_batched_tokens - len(output.decode_slots)
-        first, second = self._admission_order()
-        budget = first(output, budget, now, at_least_one=True)
-        # If the first kind could take nothing (no free slot), the second gets the guarantee.
-        second(output, budget, now, at_least_one=not (output.classify or output.prefill))
+        budget = self._admit_classify(output, budget, now)
+        self._admit_prefill(output, budget, now)
         return output
 
-    def _admission_order(self) -> tuple[Callable, Callable]:
-        """Classification and prefill take turns going first while both wait; a kind that
-        waits alone always goes first."""
-        if self._waiting_generate and self._waiting_classify:
-            classify_first = self._classify_first
-            self._classify_first = not classify_first
-        else:
-            classify_first = bool(self._waiting_classify)
-        if classify_first:
-            return self._admit_classify, self._admit_prefill
-        return self._admit_prefill, self._admit_classify
-
-    def _admit_classify(self, output: SchedulerOutput, budget: int, now: float,
-                        at_least_one: bool) -> int:
+    def _admit_classify(self, output: SchedulerOutput, budget: int, now: float) -> int:
         while self._waiting_classify and len(output.classify) < self.config.max_classify_batch:
             request = next(iter(self._waiting_classify.values()))
             cost = request.num_prompt_tokens
-            if cost > budget and not (at_least_one and not output.classify):
+            if cost > budget and output.classify:
                 break
             del self._waiting_classify[request.request_id]
             self._start(request, now)
@@ -201,21 +205,23 @@ class Scheduler:
             budget -= cost
         return budget
 
-    def _admit_prefill(self, output: SchedulerOutput, budget: int, now: float,
-                       at_least_one: bool) -> int:
-        while self._waiting_generate and self._slots.num_free:
-            request = next(iter(self._waiting_generate.values()))
-            cost = request.num_prompt_tokens
-            if cost > budget and not (at_least_one and not output.prefill):
-                break
+    def _admit_prefill(self, output: SchedulerOutput, budget: int, now: float) -> None:
+        chosen = self._prefill_group(budget)
+        for request in chosen:
             del self._waiting_generate[request.request_id]
             self._start(request, now)
             request.slot = self._slots.allocate()
             self._slot_owner[request.slot] = request
             output.prefill.append(
                 PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling))
-            budget -= cost
-        return budget
+
+    def _prefill_group(self, budget: int) -> list[Request]:
+        num_free = self._slots.num_free
+        if not self._waiting_generate or not num_free:
+            return []
+        window = list(itertools.islice(self._waiting_generate.values(),
+                                       self.config.prefill_lookahead))
+        return prefill_group(window, num_free, budget)
 
     @staticmethod
     def _start(request: Request, now: float) -> None:
@@ -232,32 +238,47 @@ class Scheduler:
         for item in scheduler_output.classify:
             request = self._classifying.get(item.request_id)
             if request is not None:
-                outputs.append(self._finish_classify(request, runner_output, now))
+                outputs.append(self._apply(request, runner_output, now))
         slots = [p.slot for p in scheduler_output.prefill] + scheduler_output.decode_slots
         for slot in slots:
             request = self._slot_owner.get(slot)
             if request is not None:
-                outputs.append(self._append_token(request, runner_output.next_token_ids.get(slot),
-                                                  now))
+                outputs.append(self._apply(request, runner_output, now))
         return outputs
 
-    def _finish_classify(self, request: Request, runner_output: RunnerOutput,
+    def _apply(self, request: Request, runner_output: RunnerOutput, now: float) -> RequestOutput:
+        """One request's result; whatever goes wrong with it finishes it alone, with an error."""
+        request_id = request.request_id
+        try:
+            if request_id in runner_output.errors:
+                raise RuntimeError(runner_output.errors[request_id])
+            if request.kind is RequestKind.GENERATE:
+                return self._append_token(request, runner_output.next_token_ids.get(request_id),
+                                          now)
+            return self._finish_one_pass(request, runner_output, now)
+        except Exception as exc:  # noqa: BLE001 - isolate this request, report why
+            self._finish(request, RequestStatus.FINISHED_ERROR, now, str(exc) or type(exc).__name__)
+            return RequestOutput(request, "", True)
+
+    def _finish_one_pass(self, request: Request, runner_output: RunnerOutput,
                          now: float) -> RequestOutput:
-        probabilities = runner_output.probabilities.get(request.request_id)
-        if probabilities is None:
-            self._finish(request, RequestStatus.FINISHED_ERROR, now, "the classifier gave no output")
+        request_id = request.request_id
+        if request.kind is RequestKind.CLASSIFY and request_id in runner_output.probabilities:
+            request.probabilities = list(runner_output.probabilities[request_id])
+        elif request.kind is RequestKind.EMBED and request_id in runner_output.embeddings:
+            request.embedding = list(runner_output.embeddings[request_id])
         else:
-            request.probabilities = list(probabilities)
-            request.first_token_time = now
-            self._finish(request, RequestStatus.FINISHED_CLASSIFIED, now)
+            raise RuntimeError(f"the model gave no output for this {request.kind.value} request")
+        request.first_token_time = now
+        self._finish(request, RequestStatus.FINISHED_CLASSIFIED, now)
         return RequestOutput(request, "", True)
 
     def _append_token(self, request: Request, token_id: int | None, now: float) -> RequestOutput:
         if token_id is None:
-            self._finish(request, RequestStatus.FINISHED_ERROR, now, "the generator gave no token")
-            return RequestOutput(request, "", True)
+            raise RuntimeError("the generator gave no token")
         if request.first_token_time is None:
             request.first_token_time = now
+        request.previous_token_time, request.last_token_time = request.last_token_time, now
         sampling = request.sampling
         is_eos = (token_id == request.eos_token_id
                   and len(request.output_ids) >= sampling.min_new_tokens)
@@ -273,7 +294,7 @@ class Scheduler:
             self._finish(request, RequestStatus.FINISHED_EOS, now)
         elif at_length:
             self._finish(request, RequestStatus.FINISHED_LENGTH, now)
-        return RequestOutput(request, delta, request.is_finished)
+        return RequestOutput(request, delta, request.is_finished, new_token=True)
 
 
 def _now(now: float | None) -> float:

@@ -1,4 +1,5 @@
-"""The `takeoff` command: `serve` runs the server; `chat`, `generate`, `classify` talk to one."""
+"""The `takeoff` command: `serve` runs the server; `chat`, `generate`, `classify` talk to one;
+`bench` runs the load benchmark (benchmarks.load), passing its arguments on."""
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_command(commands)
     add_client_commands(commands)
+    add_bench_command(commands)
     return parser
 
 
+def add_bench_command(commands) -> None:
+    """Listed in `takeoff --help`; `main` hands its arguments over before parsing."""
+    commands.add_parser("bench", add_help=False,
+                        help="serving benchmark under load (python -m benchmarks.load)")
+
+
+def run_bench(arguments: list[str]) -> int:
+    """`takeoff bench ARGS` is `python -m benchmarks.load ARGS`: every argument, --help too,
+    goes to the benchmark untouched (argparse would claim the options for itself)."""
+    from benchmarks.load import main as load_main
+
+    load_main(arguments)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

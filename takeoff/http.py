@@ -1,8 +1,8 @@
-"""Reading and checking request bodies: every mistake becomes a 4xx with the field named."""
+"""Reading a request body as a JSON object, within the size limit (its fields are checked by
+the pydantic models in takeoff/schemas.py)."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from starlette.requests import Request
@@ -10,7 +10,6 @@ from starlette.requests import Request
 from takeoff.errors import bad_request, too_large
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-_MISSING = object()
 
 
 async def read_json(request: Request, max_bytes: int | None = None) -> dict[str, Any]:
@@ -31,54 +30,3 @@ async def read_json(request: Request, max_bytes: int | None = None) -> dict[str,
     if not isinstance(data, dict):
         raise bad_request("request body must be a JSON object")
     return data
-
-
-def get_field(body: dict, name: str, kind: type | tuple[type, ...], default: Any = _MISSING,
-              *, nullable: bool = False) -> Any:
-    """body[name] checked against `kind` (bool is never accepted as a number)."""
-    if name not in body or (body[name] is None and default is not _MISSING):
-        if default is _MISSING:
-            raise bad_request(f"'{name}' is required", name)
-        return default
-    value = body[name]
-    if value is None and nullable:
-        return None
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise bad_request(f"'{name}' must be {_kind_name(kinds)}", name)
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kinds):
-        raise bad_request(f"'{name}' must be {_kind_name(kinds)}", name)
-    return value
-
-
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean",
-             list: "a list", dict: "an object"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def get_text(body: dict, name: str = "text") -> str:
-    """A required, non-empty string field."""
-    value = get_field(body, name, str)
-    if not value.strip():
-        raise bad_request(f"'{name}' must not be empty", name)
-    return value
-
-
-def get_number(body: dict, name: str, kind: type, default: Any, *, minimum: float | None = None,
-               maximum: float | None = None, above: float | None = None) -> Any:
-    """A finite int or float field within its range (`above` is an exclusive lower bound)."""
-    value = get_field(body, name, kind, default)
-    if value is None:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise bad_request(f"'{name}' must be a finite number", name)
-    if minimum is not None and value < minimum:
-        raise bad_request(f"'{name}' must be at least {minimum}", name)
-    if above is not None and value <= above:
-        raise bad_request(f"'{name}' must be greater than {above}", name)
-    if maximum is not None and value > maximum:
-        raise bad_request(f"'{name}' must be at most {maximum}", name)
-    return value

@@ -40,13 +40,13 @@ class Metrics:
                                          "Engine requests finished, by reason", ["reason"],
                                          registry=r)
 
-    def watch_scheduler(self, num_waiting: Callable[[], int], num_running: Callable[[], int],
-                        num_slots_in_use: Callable[[], int], num_slots: int) -> None:
-        """The gauges read the scheduler at scrape time, so they are never stale."""
+    def watch_engine(self, num_waiting: Callable[[], int], num_running: Callable[[], int],
+                     num_slots_in_use: Callable[[], int], num_slots: Callable[[], int]) -> None:
+        """The gauges read the engine at scrape time, so they are never stale."""
         self.queue_length.set_function(num_waiting)
         self.running_batch_size.set_function(num_running)
         self.kv_slots_in_use.set_function(num_slots_in_use)
-        self.kv_slots_total.set(num_slots)
+        self.kv_slots_total.set_function(num_slots)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

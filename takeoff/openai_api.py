@@ -6,7 +6,9 @@ at temperature 1 unless told 0) and the answer shapes differ. A consumer group i
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,16 +23,14 @@ from scheduler.sampling_params import SamplingParams
 from takeoff.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE, Message
 from takeoff.engine import Engine, GenerationResult, GenerationStream
 from takeoff.errors import ApiError, bad_request
-from takeoff.http import get_field, get_number, read_json
-from takeoff.routes import MAX_SEED, engine_of, parse_stop
+from takeoff.http import read_json
+from takeoff.openai_schemas import COMPLETION_DEFAULT_MAX_TOKENS, ChatCompletionBody, \
+    ChatTemplateBody, CompletionBody, EmbeddingsBody
+from takeoff.readers import EMBED, GENERATE
+from takeoff.routes import check_count, drain, engine_of, unless_disconnected
+from takeoff.schemas import parse
 
-COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
-ROLES = ("system", "developer", "user", "assistant", "tool")
-# Fields that would change the answer in ways this server cannot honour: refused, not ignored.
-UNSUPPORTED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities",
-               "echo": "echo", "suffix": "suffix", "tools": "tools", "functions": "functions",
-               "logit_bias": "logit_bias"}
 
 
 @dataclass(frozen=True)
@@ -53,27 +53,29 @@ async def list_models(request: Request) -> JSONResponse:
 
 
 async def completions(request: Request):
-    body = await read_json(request)
+    raw = await read_json(request)
     engine = engine_of(request)
-    group = _group(engine, body)
-    job = Job("text_completion", group, _prompts(body),
-              _sampling(engine, body, group, COMPLETION_DEFAULT_MAX_TOKENS), *_streaming(body))
-    return await _run(engine, job)
+    group = _group(engine, raw)
+    body = parse(CompletionBody, raw, request, default_max_tokens=COMPLETION_DEFAULT_MAX_TOKENS)
+    job = Job("text_completion", group, body.prompt, body.sampling_params(), body.stream,
+              body.stream_options.include_usage)
+    return await _run(request, engine, job)
 
 
 async def chat_completions(request: Request):
-    body = await read_json(request)
+    raw = await read_json(request)
     engine = engine_of(request)
-    group = _group(engine, body)
+    group = _group(engine, raw)
+    body = parse(ChatCompletionBody, raw, request,
+                 default_max_tokens=engine.groups()[group].max_new_tokens)
     template = CHAT_TEMPLATES[chat_template_of(engine, group)]
     try:
-        prompt = template(_messages(body))
+        prompt = template(body.chat_messages())
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
-    default_max_tokens = engine.groups()[group].max_new_tokens
-    job = Job("chat.completion", group, [prompt],
-              _sampling(engine, body, group, default_max_tokens), *_streaming(body))
-    return await _run(engine, job)
+    job = Job("chat.completion", group, [prompt], body.sampling_params(), body.stream,
+              body.stream_options.include_usage)
+    return await _run(request, engine, job)
 
 
 def chat_template_of(engine: Engine, group: str) -> str:
@@ -82,98 +84,25 @@ def chat_template_of(engine: Engine, group: str) -> str:
     return config.chat_template if group == config.generator_group else DEFAULT_CHAT_TEMPLATE
 
 
-# ---- parsing -------------------------------------------------------------------------------
-def _group(engine: Engine, body: dict) -> str:
-    name = get_field(body, "model", str, None)
+def _group(engine: Engine, body: dict, task: str = GENERATE) -> str:
+    """The group the `model` field names (checked first: an unknown model is a 404)."""
+    name = body.get("model")
+    if name is not None and not isinstance(name, str):
+        raise bad_request("'model' must be a string", "model")
     try:
-        return engine.resolve_group(name, "generate")
+        return engine.resolve_group(name, task)
     except ApiError as exc:
         raise ApiError(exc.status, exc.message.replace("consumer group", "model"), exc.type,
                        "model") from None
 
 
-def _prompts(body: dict) -> list[str]:
-    value = get_field(body, "prompt", (str, list))
-    prompts = [value] if isinstance(value, str) else value
-    if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise bad_request("'prompt' must be a string or a non-empty list of strings (token-id "
-                          "prompts are not supported)", "prompt")
-    if not all(p.strip() for p in prompts):
-        raise bad_request("'prompt' must not be empty", "prompt")
-    return prompts
-
-
-def _messages(body: dict) -> list[Message]:
-    value = get_field(body, "messages", list)
-    if not value:
-        raise bad_request("'messages' must be a non-empty list", "messages")
-    messages = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict) or item.get("role") not in ROLES:
-            raise bad_request(f"messages[{i}] must be an object whose 'role' is one of "
-                              f"{', '.join(ROLES)}", "messages")
-        messages.append(Message(item["role"], _content(item.get("content"), i)))
-    return messages
-
-
-def _content(content: object, index: int) -> str:
-    """A message's text: a string, or a list of text parts (other kinds of part are refused)."""
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                         and isinstance(p.get("text"), str) for p in content):
-        return "".join(p["text"] for p in content)
-    raise bad_request(f"messages[{index}].content must be a string or a list of text parts "
-                      "(this server reads text only)", "messages")
-
-
-def _sampling(engine: Engine, body: dict, group: str, default_max_tokens: int) -> SamplingParams:
-    _refuse_unsupported(body)
-    cap = engine.groups()[group].max_new_tokens
-    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None \
-        else "max_tokens"
-    max_tokens = get_number(body, name, int, min(default_max_tokens, cap), minimum=1, maximum=cap)
-    temperature = get_number(body, "temperature", float, 1.0, minimum=0, maximum=2)
-    top_k = get_number(body, "top_k", int, 0, minimum=0)  # an extension, as in vLLM
-    return SamplingParams(
-        max_new_tokens=max_tokens,
-        min_new_tokens=get_number(body, "min_tokens", int, 0, minimum=0, maximum=max_tokens),
-        temperature=temperature,
-        top_k=1 if temperature == 0 else top_k,
-        top_p=get_number(body, "top_p", float, 1.0, above=0, maximum=1),
-        repetition_penalty=get_number(body, "repetition_penalty", float, 1.0, above=0),
-        seed=get_number(body, "seed", int, None, minimum=0, maximum=MAX_SEED),
-        stop=parse_stop(body, "stop"))
-
-
-def _refuse_unsupported(body: dict) -> None:
-    if get_number(body, "n", int, 1, minimum=1) != 1:
-        raise bad_request("'n' must be 1: this server returns one choice per prompt", "n")
-    if get_number(body, "best_of", int, 1, minimum=1) != 1:
-        raise bad_request("'best_of' must be 1", "best_of")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if get_number(body, name, float, 0.0) != 0:
-            raise bad_request(f"'{name}' is not supported (use repetition_penalty)", name)
-    for name, what in UNSUPPORTED.items():
-        if body.get(name) not in (None, False, [], {}):
-            raise bad_request(f"'{name}': {what} is not supported by this server", name)
-
-
-def _streaming(body: dict) -> tuple[bool, bool]:
-    stream = get_field(body, "stream", bool, False)
-    options = get_field(body, "stream_options", dict, None) or {}
-    include_usage = options.get("include_usage", False)
-    if not isinstance(include_usage, bool):
-        raise bad_request("'stream_options.include_usage' must be a boolean", "stream_options")
-    return stream, include_usage
-
-
 # ---- answering -----------------------------------------------------------------------------
-async def _run(engine: Engine, job: Job):
+async def _run(request: Request, engine: Engine, job: Job):
     streams: list[GenerationStream] = []
     try:
         for prompt in job.prompts:  # all submitted or none: a refusal aborts the earlier ones
-            streams.append(engine.generate_stream(prompt, job.params, job.group))
+            streams.append(engine.generate_stream(prompt, job.params, job.group,
+                                                  stream=job.stream))
     except BaseException:
         for stream in streams:
             await stream.aclose()
@@ -181,16 +110,11 @@ async def _run(engine: Engine, job: Job):
     if job.stream:
         return EventSourceResponse(_chunks(job, streams))
     try:
-        await asyncio.gather(*(_drain(s) for s in streams))
+        await unless_disconnected(request, asyncio.gather(*(drain(s) for s in streams)))
     finally:
         for stream in streams:
             await stream.aclose()
     return JSONResponse(_answer(job, [s.result for s in streams]))
-
-
-async def _drain(stream: GenerationStream) -> None:
-    async for _ in stream:
-        pass
 
 
 def _answer(job: Job, results: list[GenerationResult]) -> dict:
@@ -270,8 +194,9 @@ async def _merged(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, s
             async for piece in stream:
                 queue.put_nowait((index, piece))
             queue.put_nowait((index, None))
-        except ApiError as exc:
-            queue.put_nowait((index, exc))
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the reader
+            queue.put_nowait((index, exc if isinstance(exc, ApiError) else ApiError(
+                500, f"the stream failed: {exc}", "engine_error")))
 
     tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
     try:
@@ -288,9 +213,53 @@ async def _merged(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, s
             task.cancel()
 
 
+async def embeddings(request: Request) -> JSONResponse:
+    """OpenAI's embeddings shape; `result` too (Takeoff's, which its clients read)."""
+    body = parse(EmbeddingsBody, await read_json(request), request)
+    engine = engine_of(request)
+    group = _group(engine, {"model": body.model}, EMBED)
+    texts = body.input if isinstance(body.input, list) else [body.input]
+    check_count(engine, group, EMBED, len(texts))
+    vectors, num_tokens = await unless_disconnected(request, engine.embed(texts, group))
+    if body.dimensions is not None and body.dimensions != len(vectors[0]):
+        raise bad_request(f"'dimensions': this model's vectors have {len(vectors[0])}",
+                          "dimensions")
+    data = [{"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
+            for i, v in enumerate(vectors)]
+    return JSONResponse({"object": "list", "data": data, "model": group,
+                         "usage": {"prompt_tokens": num_tokens, "total_tokens": num_tokens},
+                         "result": vectors if isinstance(body.input, list) else vectors[0]})
+
+
+async def chat_template(request: Request) -> JSONResponse:
+    """Takeoff's /chat_template/{reader_id}: each conversation as the reader's group's chat
+    template turns it into the model's input."""
+    body = parse(ChatTemplateBody, await read_json(request), request)
+    engine = engine_of(request)
+    reader = engine.reader_set.get(request.path_params["reader_id"])
+    if reader.info.task != GENERATE:
+        raise bad_request(f"reader '{reader.reader_id}' {reader.info.task}s; only a generator "
+                          "has a chat template", "reader_id")
+    template = CHAT_TEMPLATES[chat_template_of(engine, reader.info.name)]
+    try:
+        texts = [template([Message(m.role, m.content) for m in conversation])
+                 for conversation in body.inputs]
+    except ValueError as exc:
+        raise bad_request(str(exc), "inputs") from None
+    return JSONResponse({"messages": texts})
+
+
+def _encoded(vector: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/chat_template/{reader_id}", chat_template, methods=["POST"]),
     ]

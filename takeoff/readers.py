@@ -1,31 +1,66 @@
-"""The loaded models ("readers"), their consumer groups, and turning text into their token ids."""
+"""The loaded models ("readers"), their consumer groups, and turning text into their token ids.
+
+A reader is one model loaded from a local directory, known by its `reader_id` and serving one
+consumer group; a group may hold several readers (requests go to the least loaded). Readers come
+from the start-up flags, from a Takeoff-style YAML manifest (`--config FILE`), or at run time
+from `POST /reader`; `ReaderSpec` is what each of those asks for.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from takeoff.config import ServerConfig
 from takeoff.errors import bad_request, not_found, too_large
 
-GENERATE, CLASSIFY = "generate", "classify"
+GENERATE, CLASSIFY, EMBED = "generate", "classify", "embed"
+TASK_OF_KIND = {"generator": GENERATE, "classifier": CLASSIFY, "embedder": EMBED}
+# Takeoff's clients name the classification group "classify" by default.
+CLASSIFY_ALIAS = "classify"
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """What to load: Takeoff's ReaderConfig fields that mean something here."""
+    model_name: str  # a local model directory
+    consumer_group: str
+    device: str = "cpu"
+    max_batch_size: int | None = None  # KV slots (generator) or inputs per step; None: the server's
+    max_sequence_length: int | None = None  # longest input in tokens; None: the server's
+    reader_id: str | None = None  # None: one is made up
+    kind: str | None = None  # "generator", "classifier", "embedder"; None: told by its files
+
+    def config(self) -> dict:
+        """Takeoff's ReaderConfig shape (GET /config/{reader_id}), unset fields left out."""
+        return {k: v for k, v in asdict(self).items()
+                if v is not None and k not in ("reader_id", "kind")}
 
 
 @dataclass(frozen=True)
 class GroupInfo:
+    """One reader as the API describes it (`name` is its consumer group)."""
     name: str
-    task: str  # GENERATE or CLASSIFY
+    task: str  # GENERATE, CLASSIFY or EMBED
     model_path: str
     device: str
     dtype: str
     max_input_len: int  # tokens, special tokens included
-    max_new_tokens: int | None  # None for a classifier
+    max_new_tokens: int | None  # None unless it generates
+    reader_id: str = ""
+    max_batch_size: int = 1  # requests it runs at once: KV slots, or inputs per step
+    dtype_reason: str = ""  # why this dtype (the kernels' choice for --dtype auto)
 
 
 @dataclass
 class Reader:
     """One loaded model in its consumer group."""
     info: GroupInfo
-    model: Any  # kernels.loader.Seq2SeqModel or ClassifierModel
+    model: Any  # kernels.loader.Seq2SeqModel / ClassifierModel, kernels.embedder.EmbeddingModel
+    spec: ReaderSpec | None = None
+
+    @property
+    def reader_id(self) -> str:
+        return self.info.reader_id
 
     @property
     def tokenizer(self):
@@ -48,6 +83,9 @@ class Reader:
         _check_length(len(encoded["input_ids"]), self.info.max_input_len)
         return encoded["input_ids"], encoded.get("token_type_ids")
 
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
 
 def _check_length(num_tokens: int, limit: int) -> None:
     if num_tokens > limit:
@@ -55,42 +93,68 @@ def _check_length(num_tokens: int, limit: int) -> None:
                         f"(pass prompt_max_tokens to truncate it instead)", "text")
 
 
-def load_readers(config: ServerConfig) -> dict[str, Reader]:
-    """Load the configured models (blocking; raises kernels.loader.ModelLoadError)."""
-    from kernels.loader import load_classifier, load_generator
+def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
+    """The readers to load at start: the manifest's, or those of --model/--classifier/--embedder."""
+    if config.config_file:
+        from takeoff.manifest import read_manifest
 
-    readers = {}
-    if config.model:
-        model = load_generator(config.model, config.device, config.dtype)
-        readers[config.generator_group] = make_reader(config, config.generator_group, model, GENERATE)
-    if config.classifier:
-        model = load_classifier(config.classifier, config.device, config.dtype)
-        readers[config.classifier_group] = make_reader(config, config.classifier_group, model,
-                                                       CLASSIFY)
-    return readers
-
-
-def make_reader(config: ServerConfig, group: str, model, task: str) -> Reader:
-    max_input_len = min(config.max_input_len, model.max_input_len)
-    info = GroupInfo(name=group, task=task, model_path=str(model.path), device=str(model.device),
-                     dtype=str(model.dtype).removeprefix("torch."), max_input_len=max_input_len,
-                     max_new_tokens=config.max_new_tokens if task == GENERATE else None)
-    return Reader(info, model)
+        return read_manifest(config.config_file, config)
+    specs = []
+    for path, group, kind in ((config.model, config.generator_group, "generator"),
+                              (config.classifier, config.classifier_group, "classifier"),
+                              (config.embedder, config.embedder_group, "embedder")):
+        if path:
+            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", kind=kind))
+    return specs
 
 
-def resolve_group(readers: dict[str, Reader], name: str | None, task: str | None) -> Reader:
-    """The reader of group `name` (404 unknown, 400 when it cannot do `task`); with no name, the
-    first group that can (any group when task is None)."""
+def load_reader(config: ServerConfig, spec: ReaderSpec) -> Reader:
+    """Load one reader (blocking; raises kernels.loader.ModelLoadError for a bad directory)."""
+    from kernels.loader import load_model, model_kind
+
+    kind = spec.kind or model_kind(spec.model_name)
+    model, dtype_reason = load_model(kind, spec.model_name, spec.device, config.dtype, config.quantize)
+    return make_reader(config, spec, model, TASK_OF_KIND[kind], dtype_reason)
+
+
+def load_readers(config: ServerConfig) -> list[Reader]:
+    return [load_reader(config, spec) for spec in startup_specs(config)]
+
+
+def make_reader(config: ServerConfig, spec: ReaderSpec, model, task: str,
+                dtype_reason: str = "") -> Reader:
+    max_input_len = min(spec.max_sequence_length or config.max_input_len, model.max_input_len)
+    generates = task == GENERATE
+    batch = spec.max_batch_size or (config.max_num_seqs if generates else config.max_classify_batch)
+    info = GroupInfo(name=spec.consumer_group, task=task, model_path=str(model.path),
+                     device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
+                     max_input_len=max_input_len,
+                     max_new_tokens=config.max_new_tokens if generates else None,
+                     reader_id=spec.reader_id or f"{spec.consumer_group}-0",
+                     max_batch_size=batch, dtype_reason=dtype_reason)
+    return Reader(info, model, replace(spec, reader_id=info.reader_id))
+
+
+def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: str | None) -> str:
+    """The group called `name` (404 unknown, 400 when it cannot do `task`); with no name, the
+    first group that can (any group when task is None). "classify", when no group has that
+    name, names the first classification group, as Takeoff's clients expect."""
+    if name == CLASSIFY_ALIAS and name not in groups:
+        name = _first_group(groups, CLASSIFY)
     if name is None:
-        for reader in readers.values():
-            if task is None or reader.info.task == task:
-                return reader
-        raise not_found(f"no consumer group on this server can {task}", "consumer_group")
-    reader = readers.get(name)
-    if reader is None:
+        return _first_group(groups, task)
+    readers = groups.get(name)
+    if not readers:
         raise not_found(f"consumer group '{name}' does not exist; this server has "
-                        f"{', '.join(repr(g) for g in readers)}", "consumer_group")
-    if task is not None and reader.info.task != task:
-        raise bad_request(f"consumer group '{name}' serves {reader.info.task} requests, "
+                        f"{', '.join(repr(g) for g in groups) or 'none'}", "consumer_group")
+    if task is not None and readers[0].info.task != task:
+        raise bad_request(f"consumer group '{name}' serves {readers[0].info.task} requests, "
                           f"not {task}", "consumer_group")
-    return reader
+    return name
+
+
+def _first_group(groups: dict[str, list[Reader]], task: str | None) -> str:
+    for group, readers in groups.items():
+        if readers and task in (None, readers[0].info.task):
+            return group
+    raise not_found(f"no consumer group on this server can {task}", "consumer_group")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import socket
 import sys
 import time
 
 import uvicorn
 
 from takeoff.config import ServerConfig, add_config_arguments, config_from
+from takeoff.replica_options import add_replica_arguments, replica_config_from
 
 logger = logging.getLogger("takeoff")
 
@@ -26,29 +28,59 @@ def add_serve_command(subparsers) -> None:
                     "batching (Takeoff API, OpenAI-compatible /v1, the feedback app). Every flag "
                     "can also be set with the TAKEOFF_* environment variable named after it.")
     add_config_arguments(parser)
+    add_replica_arguments(parser)
     parser.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
         config = config_from(vars(args))
+        replicas = replica_config_from(vars(args))
     except ValueError as exc:
         print(f"takeoff serve: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(message)s")
+    if replicas.on_ray:
+        from takeoff.replicas import run_replicas
+
+        return run_replicas(config, replicas)
     from kernels.loader import ModelLoadError
     from takeoff.app import create_app
     from takeoff.readers import load_readers
 
     try:
+        sockets = bind_sockets(config)
         readers = load_readers(config)
-    except ModelLoadError as exc:
+    except (ModelLoadError, ValueError, OSError) as exc:
         print(f"takeoff serve: error: {exc}", file=sys.stderr)
         return 1
     app = create_app(config, readers)
+    logger.info("serving on %s", ", ".join(f"{name} {config.host}:{port}"
+                                            for name, port in config.listen_ports.items()))
     server = DrainingServer(uvicorn_config(app, config))
-    server.run()
+    server.run(sockets=sockets)
     return 0
+
+
+def bind_sockets(config: ServerConfig) -> list[socket.socket]:
+    """One listening socket per API port (main, management, OpenAI); OSError names the port."""
+    sockets = []
+    for name, port in config.listen_ports.items():
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((config.host, port))
+        except OSError as exc:
+            sock.close()
+            for bound in sockets:
+                bound.close()
+            raise OSError(f"cannot listen on {config.host}:{port} ({name} API): {exc.strerror}; "
+                          f"choose another with --{'' if name == 'main' else name + '-'}port"
+                          ) from None
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
 
 
 def uvicorn_config(app, config: ServerConfig) -> uvicorn.Config:

@@ -5,7 +5,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Callable
 
-from scheduler.request import Request
 from takeoff.errors import ApiError
 
 
@@ -30,18 +29,14 @@ class GenerationStream:
     inside the engine raises EngineError from it. `aclose()`, or cancelling the task iterating
     it, aborts the request."""
 
-    def __init__(self, request: Request, abort: Callable[[str], None]) -> None:
-        self.request = request
+    def __init__(self, request_id: str, num_prompt_tokens: int,
+                 abort: Callable[[str], None]) -> None:
+        self.request_id = request_id
+        self.num_prompt_tokens = num_prompt_tokens
         self.result: GenerationResult | None = None
-        self.num_tokens_seen = 0  # engine bookkeeping for the latency metrics
-        self.last_token_time = 0.0
         self._abort = abort
         self._items: asyncio.Queue[str | GenerationResult | ApiError] = asyncio.Queue()
         self._done = False
-
-    @property
-    def request_id(self) -> str:
-        return self.request.request_id
 
     def put(self, item: str | GenerationResult | ApiError) -> None:
         self._items.put_nowait(item)
@@ -69,4 +64,14 @@ class GenerationStream:
         """Abort the request unless it already finished (safe to call more than once)."""
         if not self._done:
             self._done = True
-            self._abort(self.request.request_id)
+            self._abort(self.request_id)
+
+
+def engine_error(output) -> EngineError:
+    """The API error for a request that finished without a result (a core EngineOutput)."""
+    if output.finish_reason == "aborted":
+        return EngineError(503, "the request was cancelled", "service_unavailable")
+    if output.never_scheduled:  # it timed out in the queue
+        return EngineError(503, f"the request waited too long in the queue ({output.error})",
+                           "timeout_error", headers={"Retry-After": "1"})
+    return EngineError(500, output.error or "the engine failed", "engine_error")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (AutoModelForSequenceClassification, BertConfig, ElectraConfig,
+from transformers import (AutoModelForSequenceClassification, BertConfig, BertModel, ElectraConfig,
                           PreTrainedTokenizerFast, RobertaConfig,
                           T5Config, T5ForConditionalGeneration)
 
@@ -48,6 +48,28 @@ def build_t5_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
                                    unk_token="<unk>")
 
 
+# Extra training text for the SentencePiece tokenizer: digits, quotes and colons, but, as in T5's
+# vocabulary, no braces.
+SENTENCEPIECE_EXTRA = ["Order 123-456 shipped on 2024-05-17: 3 items, 42 units, 0 returns.",
+                       'He said "yes", then "no": label, score, note; 7 8 9.']
+
+
+def build_t5_sentencepiece_tokenizer() -> PreTrainedTokenizerFast:
+    """A unigram tokenizer laid out as T5's: Metaspace pieces ("▁word"), <unk> for characters it
+    lacks, and a decoder that drops the first piece's leading space."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"],
+                                      unk_token="<unk>")
+    tok.train_from_iterator((CORPUS + SENTENCEPIECE_EXTRA) * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
 def build_wordpiece_tokenizer() -> PreTrainedTokenizerFast:
     """An uncased WordPiece tokenizer with BERT's special tokens."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -66,9 +88,11 @@ def build_wordpiece_tokenizer() -> PreTrainedTokenizerFast:
                                    model_max_length=64)
 
 
-def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0) -> Path:
-    tokenizer = build_t5_tokenizer()
-    options = dict(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=4, d_ff=64,
+def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0,
+                 sentencepiece: bool = False, vocab_padding: int = 0) -> Path:
+    """vocab_padding: embedding rows past the tokenizer's ids, as T5's 32,128 rows for 32,100 ids."""
+    tokenizer = build_t5_sentencepiece_tokenizer() if sentencepiece else build_t5_tokenizer()
+    options = dict(vocab_size=len(tokenizer) + vocab_padding, d_model=32, d_kv=8, num_heads=4, d_ff=64,
                    num_layers=2, num_decoder_layers=2, relative_attention_num_buckets=8,
                    relative_attention_max_distance=20, dropout_rate=0.0,
                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
@@ -135,4 +159,33 @@ def save_tiny_classifier(path: Path, labels: tuple[str, ...] | None = None, seed
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_sentence_encoder(path: Path, pooling: str | list[str] = "mean", normalize: bool = True,
+                               seed: int = 0, max_seq_length: int = 24) -> Path:
+    """A tiny random BERT saved in the sentence-transformers layout: the encoder at the root,
+    modules.json, sentence_bert_config.json, 1_Pooling/config.json and, with normalize,
+    2_Normalize/. max_seq_length is below the encoder's 64 positions, so long texts are cut."""
+    import json
+
+    tokenizer = build_wordpiece_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = BertModel(config).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (path / "2_Normalize").mkdir(exist_ok=True)
+    (path / "modules.json").write_text(json.dumps(modules, indent=2))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                "do_lower_case": False}))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": pooling}))
     return path

@@ -25,6 +25,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from pydantic import field_validator, model_validator
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
@@ -36,7 +37,9 @@ from takeoff.errors import ApiError, bad_request, too_large
 from takeoff.feedback.claims import introduced_claims, rewrite_warning
 from takeoff.feedback.sentences import split_sentences
 from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, rewrite_prompt, verdict
-from takeoff.http import get_field, read_json
+from takeoff.http import read_json
+from takeoff.routes import unless_disconnected
+from takeoff.schemas import Body, parse, text_field
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_CHARS = 5000
@@ -135,40 +138,45 @@ def _legend_html() -> str:
     return "".join(columns)
 
 
+class FeedbackBody(Body):
+    text: str
+    context: str = ""
+    stream: bool = False
+
+    _check_text = field_validator("text", mode="before")(text_field)
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> FeedbackBody:
+        for name, limit in (("text", MAX_TEXT_CHARS), ("context", MAX_CONTEXT_CHARS)):
+            length = len(getattr(self, name))
+            if length > limit:
+                raise too_large(f"'{name}' is {length} characters; the limit is {limit}", name)
+        return self
+
+
 async def analyze(request: Request) -> JSONResponse:
-    body = await read_json(request)
-    feedback = await _analyze(request.app.state.engine, *_read_feedback(body))
+    body = parse(FeedbackBody, await read_json(request))
+    feedback = await unless_disconnected(
+        request, _analyze(request.app.state.engine, body.text, body.context))
     return JSONResponse(feedback.analysis())
 
 
 async def improve(request: Request):
-    body = await read_json(request)
-    text, context = _read_feedback(body)
-    stream = get_field(body, "stream", bool, False)
+    body = parse(FeedbackBody, await read_json(request))
     engine = request.app.state.engine
-    feedback = await _analyze(engine, text, context)
-    rewrites = await _submit_rewrites(engine, feedback)
-    if stream:
+    feedback = await unless_disconnected(request, _analyze(engine, body.text, body.context))
+    rewrites = await _submit_rewrites(engine, feedback, stream=body.stream)
+    if body.stream:
         return EventSourceResponse(_improve_events(feedback, rewrites))
     try:
-        pieces = [piece async for piece in _improved_pieces(feedback, rewrites)]
+        pieces = await unless_disconnected(request, _collect(_improved_pieces(feedback, rewrites)))
     finally:
         await _close_all(rewrites)
     return JSONResponse(_improve_result(feedback, rewrites, "".join(pieces)))
 
 
-def _read_feedback(body: dict) -> tuple[str, str]:
-    text = get_field(body, "text", str)
-    if not text.strip():
-        raise bad_request("'text' must not be empty", "text")
-    if len(text) > MAX_TEXT_CHARS:
-        raise too_large(f"'text' is {len(text)} characters; the limit is {MAX_TEXT_CHARS}",
-                        "text")
-    context = get_field(body, "context", str, "")
-    if len(context) > MAX_CONTEXT_CHARS:
-        raise too_large(f"'context' is {len(context)} characters; the limit is "
-                        f"{MAX_CONTEXT_CHARS}", "context")
-    return text, context
+async def _collect(pieces) -> list[str]:
+    return [piece async for piece in pieces]
 
 
 async def _analyze(engine, text: str, context: str) -> Feedback:
@@ -191,7 +199,8 @@ async def _analyze(engine, text: str, context: str) -> Feedback:
 
 class Rewrite:
     """One critical sentence's rewrite. The engine generates every submitted rewrite at once and
-    buffers its pieces, so reading them one sentence after another costs no concurrency."""
+    buffers its pieces, so reading them one sentence after another costs no concurrency. A
+    rewrite submitted without streaming comes as one piece, at its end."""
 
     def __init__(self, index: int, stream):
         self.index = index  # of the sentence it replaces
@@ -200,14 +209,19 @@ class Rewrite:
 
     async def pieces(self):
         async for piece in self.stream:
-            if not self.text:
-                piece = piece.lstrip()  # the original separator already spaces it
-            self.text += piece
-            if piece:
+            if piece := self._take(piece):
                 yield piece
+        if not self.text and (piece := self._take(self.stream.result.text)):
+            yield piece
+
+    def _take(self, piece: str) -> str:
+        if not self.text:
+            piece = piece.lstrip()  # the original separator already spaces it
+        self.text += piece
+        return piece
 
 
-async def _submit_rewrites(engine, feedback: Feedback) -> list[Rewrite]:
+async def _submit_rewrites(engine, feedback: Feedback, stream: bool) -> list[Rewrite]:
     """Submit every critical sentence at once; a refusal (429, 413, ...) withdraws the others."""
     group = engine.resolve_group(None, "generate")
     limit = engine.groups()[group].max_new_tokens or REWRITE_SAMPLING.max_new_tokens
@@ -218,7 +232,8 @@ async def _submit_rewrites(engine, feedback: Feedback) -> list[Rewrite]:
         for index, sentence in enumerate(feedback.sentences):
             if feedback.needs_rewrite(index):
                 prompt = rewrite_prompt(feedback.prompt_context, sentence.text)
-                rewrites.append(Rewrite(index, engine.generate_stream(prompt, params, group)))
+                rewrites.append(Rewrite(index, engine.generate_stream(prompt, params, group,
+                                                                      stream=stream)))
     except BaseException:
         await _close_all(rewrites)
         raise

@@ -12,7 +12,7 @@ from clients.errors import (AuthenticationError, BadRequestError, NotFoundError,
                             RequestTimeoutError, RequestTooLargeError, ServerError,
                             UnreachableError)
 from tests.clients.slow_runner import metric, slow_runner
-from tests.server.test_streaming import failing_runner_factory
+from tests.runners import failing_runner, generator_runner
 
 PROMPT = "Your report was late again."
 
@@ -194,8 +194,8 @@ def test_sync_client(server_url):
 
 
 async def test_error_event_mid_stream_raises_server_error(server_factory):
-    server = server_factory.server(runner_factory=failing_runner_factory)
-    url, runner = server.url, server.engine.runner
+    server = server_factory.server(runner_factory=failing_runner)
+    url, runner = server.url, generator_runner(server.engine)
     async with TakeoffClient(url) as client:
         pieces = []
         with pytest.raises(ServerError) as caught:
@@ -203,6 +203,7 @@ async def test_error_event_mid_stream_raises_server_error(server_factory):
                                                       min_new_tokens=200):
                 pieces.append(piece)
                 if len(pieces) == 2:  # the answer has started: the next step fails
-                    runner.fail.set()
+                    runner.broken.set()
+        runner.broken.clear()
         assert "simulated device failure" in caught.value.message
         assert (await client.generate(PROMPT, max_new_tokens=2))["text"] is not None

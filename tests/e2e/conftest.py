@@ -5,6 +5,7 @@ random T5 and a tiny classifier that has learned the test's sentences by heart.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.server.conftest import TEST_DEFAULTS, ThreadServer
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_REWRITER = ROOT / "models" / "feedback-rewriter"
 DEMO_CLASSIFIER = ROOT / "models" / "feedback-classifier"
-CHROMIUM = Path("/usr/bin/chromium")
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -38,15 +39,25 @@ def coach_server(tiny_t5_dir, tmp_path_factory):
     server.stop()
 
 
+def chromium_path(playwright) -> str | None:
+    """$TAKEOFF_CHROMIUM, Debian's chromium, or Playwright's own (None: use Playwright's)."""
+    if os.environ.get("TAKEOFF_CHROMIUM"):
+        return os.environ["TAKEOFF_CHROMIUM"]
+    if DEBIAN_CHROMIUM.exists():
+        return str(DEBIAN_CHROMIUM)
+    if Path(playwright.chromium.executable_path).exists():
+        return None
+    # A browser test that cannot find its browser must fail, never skip: `make test` installs one.
+    pytest.fail("no Chromium for the browser tests: run `make test` (scripts/ensure-browser "
+                "installs one) or `apt-get install -y chromium`")
+
+
 @pytest.fixture
 async def browser():
-    # A browser test that cannot find its browser must fail, never skip: CI installs it.
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (see .ci/run)")
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+        browser = await playwright.chromium.launch(executable_path=chromium_path(playwright),
                                                    args=CHROMIUM_ARGS, headless=True)
         yield browser
         await browser.close()

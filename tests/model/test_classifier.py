@@ -70,5 +70,5 @@ def test_runner_classifies_alongside_generation(tiny_classifier_dir, tiny_t5_dir
     out = runner.execute(SchedulerOutput(classify=[ClassifyInput("c", ids, types)],
                                          prefill=[PrefillInput("g", 1, prompt, SamplingParams(max_new_tokens=8))]))
     assert out.probabilities["c"] == pytest.approx(classify(classifier, [(ids, types)])[0], abs=1e-6)
-    assert list(out.next_token_ids) == [1]
+    assert list(out.next_token_ids) == ["g"]
     assert set(out.step_seconds) == {"classify", "prefill"}

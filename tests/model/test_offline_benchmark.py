@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from transformers import T5ForConditionalGeneration
 
-from benchmarks.offline_systems import make_requests, run_engine, run_hf, save_random_t5
+from benchmarks.models import save_random_t5
+from benchmarks.offline_systems import make_requests, run_engine, run_hf
 from kernels.loader import load_generator
 from kernels.runner import ModelRunner
 

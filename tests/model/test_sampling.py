@@ -74,9 +74,9 @@ def test_seeded_request_same_alone_and_in_any_batch(tiny_t5_dir):
     def alone(slot: int) -> list[int]:
         runner = ModelRunner(generator, max_num_seqs=8, max_len=32, max_input_len=64)
         out = runner.execute(SchedulerOutput(prefill=[PrefillInput("a", slot, inputs[0], seeded)]))
-        tokens = [out.next_token_ids[slot]]
+        tokens = [out.next_token_ids["a"]]
         for _ in range(19):
-            tokens.append(runner.execute(SchedulerOutput(decode_slots=[slot])).next_token_ids[slot])
+            tokens.append(runner.execute(SchedulerOutput(decode_slots=[slot])).next_token_ids["a"])
         return tokens
 
     reference = alone(0)

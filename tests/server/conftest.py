@@ -18,21 +18,32 @@ from takeoff.config import ServerConfig
 from takeoff.serve import uvicorn_config
 
 # Small limits keep the tiny servers quick; tests that need others pass overrides.
-# (port is unused: the server gets an already bound socket)
+# (port is unused: the server gets an already bound socket; float32 because the tests compare
+# with Hugging Face in float32, and `auto` is bfloat16 on a CPU with AVX512-BF16 or AMX)
 TEST_DEFAULTS = dict(host="127.0.0.1", port=1, max_num_seqs=8, max_new_tokens=256,
-                     max_queue=64, log_level="warning")
+                     max_queue=64, log_level="warning", dtype="float32")
 START_TIMEOUT_S = 60
 
 
+def bound_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 class ThreadServer:
-    def __init__(self, config: ServerConfig, **app_options) -> None:
+    """`sockets`: already bound listening sockets, the main API's first (default: one on a free
+    port, serving everything)."""
+
+    def __init__(self, config: ServerConfig, sockets: list[socket.socket] | None = None,
+                 **app_options) -> None:
         self.app = create_app(config, **app_options)
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
+        self.sockets = sockets or [bound_socket()]
+        self.socket = self.sockets[0]
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn_config(self.app, config))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": self.sockets},
                                        daemon=True, name=f"uvicorn {self.url}")
 
     def start(self) -> "ThreadServer":
@@ -51,7 +62,8 @@ class ThreadServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
-        self.socket.close()
+        for sock in self.sockets:
+            sock.close()
 
 
 @pytest.fixture(scope="session")

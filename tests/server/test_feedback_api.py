@@ -17,7 +17,7 @@ from takeoff.feedback.sentences import split_sentences
 from clients.sse import SSEDecoder
 from tests.feedback_models import LEARNED, save_feedback_classifier
 from tests.server.helpers import next_event, read_events
-from tests.server.test_streaming import failing_runner_factory
+from tests.runners import failing_runner, generator_runner
 
 CONSTRUCTIVE = [s for s, label in LEARNED.items() if kind_of(label) == "constructive"]
 CRITICAL = [s for s, label in LEARNED.items() if kind_of(label) == "critical"]
@@ -181,7 +181,7 @@ async def test_improve_streams_pieces_in_order_then_the_result(coach_url):
 async def wait_until_idle(engine, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if engine.scheduler.num_running == 0 and engine.scheduler.num_waiting == 0:
+        if engine.core.num_unfinished == 0 and engine.num_slots_in_use() == 0:
             return True
         await asyncio.sleep(0.05)
     return False
@@ -200,7 +200,7 @@ async def test_a_client_that_leaves_cancels_the_rewrites(server_factory, learned
     rewrites = {stream.request_id for _, stream in calls}
     assert len(rewrites) == 9
     assert len(rewrites & {request_id for (request_id,), _ in aborted}) >= 6
-    assert server.engine.scheduler.num_free_slots == 2
+    assert server.engine.num_slots_in_use() == 0
 
 
 async def test_a_refused_rewrite_withdraws_those_already_submitted(server_factory,
@@ -222,24 +222,25 @@ async def test_a_refused_rewrite_withdraws_those_already_submitted(server_factor
     submitted = [stream.request_id for _, stream in calls if stream is not None]
     assert len(calls) == 3 and len(submitted) == 2
     assert set(submitted) <= {request_id for (request_id,), _ in aborted}
-    assert server.engine.scheduler.num_free_slots == server.engine.config.max_num_seqs
+    assert server.engine.num_slots_in_use() == 0
 
 
 async def test_a_failed_step_mid_stream_is_an_error_event(server_factory, learned_classifier):
     server = server_factory.server(classifier=learned_classifier,
-                                   runner_factory=failing_runner_factory)
+                                   runner_factory=failing_runner)
     body = {"text": " ".join(CRITICAL), "stream": True}
     async with aiohttp.ClientSession() as session:
         async with session.post(server.url + "/v1/feedback/improve", json=body) as response:
             decoder, pending = SSEDecoder(), []
             assert (await next_event(response, decoder, pending)).event == "message"
-            server.engine.runner.fail.set()
+            generator_runner(server.engine).broken.set()
             rest = pending + decoder.feed(await response.content.read()) + decoder.close()
+            generator_runner(server.engine).broken.clear()
     assert rest[-1].event == "error"
     assert "simulated device failure" in json.loads(rest[-1].data)["error"]["message"]
     assert "result" not in [event.event for event in rest]
     assert await wait_until_idle(server.engine)
-    assert server.engine.scheduler.num_free_slots == server.engine.config.max_num_seqs
+    assert server.engine.num_slots_in_use() == 0
 
 
 async def test_the_page_and_its_static_files(server_url):

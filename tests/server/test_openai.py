@@ -12,7 +12,7 @@ import pytest
 from takeoff.config import ServerConfig
 from takeoff.feedback.task import rewrite_prompt
 from tests.clients.slow_runner import metric, slow_runner
-from tests.server.test_streaming import failing_runner_factory
+from tests.runners import failing_runner, generator_runner
 
 PROMPT = "The onboarding guide is confusing."
 
@@ -278,8 +278,8 @@ def test_several_prompts_streamed_and_not(client):
 
 
 def test_failure_mid_stream_raises_in_the_openai_client(server_factory):
-    server = server_factory.server(runner_factory=failing_runner_factory)
-    url, runner = server.url, server.engine.runner
+    server = server_factory.server(runner_factory=failing_runner)
+    url, runner = server.url, generator_runner(server.engine)
     with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
         stream = client.chat.completions.create(
             model="primary", messages=[{"role": "user", "content": PROMPT}], max_tokens=200,
@@ -287,6 +287,7 @@ def test_failure_mid_stream_raises_in_the_openai_client(server_factory):
         with pytest.raises(openai.APIError, match="simulated device failure"):
             for number, chunk in enumerate(stream):
                 if number == 2:  # the answer has started: the next step fails
-                    runner.fail.set()
+                    runner.broken.set()
+        runner.broken.clear()
         # The server goes on.
         assert complete(client, max_tokens=2).usage.completion_tokens <= 2

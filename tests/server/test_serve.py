@@ -16,7 +16,7 @@ import pytest
 
 from clients.sse import SSEDecoder
 from takeoff.cli import main
-from takeoff.config import ServerConfig, config_from, env_name
+from takeoff.config import ServerConfig, config_from, env_name, flag
 from tests.server.helpers import next_event
 
 
@@ -29,7 +29,7 @@ def test_help_documents_every_flag_and_its_variable():
     result = run_cli("serve", "--help")
     assert result.returncode == 0
     for field in fields(ServerConfig):
-        assert "--" + field.name.replace("_", "-") in result.stdout
+        assert flag(field.name) in result.stdout
         assert env_name(field.name) in result.stdout
     assert "(default: None)" not in result.stdout
 
@@ -102,7 +102,8 @@ async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_class
     url = f"http://127.0.0.1:{port}"
     env = {"TAKEOFF_MODEL": str(tiny_t5_dir), "TAKEOFF_CLASSIFIER": str(tiny_classifier_dir),
            "TAKEOFF_PORT": str(port), "TAKEOFF_HOST": "127.0.0.1", "TAKEOFF_MAX_NUM_SEQS": "2",
-           "TAKEOFF_MAX_NEW_TOKENS": "1200", "TAKEOFF_LOG_LEVEL": "warning"}
+           "TAKEOFF_MAX_NEW_TOKENS": "1200", "TAKEOFF_LOG_LEVEL": "warning",
+           "TAKEOFF_MANAGEMENT_PORT": "0", "TAKEOFF_OPENAI_PORT": "0"}
     process = subprocess.Popen([sys.executable, "-m", "takeoff.cli", "serve"],
                                env={**os.environ, **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)

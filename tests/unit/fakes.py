@@ -58,7 +58,7 @@ class FakeRunner:
         self.position: dict[str, int] = {}
         self.steps: list[SchedulerOutput] = []
 
-    def execute(self, so: SchedulerOutput) -> RunnerOutput:
+    def execute(self, so: SchedulerOutput, between_layers=None) -> RunnerOutput:
         self.steps.append(so)
         for slot in so.freed_slots:
             self.slot_owner.pop(slot, None)
@@ -69,7 +69,8 @@ class FakeRunner:
         for item in so.classify:
             out.probabilities[item.request_id] = [0.25, 0.75]
         for slot in [p.slot for p in so.prefill] + so.decode_slots:
-            out.next_token_ids[slot] = self._next(self.slot_owner[slot])
+            request_id = self.slot_owner[slot]
+            out.next_token_ids[request_id] = self._next(request_id)
         return out
 
     def _next(self, request_id: str) -> int:

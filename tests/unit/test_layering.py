@@ -38,3 +38,16 @@ def test_importing_every_scheduler_module_loads_neither():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, cwd=SCHEDULER_DIR.parent)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_clients_import_no_server_module():
+    clients_dir = SCHEDULER_DIR.parent / "clients"
+    modules = [f"clients.{p.stem}" for p in clients_dir.glob("*.py") if p.stem != "__init__"]
+    assert len(modules) >= 5
+    server = ["takeoff", "scheduler", "kernels", "torch", "transformers"]
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted(m for m in {server!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=clients_dir.parent)
+    assert result.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""A request's life in the scheduler: queue bound and timeout, abort and failure in every state,
+"""A request's life in the scheduler: queue timeout, abort and failure in every state,
 finishing by EOS, length and stop sequence, and the text it streams."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from scheduler.output import RunnerOutput
 from scheduler.request import RequestStatus
-from scheduler.scheduler import QueueFullError, Scheduler, SchedulerConfig
+from scheduler.scheduler import Scheduler, SchedulerConfig
 from tests.unit.fakes import EOS, ByteTokenizer, FakeRunner, cls, decode_ids, gen, step
 
 
@@ -21,18 +21,6 @@ def run_to_end(sched, runner, now: float = 1.0) -> dict[str, list[str]]:
         for o in step(sched, runner, now)[1]:
             deltas.setdefault(o.request.request_id, []).append(o.text_delta)
     return deltas
-
-
-def test_queue_bound_refuses_past_max_queue_waiting():
-    sched = make(max_queue=3, max_num_seqs=1)
-    for i in range(3):
-        sched.add(gen(f"g{i}"))
-    with pytest.raises(QueueFullError):
-        sched.add(cls("one-too-many"))
-    assert sched.num_waiting == 3
-    step(sched, FakeRunner())  # g0 starts running: room for one more
-    sched.add(cls("fits-now"))
-    assert sched.num_waiting == 3 and sched.num_running == 1
 
 
 def test_duplicate_request_id_is_refused():

@@ -158,3 +158,15 @@ def test_prefill_is_admitted_in_arrival_order():
         so, _ = step(sched, runner)
         order += [p.request_id for p in so.prefill]
     assert order == ["x", "y", "z"]
+
+
+def test_prompts_of_similar_length_prefill_together_and_a_long_batch_is_split():
+    sched = make(max_num_seqs=8, max_num_batched_tokens=300)
+    runner = FakeRunner()
+    for i, length in enumerate([100, 10, 95, 12, 90, 11]):
+        sched.add(gen(f"p{i}-{length}", num_prompt=length))
+    so, _ = step(sched, runner)
+    assert [p.request_id for p in so.prefill] == ["p0-100", "p2-95", "p4-90"]  # 3 x 100 padded
+    assert so.num_prefill_tokens == 300
+    so, _ = step(sched, runner)  # the short ones, with the three decodes
+    assert [p.request_id for p in so.prefill] == ["p1-10", "p3-12", "p5-11"]
