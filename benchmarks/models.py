@@ -46,19 +46,29 @@ def save_readable_t5(path: Path, seed: int = 0, **overrides) -> Path:
     nothing, so a stream of it has no pieces to time; <pad> and <unk> are never the likeliest
     token here (their lm_head rows are zero: logit 0, far below the largest of 32k random ones)."""
     from tokenizers import Tokenizer, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, T5ForConditionalGeneration
+    from transformers import PreTrainedTokenizerFast
 
     save_random_t5(path, seed=seed, **overrides)
-    model = T5ForConditionalGeneration.from_pretrained(path)
-    with torch.no_grad():
-        model.lm_head.weight[[0, 2]] = 0  # <pad>, <unk>
-    model.save_pretrained(path, safe_serialization=True)
+    never_pad(path)
     tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>",
                                                              special_tokens=[("</s>", 1)])
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
                             unk_token="<unk>", model_max_length=512).save_pretrained(path)
+    return path
+
+
+def never_pad(path: Path, ids: tuple[int, ...] = (0, 2)) -> Path:
+    """Zero the lm_head rows of `ids` (<pad>, <unk>) of the T5 saved at `path`, so that greedy
+    decoding never picks them: a random T5 otherwise tends to repeat <pad>, which decodes to no
+    text, and a stream of it would have nothing to time."""
+    from transformers import T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration.from_pretrained(path)
+    with torch.no_grad():
+        model.lm_head.weight[list(ids)] = 0
+    model.save_pretrained(path, safe_serialization=True)
     return path
 
 

@@ -5,7 +5,9 @@ flan-t5-small: google/flan-t5-small's shape (6 heads, 32,128 ids) with a word-le
 long-prompt: issue 16's shape (d_model 512, 8+8 layers, d_ff 1024, 8 heads) with a 1,500-piece
     SentencePiece vocabulary trained here on generated English, so prompts of 25-40 words are
     about 100 tokens; 48 requests.
-Both ask for exactly 16-128 new tokens per request (min_new_tokens = max_new_tokens).
+Both ask for exactly 16-128 new tokens per request (min_new_tokens = max_new_tokens). Neither model
+can pick <pad> or <unk> (benchmarks.models.never_pad): greedy decoding of a random T5 otherwise
+repeats <pad>, which makes every output alike and a stream text-less.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.models import FLAN_T5_SMALL, save_random_t5
+from benchmarks.models import FLAN_T5_SMALL, never_pad, save_random_t5
 from benchmarks.offline_systems import BenchRequest, make_requests, spread
 
 LONG_PROMPT_T5 = dict(FLAN_T5_SMALL, vocab_size=1500, num_heads=8)
@@ -41,7 +43,7 @@ def flan_t5_small(tmp: Path, seed: int, num_requests: int | None, quick: bool) -
 
 def long_prompt(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
     num_requests = num_requests or (8 if quick else 48)
-    model_dir = save_random_t5(tmp / "long-prompt", seed=seed, **LONG_PROMPT_T5)
+    model_dir = never_pad(save_random_t5(tmp / "long-prompt", seed=seed, **LONG_PROMPT_T5))
     tokenizer = save_spm_tokenizer(model_dir, seed)  # in place of the word-level one
     rng = random.Random(seed + 1)  # the tokenizer's training text drew from seed
     words = english_words()

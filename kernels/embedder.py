@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from kernels.classifier import _truncate  # cut ids to a limit, keeping the last (special) token
+from kernels.linear import prepack_module
 from kernels.loader import (CLASSIFIER_MODEL_TYPES, ModelLoadError, OFFSET_POSITION_MODEL_TYPES,
                             UNBOUNDED_LENGTH, _device_and_dtype, _from_pretrained, _load_tokenizer,
                             _read_config, _tokenizer_limit)
@@ -61,6 +62,7 @@ def load_embedder(path, device: str = "cpu", dtype: str = "float32") -> Embeddin
     torch_device, torch_dtype, reason = _device_and_dtype(device, dtype, root)
     tokenizer = _load_tokenizer(encoder_dir)
     model = _from_pretrained(AutoModel, encoder_dir, torch_dtype).to(torch_device).eval()
+    prepack_module(model, torch_device)
     settings_file = encoder_dir / "sentence_bert_config.json"  # max_seq_length, do_lower_case
     settings = _read_json(settings_file) if settings_file.is_file() else {}
     offset = 2 if config.model_type in OFFSET_POSITION_MODEL_TYPES else 0

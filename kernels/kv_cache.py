@@ -14,6 +14,7 @@ per SELF_CAPACITY_STEP decoder steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -55,23 +56,33 @@ class ElasticKV:
         return self.k[:size].view(layers, rows, heads, capacity, d_kv), \
             self.v[:size].view(layers, rows, heads, capacity, d_kv)
 
-    def fit(self, length: int, num_used: int) -> None:
-        """Make the capacity hold `length` positions of rows [0, num_used), keeping their values."""
+    def fit(self, length: int, num_used: int, between_layers: Callable[[], None] | None = None) -> None:
+        """Make the capacity hold `length` positions of rows [0, num_used), keeping their values.
+
+        One layer at a time through the scratch buffer, calling `between_layers` after each (a
+        full relayout of 32 rows took 50 ms, which a waiting classification would otherwise sit
+        through). Old and new views share one buffer, so the order matters: growing, layer l's
+        new place overlaps only old layers >= l, so the last layer moves first; shrinking, only
+        old layers <= l, so the first does."""
         capacity = min(-(-length // self.step) * self.step, self.max_len)
         if not (self.capacity < capacity or capacity + 2 * self.step <= self.capacity):
             return
         layers, _, heads, d_kv = self.shape
         keep = min(capacity, self.capacity)
-        size = layers * num_used * heads * keep * d_kv
+        size = num_used * heads * keep * d_kv
         if self.scratch.numel() < size:
             self.scratch = torch.empty(size, device=self.k.device, dtype=self.k.dtype)
-        saved = self.scratch[:size].view(layers, num_used, heads, keep, d_kv)
-        old = self.keys, self.values
-        self.keys, self.values = self._views(capacity)
-        for before, after in zip(old, (self.keys, self.values)):
-            saved.copy_(before[:, :num_used, :, :keep])
-            after[:, :num_used, :, :keep] = saved
-            after[:, :num_used, :, keep:] = 0
+        saved = self.scratch[:size].view(num_used, heads, keep, d_kv)
+        old, new = (self.keys, self.values), self._views(capacity)
+        order = range(layers - 1, -1, -1) if capacity > self.capacity else range(layers)
+        for layer in order:
+            for before, after in zip(old, new):
+                saved.copy_(before[layer, :num_used, :, :keep])
+                after[layer, :num_used, :, :keep] = saved
+                after[layer, :num_used, :, keep:] = 0
+            if between_layers is not None:
+                between_layers()
+        self.keys, self.values = new
         self.capacity = capacity
 
     def zero(self, row: int) -> None:
@@ -107,10 +118,11 @@ class KVCache:
         """The four flat reservations (self K, self V, cross K, cross V)."""
         return self.self_kv.k, self.self_kv.v, self.cross_kv.k, self.cross_kv.v
 
-    def fit(self, self_len: int, input_len: int, num_used: int) -> None:
+    def fit(self, self_len: int, input_len: int, num_used: int,
+            between_layers: Callable[[], None] | None = None) -> None:
         """Capacities for the longest decoder and encoder lengths among rows [0, num_used)."""
-        self.self_kv.fit(self_len, num_used)
-        self.cross_kv.fit(input_len, num_used)
+        self.self_kv.fit(self_len, num_used, between_layers)
+        self.cross_kv.fit(input_len, num_used, between_layers)
 
     def claim(self, row: int) -> None:
         """Make a row ready for a new sequence (its old values may be anything)."""

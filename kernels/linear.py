@@ -59,6 +59,32 @@ class Int8Linear:
         return out.view(*x.shape[:-1], self.out_features)
 
 
+class PackedModuleLinear(torch.nn.Module):
+    """An nn.Linear (bias or not) of a Hugging Face module, its weight prepacked for oneDNN: the
+    classifier's and the embedder's layers, which otherwise reorder their weights on every call
+    (an ELECTRA-small sentence spent most of its time there)."""
+
+    def __init__(self, layer: torch.nn.Linear):
+        super().__init__()
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach().contiguous(), None)
+        self.bias = None if layer.bias is None else layer.bias.detach().clone()
+        self.dtype, self.out_features = layer.weight.dtype, layer.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
+
+
+def prepack_module(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Every nn.Linear of `model` prepacked, where oneDNN runs it (CPU, fp32/bf16); in place."""
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return model
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear) and child.weight.dtype in PACKED_DTYPES:
+                setattr(parent, name, PackedModuleLinear(child))
+    return model
+
+
 def prepare_linears(w, quantize: str, device: torch.device):
     """T5Weights whose linears run as `quantize` asks (int8), else prepacked where oneDNN can
     (CPU, fp32/bf16 weights), else as they are."""

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from kernels.devices import DTYPE_CHOICES, resolve_dtype
-from kernels.linear import QUANTIZE_CHOICES, prepare_linears
+from kernels.linear import QUANTIZE_CHOICES, prepack_module, prepare_linears
 from kernels.t5 import T5Weights, t5_weights
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def load_classifier(path, device: str = "cpu", dtype: str = "float32") -> Classi
     tokenizer = _load_tokenizer(path)
     model = _from_pretrained(AutoModelForSequenceClassification, path, torch_dtype)
     model.to(torch_device).eval()
+    prepack_module(model, torch_device)
     id2label = config.id2label or {}
     labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(config.num_labels)]
     offset = 2 if config.model_type in OFFSET_POSITION_MODEL_TYPES else 0

@@ -151,17 +151,19 @@ class ModelRunner:
                                            generator, row=len(self.row_slots), matcher=matcher)
             self.cache.claim(len(self.row_slots))
             self.row_slots.append(p.slot)
-        self._fit_cache()
+        self._fit_cache(between_layers)
         rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
         for i, layer in enumerate(model.weights.decoder):
             keys, values = t5.cross_keys_values(model.weights, encoded, layer)
             self.cache.write_cross(i, rows, keys, values)
+            if between_layers is not None:
+                between_layers()
 
-    def _fit_cache(self) -> None:
+    def _fit_cache(self, between_layers: Callable[[], None] | None = None) -> None:
         """Cache capacities for the longest decoder and encoder lengths among occupied rows."""
         states = self.slots.values()
         self.cache.fit(max(s.position for s in states) + 1, max(s.input_len for s in states),
-                       len(self.row_slots))
+                       len(self.row_slots), between_layers)
 
     def _free(self, slot: int) -> None:
         """Drop the slot's sequence; the sequence in the last row moves into its row."""
@@ -187,7 +189,7 @@ class ModelRunner:
                 raise ValueError(f"request {state.request_id} reached the runner's max_len {self.max_len}")
             states.append(state)
         states.sort(key=lambda state: state.row)  # consecutive rows: read by slicing
-        self._fit_cache()
+        self._fit_cache(between_layers)
         batch = self.cache.step_batch([s.row for s in states], [s.position for s in states],
                                       [s.input_len for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)

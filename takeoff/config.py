@@ -31,7 +31,7 @@ class ServerConfig:
     openai_port: int | None = 3003  # the OpenAI API also here, as Takeoff does; 0: main port only
     max_num_seqs: int = 64  # KV slots: generations decoding at once
     max_queue: int = 256  # waiting requests before new ones get 429
-    max_num_batched_tokens: int = 2048  # tokens per reader step (padded prefill + decodes)
+    max_num_batched_tokens: int = 1024  # tokens per reader step (padded prefill + decodes)
     max_classify_batch: int = 32  # classification inputs per engine step
     max_input_len: int = 512  # longest encoder input accepted (capped by each model's own limit)
     max_new_tokens: int = 512  # largest max_new_tokens a request may ask for
@@ -118,7 +118,7 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_num_batched_tokens": (int, "token budget of one step of a reader: padded prompt tokens "
                                     "of its prefills plus one per running stream; bounds how "
                                     "long new prompts can hold up running streams (default: "
-                                    "2048)"),
+                                    "1024)"),
     "max_classify_batch": (int, "classification inputs in one engine step (default: 32)"),
     "max_input_len": (int, "longest input in tokens; longer gets 413 (default: 512, capped by "
                            "the model)"),

@@ -14,7 +14,8 @@ Rules (held by tests/unit/test_core.py):
   run again one at a time, and only those that fail alone are failed.
 - Classification lane: between two layers of a generator's step, `poll` brings in waiting
   requests; any waiting classification runs right there and its result is published at once
-  (`publish`), so a classification never waits for a whole generation step.
+  (`publish`), so a classification never waits for a whole generation step. One that runs at
+  the start of a round is published before the round's generator steps, for the same reason.
 """
 from __future__ import annotations
 
@@ -138,7 +139,11 @@ class EngineCore:
         outputs: list[EngineOutput] = []
         for lane in order:
             if lane.reader_id in self.lanes and lane.scheduler.has_work:
-                outputs += self._step_lane(lane)
+                lane_outputs = self._step_lane(lane)
+                if not lane.holds_slots and self.publish is not None:
+                    self.publish(lane_outputs)  # not after the generators' steps that follow
+                else:
+                    outputs += lane_outputs
         outputs, self._early = self._early + outputs, []
         return outputs
 

@@ -175,6 +175,18 @@ def test_classifications_run_first_in_a_round():
     assert order == ["cls", "gen"]
 
 
+def test_a_classification_at_the_start_of_a_round_is_published_before_the_generator_runs():
+    events = []
+    generator = LayeredRunner(on_layer=lambda layer: events.append(f"layer {layer}"), scripts={"g": [5] * 3})
+    core = core_with(generator, FakeRunner())
+    core.publish = lambda outputs: events.append(f"published {[o.request_id for o in outputs]}")
+    core.add(gen("g", max_new_tokens=3), "gen")
+    core.add(cls("c"), "cls")
+    outputs = core.step()
+    assert events[0] == "published ['c']" and "layer 0" in events
+    assert "c" not in [o.request_id for o in outputs]  # heard once, not again at the step's end
+
+
 def test_removing_a_reader_aborts_what_it_holds():
     core = core_with(FakeRunner(), FakeRunner())
     core.add(gen("g"), "gen")
