@@ -164,11 +164,15 @@ def _bare_loop(args, model_dir: Path, requests) -> dict:
     from kernels.loader import load_generator
     from kernels.runner import ModelRunner
 
+    from takeoff.config import ServerConfig
+
+    # The server's slots and per-step token budget, so that only the serving around it differs.
+    num_slots, budget = max(64, args.streams), ServerConfig().max_num_batched_tokens
     generator = load_generator(model_dir, device=args.device, dtype=args.dtype)
-    runner = ModelRunner(generator, max_num_seqs=len(requests), max_len=128, max_input_len=args.max_input_len)
-    run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], len(requests))
+    runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=128, max_input_len=args.max_input_len)
+    run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], num_slots, budget)
     result = run_engine(runner, generator.tokenizer, generator.eos_token_id, requests,
-                        len(requests), name="bare loop")
+                        num_slots, budget, name="bare loop")
     return {"tokens": result.num_tokens, "seconds": result.total_s,
             "tokens_per_s": result.tokens_per_s}
 
@@ -226,7 +230,7 @@ async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) ->
     from takeoff.engine import Engine
     from takeoff.readers import load_readers
 
-    config = server_config(args, model_dir, None, len(requests))
+    config = server_config(args, model_dir, None, max(64, args.streams))  # as the server has
     readers = load_readers(config)
     engine = Engine(config, readers, build_runners(config, readers, build_runner))
     engine.start()
