@@ -167,7 +167,7 @@ def _bare_loop(args, model_dir: Path, requests) -> dict:
     from takeoff.config import ServerConfig
 
     # The server's slots and per-step token budget, so that only the serving around it differs.
-    num_slots, budget = max(64, args.streams), ServerConfig().max_num_batched_tokens
+    num_slots, budget = max(64, args.streams), ServerConfig.max_num_batched_tokens
     generator = load_generator(model_dir, device=args.device, dtype=args.dtype)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=128, max_input_len=args.max_input_len)
     run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], num_slots, budget)

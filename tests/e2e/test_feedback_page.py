@@ -156,3 +156,35 @@ async def test_the_api_key_is_sent_and_remembered(page):
     await page.click("#analyze")
     await page.wait_for_function("() => document.querySelector('#error').textContent !== ''")
     assert seen == [None, "Bearer s3cret"]
+
+
+async def test_unsure_sentences_and_rewrite_warnings_are_shown(page):
+    sentence = {"text": CRITICAL, "start": 0, "end": len(CRITICAL), "label": "Vague Criticism",
+                "score": 0.4, "kind": "critical", "unsure": True}
+    warning = ("This rewrite mentions a deadline or delay that your feedback does not (“the "
+               "deadline”). Check it is true before you use it.")
+    rewrite = "Could we talk about the deadline?"
+    result = {"text": rewrite, "kind": "critical",
+              "sentences": [{**sentence, "rewrite": rewrite, "rewrite_warning": warning}]}
+
+    async def analyze(route):
+        await route.fulfill(status=200, content_type="application/json",
+                            body=json.dumps({"kind": "critical", "sentences": [sentence]}))
+
+    async def improve(route):
+        await route.fulfill(status=200, content_type="text/event-stream",
+                            body=f"data: {rewrite}\n\nevent: result\ndata: {json.dumps(result)}\n\n")
+
+    await page.route("**/v1/feedback/analyze", analyze)
+    await page.route("**/v1/feedback/improve", improve)
+    await page.goto("/")
+    await page.fill("#feedback", CRITICAL)
+    await page.click("#analyze")
+    shown = page.locator("#result .sentence")
+    await shown.first.wait_for()
+    assert await shown.first.get_attribute("data-unsure") == "true"
+    assert "(unsure)" in await shown.first.inner_text()
+    await page.click("#improve")
+    await page.locator("#warnings").wait_for(state="visible")
+    shown_warning = await page.inner_text("#warnings")
+    assert rewrite in shown_warning and warning in shown_warning
