@@ -287,7 +287,7 @@ async def test_a_rewrite_that_claims_what_its_sentence_does_not_carries_a_warnin
     answers = {CRITICAL[0]: "Could we look at what is broken together?",
                CRITICAL[1]: "I know listening is hard, but the deadline was missed on Friday. Could you ask Priya?"}
 
-    def rewrites(prompt, params, group):
+    def rewrites(prompt, params, group, stream=True):
         async def pieces():
             yield next(text for sentence, text in answers.items() if prompt.endswith(sentence))
         return pieces()
