@@ -139,11 +139,10 @@ class EngineCore:
         outputs: list[EngineOutput] = []
         for lane in order:
             if lane.reader_id in self.lanes and lane.scheduler.has_work:
-                lane_outputs = self._step_lane(lane)
-                if not lane.holds_slots and self.publish is not None:
-                    self.publish(lane_outputs)  # not after the generators' steps that follow
-                else:
-                    outputs += lane_outputs
+                if lane.holds_slots:
+                    outputs += self._step_lane(lane)
+                else:  # not after the generators' steps that follow
+                    self._hand_over(self._step_lane(lane))
         outputs, self._early = self._early + outputs, []
         return outputs
 
@@ -198,11 +197,15 @@ class EngineCore:
             self.poll()
         for lane in list(self.lanes.values()):
             if not lane.holds_slots and lane.scheduler.has_waiting_classify:
-                outputs = self._step_lane(lane)
-                if self.publish is not None:
-                    self.publish(outputs)
-                else:
-                    self._early += outputs
+                self._hand_over(self._step_lane(lane))
+
+    def _hand_over(self, outputs: list[EngineOutput]) -> None:
+        """Results that must not wait for the rest of the step: published at once, or, with no
+        `publish`, returned first by step()."""
+        if self.publish is not None:
+            self.publish(outputs)
+        else:
+            self._early += outputs
 
     # ---- outputs --------------------------------------------------------------------------
     def _outputs(self, request_outputs: list[RequestOutput]) -> list[EngineOutput]:
