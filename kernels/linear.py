@@ -32,14 +32,14 @@ def linear(x: torch.Tensor, weight) -> torch.Tensor:
 
 
 class PackedLinear:
-    """A bias-free linear layer whose weight is reordered for oneDNN once, at load."""
+    """A linear layer whose weight is reordered for oneDNN once, at load."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
-        self.dtype = weight.dtype
+        self.bias, self.dtype = bias, weight.dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, None, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
 
 
 class Int8Linear:
@@ -66,12 +66,12 @@ class PackedModuleLinear(torch.nn.Module):
 
     def __init__(self, layer: torch.nn.Linear):
         super().__init__()
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach().contiguous(), None)
-        self.bias = None if layer.bias is None else layer.bias.detach().clone()
-        self.dtype, self.out_features = layer.weight.dtype, layer.out_features
+        bias = None if layer.bias is None else layer.bias.detach().clone()
+        self.linear = PackedLinear(layer.weight.detach(), bias)
+        self.out_features = layer.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
+        return self.linear(x)
 
 
 def prepack_module(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
