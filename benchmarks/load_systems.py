@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from benchmarks.models import save_readable_t5
+from benchmarks.models import DEMO_CLASSIFIER, DEMO_REWRITER, save_readable_t5
 from benchmarks.servers import (ServerProcess, free_port, process_memory_mb, takeoff_command,
                                 threads_env)
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO_REWRITER = REPO / "models" / "feedback-rewriter"
-DEMO_CLASSIFIER = REPO / "models" / "feedback-classifier"
 # system name -> whether it streams (its TTFT and ITL come from /generate_stream)
 STREAMS = {"takeoff": True, "hf-dynamic-batching": False, "ctranslate2-dynamic-batching": False}
 # the systems that serve each workload

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+# The bundled demo models, for benchmarks that measure them rather than a random model.
+DEMO_REWRITER = Path(__file__).resolve().parent.parent / "models" / "feedback-rewriter"
+DEMO_CLASSIFIER = DEMO_REWRITER.parent / "feedback-classifier"
 # google/flan-t5-small's shape; the weights are random.
 FLAN_T5_SMALL = dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8,
                      num_decoder_layers=8, num_heads=6, feed_forward_proj="gated-gelu",

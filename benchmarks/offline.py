@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.offline_systems import BenchRequest, SystemResult, run_ct2, run_engine, run_hf
+from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_engine, run_hf, warm_up
 from benchmarks.offline_workloads import WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
@@ -85,13 +85,9 @@ def run_config(args) -> dict:
 
 
 def run_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
-    from transformers import T5ForConditionalGeneration
-
     results = []
     for dtype in args.dtype:
-        model = T5ForConditionalGeneration.from_pretrained(workload.model_dir, dtype=DTYPES[dtype])
-        model = model.to(args.device).eval()
-        run_hf(model, _warm_up(workload.requests), 2, "warm-up")
+        model = load_hf(workload.model_dir, dtype, args.device, workload.requests)
         for batch_size in workload.batch_sizes:
             results.append(_tagged(run_hf(model, workload.requests, batch_size, f"hf static {batch_size}"), dtype))
         del model
@@ -112,7 +108,7 @@ def run_takeoff(args, workload: Workload, dtype: str, quantize: str = "none") ->
     num_slots = args.max_num_seqs or len(requests)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
                          max_input_len=max(len(r.prompt_ids) for r in requests))
-    run_engine(runner, generator.tokenizer, generator.eos_token_id, _warm_up(requests), num_slots)
+    run_engine(runner, generator.tokenizer, generator.eos_token_id, warm_up(requests), num_slots)
     return run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, num_slots,
                       name="takeoff engine")
 
@@ -130,17 +126,12 @@ def run_ct2_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
         converter.convert(str(out_dir), quantization=compute_type)
         translator = ctranslate2.Translator(str(out_dir), device=args.device, compute_type=compute_type,
                                             intra_threads=args.threads)
-        run_ct2(translator, vocab, _warm_up(workload.requests), 2, "warm-up")
+        run_ct2(translator, vocab, warm_up(workload.requests), 2, "warm-up")
         for batch_size in workload.batch_sizes:
             result = run_ct2(translator, vocab, workload.requests, batch_size, f"ctranslate2 {batch_size}")
             results.append(_tagged(result, compute_type))
         del translator
     return results
-
-
-def _warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
-    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
-    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
 
 
 def _tagged(result: SystemResult, dtype: str) -> SystemResult:

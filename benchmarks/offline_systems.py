@@ -83,6 +83,22 @@ def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> S
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
+def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
+    """Hugging Face's T5 from `model_dir` in `dtype` on `device`, warmed up on `requests`."""
+    from transformers import T5ForConditionalGeneration
+
+    from kernels.devices import DTYPES
+
+    model = T5ForConditionalGeneration.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
+    run_hf(model, warm_up(requests), 2, "warm-up")
+    return model
+
+
+def warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
+    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
+    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
+
+
 def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
             name: str) -> SystemResult:
     """CTranslate2 translate_batch on the same static batches."""

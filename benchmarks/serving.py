@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.models import FLAN_T5_SMALL, save_random_classifier, save_readable_t5
+from benchmarks.models import DEMO_CLASSIFIER, FLAN_T5_SMALL, save_random_classifier, save_readable_t5
 from benchmarks.offline_systems import make_requests, run_engine
 from benchmarks.report import pyplot, save_report
 from benchmarks.servers import ServerProcess, free_port, takeoff_command
@@ -131,9 +131,6 @@ def prepare_workload(args, tmp: Path):
     return model_dir, classifier(args, tmp), requests, prompt_texts(model_dir, requests)
 
 
-DEMO_CLASSIFIER = Path(__file__).resolve().parent.parent / "models" / "feedback-classifier"
-
-
 def classifier(args, tmp: Path) -> Path:
     """--classifier, else the demo classifier, else a random ELECTRA-small of its shape."""
     if args.classifier:
@@ -163,11 +160,10 @@ def measure_bare_loop(args, model_dir: Path, requests) -> dict:
 def _bare_loop(args, model_dir: Path, requests) -> dict:
     from kernels.loader import load_generator
     from kernels.runner import ModelRunner
-
     from takeoff.config import ServerConfig
 
     # The server's slots and per-step token budget, so that only the serving around it differs.
-    num_slots, budget = max(64, args.streams), ServerConfig.max_num_batched_tokens
+    num_slots, budget = server_slots(args), ServerConfig.max_num_batched_tokens
     generator = load_generator(model_dir, device=args.device, dtype=args.dtype)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=128, max_input_len=args.max_input_len)
     run_engine(runner, generator.tokenizer, generator.eos_token_id, requests[:2], num_slots, budget)
@@ -199,14 +195,9 @@ def measure_hf_static(args, model_dir: Path, requests) -> dict:
 
 
 def _hf_static(args, model_dir: Path, requests, dtype: str, sizes) -> dict:
-    import torch
-    from transformers import T5ForConditionalGeneration
+    from benchmarks.offline_systems import load_hf, run_hf
 
-    from benchmarks.offline_systems import run_hf
-
-    model = T5ForConditionalGeneration.from_pretrained(model_dir, dtype=getattr(torch, dtype))
-    model = model.to(args.device).eval()
-    run_hf(model, requests[:2], 2, "warm-up")
+    model = load_hf(model_dir, dtype, args.device, requests)
     rows = {}
     for size in sizes:
         result = run_hf(model, requests, size, f"hf static {size} {dtype}")
@@ -230,7 +221,7 @@ async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) ->
     from takeoff.engine import Engine
     from takeoff.readers import load_readers
 
-    config = server_config(args, model_dir, None, max(64, args.streams))  # as the server has
+    config = server_config(args, model_dir, None, server_slots(args))
     readers = load_readers(config)
     engine = Engine(config, readers, build_runners(config, readers, build_runner))
     engine.start()
@@ -250,6 +241,11 @@ def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+def server_slots(args) -> int:
+    """KV slots of the server (and of the loops it is compared with): room for every stream."""
+    return max(64, args.streams)
 
 
 def server_config(args, model_dir, classifier_dir, num_slots: int):
@@ -401,7 +397,7 @@ def start_server(args, model_dir: Path, classifier_dir: Path, tmp: Path,
     """`takeoff serve` in a subprocess (so the client does not share its interpreter)."""
     port = free_port()
     command = takeoff_command(port, model_dir, classifier_dir, "--device", args.device,
-                              "--dtype", args.dtype, "--max-num-seqs", str(max(64, args.streams)),
+                              "--dtype", args.dtype, "--max-num-seqs", str(server_slots(args)),
                               "--max-new-tokens", "128", "--max-input-len", str(args.max_input_len),
                               "--max-queue", "1024", "--log-level", "warning", *extra_flags)
     return ServerProcess(command, port, tmp / "server.log")

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from benchmarks import soak_calls
 from benchmarks.load import DEFAULT_THREADS
-from benchmarks.load_systems import DEMO_CLASSIFIER, DEMO_REWRITER
+from benchmarks.models import DEMO_CLASSIFIER, DEMO_REWRITER
 from benchmarks.report import pyplot, save_report
 from benchmarks.servers import (ServerProcess, free_port, process_memory_mb,
                                 stopping_servers_on_interrupt, takeoff_command, threads_env)
