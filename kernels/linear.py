@@ -10,7 +10,7 @@ float32. All three are called as linear(x, weight) by kernels/t5.py.
 """
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import torch
@@ -22,6 +22,15 @@ PACKED_DTYPES = (torch.float32, torch.bfloat16)  # oneDNN's CPU kernels for thes
 LINEAR_FIELDS = ("self_qkv", "self_out", "ff_in", "ff_out", "cross_q", "cross_kv", "cross_out")
 
 
+@dataclass(frozen=True)
+class LinearSource:
+    """Where one Hugging Face nn.Linear's weight lives in the regrouped weights."""
+    stack: str  # "encoder" or "decoder"
+    layer: int  # index in that stack
+    field: str  # the layer's field holding it ("self_qkv", "ff_in", ...)
+    rows: tuple[int, int]  # its output rows [start, stop) within that field's weight
+
+
 def linear(x: torch.Tensor, weight) -> torch.Tensor:
     """x @ weight.T for a weight tensor [out, in] (x takes its dtype: float16 T5 keeps `wo` in
     fp32, and its residual stream then continues in fp32, as in Hugging Face), or a prepared
@@ -31,12 +40,20 @@ def linear(x: torch.Tensor, weight) -> torch.Tensor:
     return weight(x)
 
 
+def linear_shape(weight) -> tuple[int, int]:
+    """(out_features, in_features) of a weight tensor or a prepared layer."""
+    if isinstance(weight, torch.Tensor):
+        return weight.shape[0], weight.shape[1]
+    return weight.out_features, weight.in_features
+
+
 class PackedLinear:
     """A linear layer whose weight is reordered for oneDNN once, at load."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
         self.bias, self.dtype = bias, weight.dtype
+        self.out_features, self.in_features = weight.shape
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
@@ -49,7 +66,8 @@ class Int8Linear:
         weight = weight.float()  # [out_features, in_features]
         self.scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)  # [out_features]
         self.weight_t = (weight / self.scales[:, None]).round().to(torch.int8).t().contiguous()  # [in, out]
-        self.out_features = weight.shape[0]
+        self.out_features, self.in_features = weight.shape
+        self.dtype = torch.float32  # of what it takes and returns
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).float()  # [num_rows, in_features]
@@ -91,8 +109,16 @@ def prepare_linears(w, quantize: str, device: torch.device):
     if quantize == "int8":
         return _replace_linears(w, Int8Linear)
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and w.embed.dtype in PACKED_DTYPES:
-        return _replace_linears(w, lambda weight: PackedLinear(weight) if weight.dtype in PACKED_DTYPES else weight)
+        return _replace_linears(w, prepacked)
     return w
+
+
+def prepacked(weight: torch.Tensor):
+    """A PackedLinear of `weight` where oneDNN runs it (a CPU tensor, fp32 or bf16), else the
+    tensor. oneDNN's result for a row does not depend on how many rows come with it."""
+    if weight.device.type == "cpu" and torch.backends.mkldnn.is_available() and weight.dtype in PACKED_DTYPES:
+        return PackedLinear(weight)
+    return weight
 
 
 def _replace_linears(w, make: Callable):

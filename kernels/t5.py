@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.kv_cache import KVCache
-from kernels.linear import linear
+from kernels.linear import LinearSource, linear
 
 
 @dataclass
@@ -51,6 +51,8 @@ class T5Weights:
     max_distance: int
     gated: bool
     activation: Callable[[torch.Tensor], torch.Tensor]
+    # Each Hugging Face nn.Linear (by its name in named_modules()) -> where its rows went.
+    sources: dict[str, LinearSource]
 
     @property
     def inner(self) -> int:
@@ -77,7 +79,30 @@ def t5_weights(model) -> T5Weights:
         num_heads=config.num_heads, d_kv=config.d_kv, eps=config.layer_norm_epsilon,
         num_buckets=config.relative_attention_num_buckets,
         max_distance=config.relative_attention_max_distance,
-        gated=gated, activation=_activation(config.dense_act_fn, model.dtype))
+        gated=gated, activation=_activation(config.dense_act_fn, model.dtype),
+        sources=_sources(config, gated, len(model.encoder.block), len(model.decoder.block)))
+
+
+def _sources(config, gated: bool, num_encoder_layers: int, num_decoder_layers: int) -> dict[str, LinearSource]:
+    """Where _layer() put each block's linears: q/k/v stacked in self_qkv, k/v in cross_kv,
+    wi_0 then wi_1 in ff_in."""
+    inner, d_model, d_ff = config.num_heads * config.d_kv, config.d_model, config.d_ff
+    attention = [("q", "self_qkv", 0, inner), ("k", "self_qkv", inner, 2 * inner),
+                 ("v", "self_qkv", 2 * inner, 3 * inner), ("o", "self_out", 0, d_model)]
+    cross = [("q", "cross_q", 0, inner), ("k", "cross_kv", 0, inner), ("v", "cross_kv", inner, 2 * inner),
+             ("o", "cross_out", 0, d_model)]
+    ff_in = [("wi_0", "ff_in", 0, d_ff), ("wi_1", "ff_in", d_ff, 2 * d_ff)] if gated else [("wi", "ff_in", 0, d_ff)]
+    feed_forward = ff_in + [("wo", "ff_out", 0, d_model)]
+    sources = {}
+    for stack, num_layers in (("encoder", num_encoder_layers), ("decoder", num_decoder_layers)):
+        parts = [("layer.0.SelfAttention", attention)]
+        parts += [("layer.1.EncDecAttention", cross), ("layer.2.DenseReluDense", feed_forward)] \
+            if stack == "decoder" else [("layer.1.DenseReluDense", feed_forward)]
+        for i in range(num_layers):
+            for module, linears in parts:
+                for name, field, start, stop in linears:
+                    sources[f"{stack}.block.{i}.{module}.{name}"] = LinearSource(stack, i, field, (start, stop))
+    return sources
 
 
 def _layer(block, gated: bool) -> T5Layer:
