@@ -25,6 +25,7 @@ class BenchRequest:
     num_tokens: int  # tokens this request wants, exactly
     arrival_step: int = 0  # engine driver: the step at which the request is submitted
     params: SamplingParams | None = None  # engine driver: other parameters than "exactly num_tokens"
+    lora_id: str | None = None  # engine driver: the LoRA adapter it runs with; None: the base model
 
     @property
     def sampling(self) -> SamplingParams:
@@ -135,7 +136,7 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
             while pending and pending[0][1].arrival_step <= observed.num_steps:
                 i, r = pending.pop(0)
                 submitted[i] = Request(str(i), RequestKind.GENERATE, r.prompt_ids, r.sampling,
-                                       eos_token_id=eos_token_id)
+                                       eos_token_id=eos_token_id, lora_id=r.lora_id)
                 core.add(submitted[i], name, stream=False)
             before = sum(len(r.output_ids) for r in submitted if r is not None)
             core.step()

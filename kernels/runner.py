@@ -3,7 +3,9 @@
 The runner is the only place that turns the scheduler's integers (slots, token ids) into tensors.
 It keeps each slot's sequence state (tokens so far, sampling parameters, generator), set at
 prefill and dropped when the scheduler frees the slot, and maps slots to KV-cache rows kept
-packed at the front, so a decode step reads the cache as views instead of gathering it.
+packed at the front, so a decode step reads the cache as views instead of gathering it. LoRA
+adapters (kernels/lora.py) are added and removed between steps; before each encoder pass and
+decoder step the runner tells them which adapter each row uses.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from kernels.classifier import classify
 from kernels.constrained import GrammarCompiler, GrammarError
 from kernels.kv_cache import KVCache
 from kernels.loader import ClassifierModel, Seq2SeqModel
+from kernels.lora import DEFAULT_MAX_LORAS, LoraSet
+from kernels.lora_adapter import LoraAdapter, LoraError
 from kernels.sampling import SlotState, choose_tokens, make_generator
 from scheduler.output import PrefillInput, RunnerOutput, SchedulerOutput
 
@@ -31,14 +35,16 @@ PREFILL_LENGTH_STEP = 16
 class ModelRunner:
     def __init__(self, generator: Seq2SeqModel | None = None, classifier: ClassifierModel | None = None,
                  max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512,
-                 embedder=None):
+                 embedder=None, max_loras: int = DEFAULT_MAX_LORAS):
         self.generator, self.classifier, self.embedder = generator, classifier, embedder
         self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
         self.slots: dict[int, SlotState] = {}
         self.row_slots: list[int] = []  # the slot whose sequence is in each occupied cache row
         self.cache: KVCache | None = None
         self._grammars: GrammarCompiler | None = None
+        self.loras: LoraSet | None = None
         if generator is not None:
+            self.loras = LoraSet(generator.weights, max_loras)
             w = generator.weights
             with torch.inference_mode():
                 bias_table = t5.decoder_bias_table(w, max_len)
@@ -53,6 +59,23 @@ class ModelRunner:
     @property
     def kv_cache_bytes(self) -> int:
         return self.cache.nbytes if self.cache is not None else 0
+
+    @property
+    def lora_ids(self) -> list[str]:
+        """The adapters loaded on this runner, in the order they were added."""
+        return list(self.loras.adapters) if self.loras is not None else []
+
+    def add_lora(self, adapter: LoraAdapter) -> None:
+        """Serve `adapter` (kernels.lora_adapter.load_lora) from the next step on; between steps only."""
+        self._need(self.loras, "generator").add(adapter)
+
+    def remove_lora(self, lora_id: str) -> None:
+        """Stop serving an adapter; between steps only, and only once no running sequence uses it
+        (the engine lets them finish first)."""
+        users = [s.request_id for s in self.slots.values() if s.lora_id == lora_id]
+        if users:
+            raise LoraError(f"adapter '{lora_id}' is still used by {len(users)} running request(s)")
+        self._need(self.loras, "generator").remove(lora_id)
 
     def execute(self, scheduler_output: SchedulerOutput,
                 between_layers: Callable[[], None] | None = None) -> RunnerOutput:
@@ -106,6 +129,8 @@ class ModelRunner:
             if not 0 < len(p.prompt_ids) <= self.max_input_len:
                 errors[p.request_id] = (f"{len(p.prompt_ids)} input tokens; 1 to "
                                         f"{self.max_input_len} allowed")
+            elif p.lora_id is not None and p.lora_id not in self.lora_ids:
+                errors[p.request_id] = f"adapter '{p.lora_id}' is not loaded on this reader"
             elif p.sampling.max_new_tokens > self.max_len:
                 errors[p.request_id] = (f"max_new_tokens {p.sampling.max_new_tokens} exceeds the "
                                         f"runner's max_len {self.max_len}")
@@ -123,11 +148,13 @@ class ModelRunner:
         """Encode any set of new sequences (all of a step's, or a few) and store their
         cross-attention K/V; the running sequences keep their rows. Inputs are encoded in groups
         of one padded width: padding all to the longest cost 30% more encoder work on prompts
-        of 72-123 tokens."""
+        of 72-123 tokens. Within a group, the rows of each LoRA adapter are made consecutive: each
+        adapter's update then reads and writes a slice of the batch, not gathered rows."""
         groups: dict[int, list[PrefillInput]] = {}
         for p in prefills:
             groups.setdefault(self._padded_width(len(p.prompt_ids)), []).append(p)
         for width, group in sorted(groups.items()):
+            group.sort(key=lambda p: p.lora_id or "")
             self._prefill_group(group, width, matchers, between_layers)
 
     def _padded_width(self, length: int) -> int:
@@ -140,21 +167,23 @@ class ModelRunner:
         input_ids = torch.full((len(prefills), width), model.pad_token_id, dtype=torch.long)
         for i, p in enumerate(prefills):  # [batch, width], right-padded
             input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
-        device = model.device
-        encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device),
+        device, weights = model.device, self.loras.weights
+        self.loras.select([p.lora_id for p in prefills], device)  # also for the cross K/V below
+        encoded = t5.encode(weights, input_ids.to(device), torch.tensor(lengths, device=device),
                             between_layers)
         for p, length in zip(prefills, lengths):
             matcher = matchers.get(p.request_id)
             self._free(p.slot)  # a slot reused without being reported free
             generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
             self.slots[p.slot] = SlotState(p.request_id, p.sampling, length, [model.decoder_start_token_id],
-                                           generator, row=len(self.row_slots), matcher=matcher)
+                                           generator, row=len(self.row_slots), matcher=matcher,
+                                           lora_id=p.lora_id)
             self.cache.claim(len(self.row_slots))
             self.row_slots.append(p.slot)
         self._fit_cache(between_layers)
         rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
-        for i, layer in enumerate(model.weights.decoder):
-            keys, values = t5.cross_keys_values(model.weights, encoded, layer)
+        for i, layer in enumerate(weights.decoder):
+            keys, values = t5.cross_keys_values(weights, encoded, layer)
             self.cache.write_cross(i, rows, keys, values)
             if between_layers is not None:
                 between_layers()
@@ -193,7 +222,8 @@ class ModelRunner:
         batch = self.cache.step_batch([s.row for s in states], [s.position for s in states],
                                       [s.input_len for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
-        logits = t5.decode_step(model.weights, self.cache, batch, last_tokens,
+        self.loras.select([s.lora_id for s in states], model.device)
+        logits = t5.decode_step(self.loras.weights, self.cache, batch, last_tokens,
                                 between_layers)  # [n, vocab]
         tokens = choose_tokens(logits, states, model.eos_token_id)
         for state, token in zip(states, tokens):

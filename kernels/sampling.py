@@ -26,6 +26,7 @@ class SlotState:
     # no-repeat n-gram index: the (n-1) tokens before each n-gram -> the tokens that followed them
     ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
     matcher: Matcher | None = None  # only for requests with a regex or JSON schema
+    lora_id: str | None = None  # the LoRA adapter it runs with; None: the base model
 
     def __post_init__(self) -> None:
         tokens, self.token_ids = self.token_ids, []

@@ -25,6 +25,7 @@ class PrefillInput:
     slot: int  # KV slot this sequence owns until it finishes
     prompt_ids: list[int]  # encoder input, EOS included, len <= max_input_len
     sampling: SamplingParams
+    lora_id: str | None = None  # the LoRA adapter this sequence runs with; None: the base model
 
 
 @dataclass

@@ -53,6 +53,7 @@ class Request:
         token_type_ids: list[int] | None = None,
         eos_token_id: int | None = None,
         arrival_time: float | None = None,
+        lora_id: str | None = None,
     ) -> None:
         if not prompt_ids:
             raise ValueError("a request needs at least one prompt token")
@@ -62,6 +63,7 @@ class Request:
         self.sampling = sampling if sampling is not None else SamplingParams()
         self.token_type_ids = token_type_ids
         self.eos_token_id = eos_token_id
+        self.lora_id = lora_id  # the LoRA adapter a generation runs with; None: the base model
         self.status = RequestStatus.WAITING
         self.output_ids: list[int] = []  # generated tokens, the final EOS included
         self.text = ""  # every piece of text sent so far, joined

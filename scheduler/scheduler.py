@@ -213,7 +213,8 @@ class Scheduler:
             request.slot = self._slots.allocate()
             self._slot_owner[request.slot] = request
             output.prefill.append(
-                PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling))
+                PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling,
+                             request.lora_id))
 
     def _prefill_group(self, budget: int) -> list[Request]:
         num_free = self._slots.num_free
