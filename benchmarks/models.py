@@ -80,6 +80,22 @@ def ids_as_text(ids: list[int]) -> str:
     return " ".join(f"t{i}" for i in ids)
 
 
+def save_random_lora(base_dir: Path, path: Path, seed: int = 0, b_scale: float = 0.1, **options) -> Path:
+    """A PEFT LoRA adapter (LoraConfig(**options)) of the T5 saved at base_dir, with random B
+    weights: PEFT starts B at zero, and an adapter whose update is zero would prove nothing."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = get_peft_model(T5ForConditionalGeneration.from_pretrained(base_dir), LoraConfig(**options))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, b_scale)
+    model.save_pretrained(path)
+    return path
+
+
 def save_random_classifier(path: Path, seed: int = 0) -> Path:
     """A random ELECTRA-small classifier over the feedback labels, with a small WordPiece
     tokenizer (tests.tiny_models builds it; nothing is downloaded)."""

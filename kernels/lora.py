@@ -6,9 +6,17 @@ weights in which every field that some adapter touches is a `LoraLinear` around 
 linear (a tensor, PackedLinear or Int8Linear), and one `LoraContext`. Before each encoder pass
 and each decoder step the runner tells the context which adapter each row uses; every LoraLinear
 of that pass reads it (as vLLM's punica wrapper does), so the model kernel calls
-linear(x, weight) as ever and knows nothing of adapters. A row's update is its adapter's
-x @ down.T @ up.T added to its own output rows; rows of other adapters and of the base model are
-not touched, so a request's tokens do not depend on what else is in the batch.
+linear(x, weight) as ever and knows nothing of adapters.
+
+Two ways to apply the updates, each where it measured faster (benchmarks/lora_linear.py):
+- grouped, for a prefill: each adapter's rows (the runner sorts them into one slice) through
+  that adapter's down and up; thousands of tokens a pass, so no work is wasted on other rows.
+- stacked, for a decoder step: every resident adapter's down in one matrix and up in another,
+  applied to all rows at once, each row keeping only its own adapter's columns of the rank
+  space. A step has few rows, where four small matmuls an adapter cost more than the flops
+  this wastes.
+Either way a row's result is the same bits whatever else is in the batch: the matmuls are
+oneDNN's (prepacked), whose result for a row does not depend on the other rows.
 """
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ from dataclasses import replace
 
 import torch
 
-from kernels.linear import linear, linear_shape
+from kernels.linear import linear, linear_shape, prepacked
 from kernels.lora_adapter import FieldUpdate, LoraAdapter, LoraError
 
 DEFAULT_MAX_LORAS = 8
@@ -26,16 +34,33 @@ class LoraContext:
     """Which rows of the current pass use which adapter: set once per encoder pass or decoder step."""
 
     def __init__(self) -> None:
-        # (adapter name, its rows: a slice when they are consecutive, else an index tensor [k])
+        self.present: set[str] = set()  # the adapters some row of this pass uses
+        # grouped: (adapter, its rows: a slice when they are consecutive, else an index tensor [k])
         self.groups: list[tuple[str, slice | torch.Tensor]] = []
+        self.stacked = False  # this pass (a decoder step with adapter rows) takes the stacked way
+        self.row_adapters: torch.Tensor | None = None  # [n] each row's adapter index; -1: the base
+        self._masks: dict = {}  # a column layout -> [n, total rank] bool, True where a row does not own it
 
-    def set(self, lora_ids: list[str | None], device: torch.device) -> None:
+    def set(self, lora_ids: list[str | None], device: torch.device, index_of: dict[str, int],
+            stacked: bool) -> None:
         """lora_ids: one per row of the pass (the batch dimension), None for the base model."""
+        self.present = {lora_id for lora_id in lora_ids if lora_id is not None}
+        self.stacked, self._masks, self.groups = stacked and bool(self.present), {}, []
+        if self.stacked:
+            self.row_adapters = torch.tensor([-1 if i is None else index_of[i] for i in lora_ids], device=device)
+            return
         rows: dict[str, list[int]] = {}
         for row, lora_id in enumerate(lora_ids):
             if lora_id is not None:
                 rows.setdefault(lora_id, []).append(row)
         self.groups = [(lora_id, _selector(indices, device)) for lora_id, indices in rows.items()]
+
+    def foreign_columns(self, layout: tuple, column_adapters: torch.Tensor) -> torch.Tensor:
+        """[n, total rank]: True where a column belongs to another adapter than the row's; made
+        once per step for each layout of columns (most fields share one)."""
+        if layout not in self._masks:
+            self._masks[layout] = self.row_adapters[:, None] != column_adapters[None, :]
+        return self._masks[layout]
 
 
 def _selector(indices: list[int], device: torch.device) -> slice | torch.Tensor:
@@ -46,32 +71,64 @@ def _selector(indices: list[int], device: torch.device) -> slice | torch.Tensor:
 
 
 class LoraLinear:
-    """A base linear plus, for each adapter of the pass that touches this field, that adapter's
-    update on its own rows. x: [batch, seq, in] (encoder) or [n, in] (decoder step)."""
+    """A base linear plus, for each row whose adapter touches this field, that adapter's update
+    on its own output rows. x: [batch, seq, in] (encoder) or [n, in] (decoder step)."""
 
-    def __init__(self, base, updates: dict[str, FieldUpdate], context: LoraContext):
-        self.base, self.updates, self.context = base, updates, context
+    def __init__(self, base, updates: dict[str, FieldUpdate], index_of: dict[str, int], context: LoraContext):
+        self.base, self.updates, self.index_of, self.context = base, updates, index_of, context
         self.dtype = base.dtype
         self.out_features, self.in_features = linear_shape(base)
+        self._grouped: dict[str, tuple] = {}  # adapter -> (down, up) prepacked, made on first use
+        self._stacked: tuple | None = None  # (down, up, (start, stop), layout, column adapters)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = linear(x, self.base)  # [..., out_features]
-        for lora_id, rows in self.context.groups:
-            update = self.updates.get(lora_id)
-            if update is not None:
-                _add_update(out, x, rows, update)
+        context = self.context
+        if context.stacked and not context.present.isdisjoint(self.updates):
+            self._add_stacked(out, x)
+        elif not context.stacked:
+            for lora_id, rows in context.groups:
+                if lora_id in self.updates:
+                    self._add_grouped(out, x, rows, lora_id)
         return out
 
+    def _add_grouped(self, out: torch.Tensor, x: torch.Tensor, rows: slice | torch.Tensor, lora_id: str) -> None:
+        """out[rows, ..., start:stop] += up(down(x[rows])), in out's own memory."""
+        if lora_id not in self._grouped:
+            update = self.updates[lora_id]
+            self._grouped[lora_id] = (prepacked(update.down), prepacked(update.up))
+        down, up = self._grouped[lora_id]
+        start, stop = self.updates[lora_id].rows
+        if isinstance(rows, slice):
+            out[rows][..., start:stop] += linear(linear(x[rows], down), up)
+        else:
+            delta = linear(linear(x.index_select(0, rows), down), up)  # [k, ..., stop - start]
+            out[..., start:stop].index_add_(0, rows, delta)
 
-def _add_update(out: torch.Tensor, x: torch.Tensor, rows: slice | torch.Tensor, update: FieldUpdate) -> None:
-    """out[rows, ..., start:stop] += linear(linear(x[rows], down), up), in out's own memory. Both
-    ways (a slice of rows, gathered rows) compute the same values for a row, whatever the batch."""
-    start, stop = update.rows
-    if isinstance(rows, slice):
-        out[rows][..., start:stop] += linear(linear(x[rows], update.down), update.up)
-        return
-    delta = linear(linear(x.index_select(0, rows), update.down), update.up)  # [k, ..., stop - start]
-    out[..., start:stop].index_add_(0, rows, delta)
+    def _add_stacked(self, out: torch.Tensor, x: torch.Tensor) -> None:
+        down, up, (start, stop), layout, column_adapters = self._stacks()
+        h = linear(x, down)  # [n, ..., total rank of every adapter of this field]
+        foreign = self.context.foreign_columns(layout, column_adapters)  # [n, total rank]
+        h.masked_fill_(foreign.view(foreign.shape[0], *[1] * (h.dim() - 2), -1), 0)
+        out[..., start:stop] += linear(h, up)
+
+    def _stacks(self) -> tuple:
+        """Every adapter's down stacked [total rank, in], their ups side by side [rows, total rank]."""
+        if self._stacked is None:
+            names = sorted(self.updates, key=self.index_of.__getitem__)
+            updates = [self.updates[name] for name in names]
+            start, stop = min(u.rows[0] for u in updates), max(u.rows[1] for u in updates)
+            down = torch.cat([u.down for u in updates])
+            up = down.new_zeros(stop - start, down.shape[0])
+            column, layout = 0, []
+            for name, u in zip(names, updates):
+                rank = u.down.shape[0]
+                up[u.rows[0] - start:u.rows[1] - start, column:column + rank] = u.up
+                column += rank
+                layout.append((self.index_of[name], rank))
+            column_adapters = torch.tensor([i for i, rank in layout for _ in range(rank)], device=down.device)
+            self._stacked = (prepacked(down), prepacked(up), (start, stop), tuple(layout), column_adapters)
+        return self._stacked
 
 
 class LoraSet:
@@ -101,17 +158,18 @@ class LoraSet:
         del self.adapters[name]
         self.weights = _with_updates(self.base, self.adapters, self.context)
 
-    def select(self, lora_ids: list[str | None], device: torch.device) -> None:
-        """The adapter of each row of the next pass (the runner checked that each is resident)."""
-        self.context.set(lora_ids if self.adapters else [], device)
+    def select(self, lora_ids: list[str | None], device: torch.device, stacked: bool) -> None:
+        """The adapter of each row of the next pass (the runner checked that each is resident);
+        stacked for a decoder step, grouped for a prefill."""
+        index_of = {name: i for i, name in enumerate(self.adapters)}
+        self.context.set(lora_ids if self.adapters else [], device, index_of, stacked)
 
     def _check_fits(self, adapter: LoraAdapter) -> None:
         """An adapter fitted to another base of other shapes would fail mid-step: refuse it here."""
         for (stack, layer, field), update in adapter.updates.items():
             layers = getattr(self.base, stack, [])
             weight = getattr(layers[layer], field, None) if layer < len(layers) else None
-            if weight is None or weight.dtype != update.down.dtype \
-                    or linear_shape(weight)[1] != linear_shape(update.down)[1] \
+            if weight is None or weight.dtype != update.down.dtype or linear_shape(weight)[1] != update.down.shape[1] \
                     or linear_shape(weight)[0] < update.rows[1]:
                 raise LoraError(f"adapter '{adapter.name}' was loaded for another base model")
 
@@ -119,6 +177,7 @@ class LoraSet:
 def _with_updates(base, adapters: dict[str, LoraAdapter], context: LoraContext):
     """The base weights with a LoraLinear on every field some adapter updates; the other fields,
     and the base's linears inside the LoraLinears, are the base's own objects."""
+    index_of = {name: i for i, name in enumerate(adapters)}
     by_layer: dict[tuple[str, int], dict[str, dict[str, FieldUpdate]]] = {}
     for name, adapter in adapters.items():
         for (stack, layer, field), update in adapter.updates.items():
@@ -128,6 +187,6 @@ def _with_updates(base, adapters: dict[str, LoraAdapter], context: LoraContext):
     stacks = {stack: list(getattr(base, stack)) for stack, _ in by_layer}
     for (stack, layer), fields in by_layer.items():
         block = stacks[stack][layer]
-        stacks[stack][layer] = replace(block, **{field: LoraLinear(getattr(block, field), updates, context)
-                                                 for field, updates in fields.items()})
+        stacks[stack][layer] = replace(block, **{
+            field: LoraLinear(getattr(block, field), updates, index_of, context) for field, updates in fields.items()})
     return replace(base, **stacks)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from kernels.linear import linear_shape, prepacked
+from kernels.linear import linear_shape
 from kernels.loader import ModelLoadError
 
 CONFIG_FILE = "adapter_config.json"
@@ -44,10 +44,9 @@ class LoraError(ModelLoadError):
 @dataclass(frozen=True)
 class FieldUpdate:
     """One adapter's low-rank update to one field of the regrouped weights: output rows
-    [start, stop) of the field gain linear(linear(x, down), up). Both are weights for
-    kernels.linear.linear(), prepacked where oneDNN runs them, in the field's dtype."""
-    down: object  # [total rank, in_features]: each adapted module's A, stacked
-    up: object  # [stop - start, total rank]: each module's B times its scale at its rows, zeros elsewhere
+    [start, stop) of the field gain (x @ down.T) @ up.T. In the field's dtype and device."""
+    down: torch.Tensor  # [total rank, in_features]: each adapted module's A, stacked
+    up: torch.Tensor  # [stop - start, total rank]: each module's B times its scale at its rows, zeros elsewhere
     rows: tuple[int, int]  # (start, stop)
 
 
@@ -217,5 +216,4 @@ def _field_update(parts: list, device) -> FieldUpdate:
         up[first - start:last - start, rank:rank + a.shape[0]] = b
         rank += a.shape[0]
     dtype = parts[0][3]
-    return FieldUpdate(prepacked(down.to(device, dtype).contiguous()),
-                       prepacked(up.to(device, dtype).contiguous()), (start, stop))
+    return FieldUpdate(down.to(device, dtype).contiguous(), up.to(device, dtype).contiguous(), (start, stop))

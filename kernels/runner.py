@@ -168,7 +168,7 @@ class ModelRunner:
         for i, p in enumerate(prefills):  # [batch, width], right-padded
             input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
         device, weights = model.device, self.loras.weights
-        self.loras.select([p.lora_id for p in prefills], device)  # also for the cross K/V below
+        self.loras.select([p.lora_id for p in prefills], device, stacked=False)  # and the cross K/V below
         encoded = t5.encode(weights, input_ids.to(device), torch.tensor(lengths, device=device),
                             between_layers)
         for p, length in zip(prefills, lengths):
@@ -222,7 +222,7 @@ class ModelRunner:
         batch = self.cache.step_batch([s.row for s in states], [s.position for s in states],
                                       [s.input_len for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
-        self.loras.select([s.lora_id for s in states], model.device)
+        self.loras.select([s.lora_id for s in states], model.device, stacked=True)
         logits = t5.decode_step(self.loras.weights, self.cache, batch, last_tokens,
                                 between_layers)  # [n, vocab]
         tokens = choose_tokens(logits, states, model.eos_token_id)

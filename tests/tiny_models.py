@@ -190,17 +190,3 @@ def save_tiny_sentence_encoder(path: Path, pooling: str | list[str] = "mean", no
     (path / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": pooling}))
     return path
 
-
-def save_tiny_lora(base_dir: Path, path: Path, seed: int = 0, b_scale: float = 0.1, **options) -> Path:
-    """A PEFT LoRA adapter of the T5 at base_dir (LoraConfig(**options)), its B weights random:
-    PEFT starts B at zero, and an adapter whose update is zero would prove nothing."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    model = get_peft_model(T5ForConditionalGeneration.from_pretrained(base_dir), LoraConfig(**options))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0.0, b_scale)
-    model.save_pretrained(path)
-    return path

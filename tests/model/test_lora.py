@@ -8,13 +8,13 @@ import pytest
 from peft import PeftModel
 from transformers import T5ForConditionalGeneration
 
+from benchmarks.models import save_random_lora
 from benchmarks.offline_systems import BenchRequest, run_engine
 from kernels.loader import load_generator
 from kernels.lora_adapter import LoraError, load_lora
 from kernels.runner import ModelRunner
 from scheduler.sampling_params import SamplingParams
 from tests.model.test_decoding import ARRIVALS, MAX_NEW, hf_greedy, prompts
-from tests.tiny_models import save_tiny_lora
 
 # Four adapters of different ranks, targets (a list, a regular expression, per-module rank and
 # alpha) and scalings (one rsLoRA).
@@ -33,7 +33,7 @@ CYCLE = [None, *ADAPTERS]
 @pytest.fixture(scope="module")
 def adapter_dirs(decisive_t5_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("loras")
-    return {name: save_tiny_lora(decisive_t5_dir, root / name, seed=i, b_scale=0.2, **options)
+    return {name: save_random_lora(decisive_t5_dir, root / name, seed=i, b_scale=0.2, **options)
             for i, (name, options) in enumerate(ADAPTERS.items())}
 
 

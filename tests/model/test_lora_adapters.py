@@ -8,19 +8,19 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
+from benchmarks.models import save_random_lora
 from kernels.loader import ModelLoadError, load_generator
 from kernels.lora_adapter import LoraError, load_lora
 from kernels.runner import ModelRunner
 from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
-from tests.tiny_models import save_tiny_lora
 
 GOOD = dict(r=4, lora_alpha=8, target_modules=["q", "v", "wo"])
 
 
 @pytest.fixture(scope="module")
 def good_adapter(tiny_t5_dir, tmp_path_factory):
-    return save_tiny_lora(tiny_t5_dir, tmp_path_factory.mktemp("good-lora"), **GOOD)
+    return save_random_lora(tiny_t5_dir, tmp_path_factory.mktemp("good-lora"), **GOOD)
 
 
 def with_config(path, **changes):
@@ -83,14 +83,14 @@ def test_a_spoiled_adapter_is_a_clear_error(tiny_t5_dir, good_adapter, tmp_path,
 
 def test_adapters_for_another_base_are_refused(tiny_t5_shape_dir, tiny_t5_dir, tmp_path):
     generator = load_generator(tiny_t5_dir)  # d_model 32, 2 + 2 layers
-    wide = save_tiny_lora(tiny_t5_shape_dir("gated-gelu-tied-wide"), tmp_path / "wide", **GOOD)  # d_model 48
+    wide = save_random_lora(tiny_t5_shape_dir("gated-gelu-tied-wide"), tmp_path / "wide", **GOOD)  # d_model 48
     with pytest.raises(LoraError, match=r"SelfAttention.q has lora_A \[4, 48\] and lora_B \[72, 4\], but "
                                         r"this base's .* maps 32 inputs to 32 outputs"):
         load_lora("wide", wide, generator)
-    deep = save_tiny_lora(tiny_t5_shape_dir("deep-decoder"), tmp_path / "deep", **GOOD)  # 4 decoder layers
+    deep = save_random_lora(tiny_t5_shape_dir("deep-decoder"), tmp_path / "deep", **GOOD)  # 4 decoder layers
     with pytest.raises(LoraError, match="adapts decoder.block.2.layer.0.SelfAttention.q, which is not"):
         load_lora("deep", deep, generator)
-    head = save_tiny_lora(tiny_t5_dir, tmp_path / "head", r=2, target_modules=["lm_head"])
+    head = save_random_lora(tiny_t5_dir, tmp_path / "head", r=2, target_modules=["lm_head"])
     with pytest.raises(LoraError, match="adapts lm_head, which is not an attention or feed-forward linear"):
         load_lora("head", head, generator)
 
@@ -118,10 +118,14 @@ def test_the_runner_serves_on_after_refusing_bad_adapters(tiny_t5_dir, good_adap
         runner.add_lora(load_lora("bad", bad, generator))
     with pytest.raises(LoraError, match="already loaded"):
         runner.add_lora(load_lora("good", good_adapter, generator))
-    tokens = [first.next_token_ids["a"]] + [runner.execute(SchedulerOutput(decode_slots=[0])).next_token_ids["a"]
-                                            for _ in range(7)]
+    tokens = [first.next_token_ids["a"]] + next_tokens(runner, 7)
     alone = ModelRunner(generator, max_num_seqs=2, max_len=16, max_input_len=64)
     alone.add_lora(load_lora("good", good_adapter, generator))
-    expected = [alone.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompt, params, "good")])).next_token_ids["a"]]
-    expected += [alone.execute(SchedulerOutput(decode_slots=[0])).next_token_ids["a"] for _ in range(7)]
-    assert tokens == expected and runner.lora_ids == ["good"]
+    start = alone.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompt, params, "good")]))
+    assert tokens == [start.next_token_ids["a"]] + next_tokens(alone, 7)
+    assert runner.lora_ids == ["good"]
+
+
+def next_tokens(runner: ModelRunner, count: int) -> list[int]:
+    """The next `count` tokens of the request in slot 0."""
+    return [runner.execute(SchedulerOutput(decode_slots=[0])).next_token_ids["a"] for _ in range(count)]

@@ -28,6 +28,7 @@ def test_sources_point_at_each_hugging_face_linear_in_the_regrouped_weights(tiny
 # (kind, dtype): every base linear a runner may hold
 BASE_KINDS = [("tensor", torch.float32), ("tensor", torch.bfloat16), ("packed", torch.float32),
               ("packed", torch.bfloat16), ("int8", torch.float32)]
+WAYS = ["grouped", "stacked"]  # a prefill's way, a decoder step's way
 
 
 def make_base(kind: str, weight: torch.Tensor, dtype: torch.dtype):
@@ -36,35 +37,40 @@ def make_base(kind: str, weight: torch.Tensor, dtype: torch.dtype):
     return PackedLinear(weight.to(dtype)) if kind == "packed" else Int8Linear(weight)
 
 
-@pytest.mark.parametrize("kind,dtype", BASE_KINDS)
-@pytest.mark.parametrize("input_shape", [(7,), (5, 6)])  # a decoder step's rows; an encoder's [batch, seq]
-def test_each_row_gets_only_its_own_adapters_update(kind, dtype, input_shape):
-    """A fused q/k/v field: adapter "q-v" updates q's and v's rows, "k" only k's; rows of the
-    base model, and the fields' rows an adapter does not touch, keep the base linear's output."""
-    torch.manual_seed(0)
-    inner, d_model, rank = 8, 16, 2
-    base = make_base(kind, torch.randn(3 * inner, d_model), dtype)
+def fused_qkv_layer(base, compute: torch.dtype, inner: int = 8, d_model: int = 16, rank: int = 2):
+    """A fused q/k/v field: adapter "q-v" updates q's and v's rows, "k" only k's."""
     a_qv, b_q, b_v = torch.randn(2 * rank, d_model), torch.randn(inner, rank), torch.randn(inner, rank)
     up_qv = torch.zeros(3 * inner, 2 * rank)  # q rows from the first rank block, v from the second
     up_qv[:inner, :rank], up_qv[2 * inner:, rank:] = b_q, b_v
     a_k, b_k = torch.randn(rank, d_model), torch.randn(inner, rank)
-    compute = torch.float32 if kind == "int8" else dtype
     updates = {"q-v": FieldUpdate(a_qv.to(compute), up_qv.to(compute), (0, 3 * inner)),
                "k": FieldUpdate(a_k.to(compute), b_k.to(compute), (inner, 2 * inner))}
     context = LoraContext()
-    layer = LoraLinear(base, updates, context)
+    return LoraLinear(base, updates, {"q-v": 0, "k": 1}, context), context
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("kind,dtype", BASE_KINDS)
+@pytest.mark.parametrize("input_shape", [(7,), (5, 6)])  # a decoder step's rows; an encoder's [batch, seq]
+def test_each_row_gets_only_its_own_adapters_update(kind, dtype, input_shape, way):
+    """Rows of the base model, and the field's rows an adapter does not touch, keep the base
+    linear's output; every other row gains its own adapter's update."""
+    torch.manual_seed(0)
+    inner, d_model = 8, 16
+    base = make_base(kind, torch.randn(3 * inner, d_model), dtype)
+    compute = torch.float32 if kind == "int8" else dtype
+    layer, context = fused_qkv_layer(base, compute)
     lora_ids = ["q-v", None, "k", "q-v", "q-v", None, "k"][:input_shape[0]]
     x = torch.randn(*input_shape, d_model).to(compute)
-    context.set(lora_ids, x.device)
-    out = layer(x)
-    plain = linear(x, base)
+    context.set(lora_ids, x.device, layer.index_of, stacked=way == "stacked")
+    out, plain = layer(x), linear(x, base)
+    tolerance = 1e-5 if compute == torch.float32 else 5e-2
     for row, lora_id in enumerate(lora_ids):
         expected = plain[row].float().clone()
         if lora_id is not None:
-            update = updates[lora_id]
+            update = layer.updates[lora_id]
             start, stop = update.rows
             expected[..., start:stop] += x[row].float() @ update.down.float().T @ update.up.float().T
-        tolerance = 1e-5 if compute == torch.float32 else 5e-2
         torch.testing.assert_close(out[row].float(), expected, rtol=tolerance, atol=tolerance)
         if lora_id is None:
             assert torch.equal(out[row], plain[row])
@@ -73,17 +79,21 @@ def test_each_row_gets_only_its_own_adapters_update(kind, dtype, input_shape):
     assert not torch.allclose(out[0].float(), plain[0].float())
 
 
-def test_rows_of_one_adapter_give_the_same_bits_consecutive_or_scattered():
-    """A prefill sorts rows by adapter (a slice); a decode step gathers them: same result."""
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_row_gets_the_same_bits_alone_as_in_any_batch(dtype, way):
+    """What the engine's batch independence rests on: consecutive rows (a sorted prefill),
+    scattered rows (a decoder step) and a row alone give the same bits."""
     torch.manual_seed(1)
-    base = PackedLinear(torch.randn(24, 16))
-    update = FieldUpdate(PackedLinear(torch.randn(4, 16)), PackedLinear(torch.randn(24, 4)), (0, 24))
-    context = LoraContext()
-    layer = LoraLinear(base, {"a": update}, context)
-    x = torch.randn(4, 16)
-    context.set(["a", "a", None, None], x.device)  # rows 0-1: a slice
-    consecutive = layer(x)
-    context.set(["a", None, "a", None], x.device)  # rows 0 and 2: gathered
-    scattered = layer(x[[0, 2, 1, 3]])
-    assert torch.equal(consecutive[0], scattered[0]) and torch.equal(consecutive[1], scattered[2])
-    assert torch.equal(consecutive[2], scattered[1])  # a base row
+    layer, context = fused_qkv_layer(PackedLinear(torch.randn(24, 16).to(dtype)), dtype)
+    x = torch.randn(6, 16).to(dtype)
+    lora_ids = ["q-v", "q-v", "k", None, "k", "q-v"]
+    context.set(lora_ids, x.device, layer.index_of, stacked=way == "stacked")
+    together = layer(x)
+    order = [2, 0, 5, 3, 1, 4]
+    context.set([lora_ids[i] for i in order], x.device, layer.index_of, stacked=way == "stacked")
+    shuffled = layer(x[order])
+    for row, lora_id in enumerate(lora_ids):
+        context.set([lora_id], x.device, layer.index_of, stacked=way == "stacked")
+        assert torch.equal(layer(x[row:row + 1])[0], together[row]), row
+        assert torch.equal(shuffled[order.index(row)], together[row]), row

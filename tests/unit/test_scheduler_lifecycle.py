@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scheduler.output import RunnerOutput
-from scheduler.request import RequestStatus
+from scheduler.request import Request, RequestKind, RequestStatus
+from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
 from tests.unit.fakes import EOS, ByteTokenizer, FakeRunner, cls, decode_ids, gen, step
 
@@ -183,3 +184,12 @@ def test_streamed_text_equals_full_decode_for_split_characters():
     deltas = run_to_end(sched, runner)
     assert "".join(deltas["g"]) == request.text == tok.decode(ids) == text
     assert request.finish_reason == "eos_token"
+
+
+def test_a_requests_adapter_reaches_the_runner_with_its_prefill():
+    sched = make()
+    sched.add(Request("tuned", RequestKind.GENERATE, [2, 3, 4], SamplingParams(max_new_tokens=4),
+                      eos_token_id=EOS, lora_id="support-tone"))
+    sched.add(gen("plain"))
+    prefills = {p.request_id: p.lora_id for p in sched.schedule(now=1.0).prefill}
+    assert prefills == {"tuned": "support-tone", "plain": None}
