@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from kernels.devices import DTYPES
 from kernels.linear import linear, prepacked
 from kernels.lora import LoraContext, LoraLinear
-from kernels.lora_adapter import FieldUpdate
+from kernels.lora_adapter import FieldUpdate, ModuleUpdate
 
 NUM_ADAPTERS, RANK = 4, 16
 WAYS = ("grouped", "stacked", "gathered")
@@ -71,7 +71,10 @@ def measure_field(field: str, num_modules: int, width: int, in_features: int, dt
     base = prepacked((torch.randn(num_modules * width, in_features) * 0.02).to(dtype))
     downs = [(torch.randn(num_modules * RANK, in_features) * 0.02).to(dtype) for _ in range(NUM_ADAPTERS)]
     ups = [_block_diagonal(num_modules, width).to(dtype) for _ in range(NUM_ADAPTERS)]
-    updates = {f"a{i}": FieldUpdate(d, u, (0, num_modules * width)) for i, (d, u) in enumerate(zip(downs, ups))}
+    updates = {f"a{i}": FieldUpdate(d, tuple(ModuleUpdate((m * RANK, (m + 1) * RANK), (m * width, (m + 1) * width),
+                                                         u[m * width:(m + 1) * width, m * RANK:(m + 1) * RANK])
+                                            for m in range(num_modules)))
+               for i, (d, u) in enumerate(zip(downs, ups))}
     index_of = {name: i for i, name in enumerate(updates)}
     context = LoraContext()
     layer, gathered = LoraLinear(base, updates, index_of, context), GatheredLora(base, downs, ups)

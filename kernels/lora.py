@@ -10,11 +10,12 @@ linear(x, weight) as ever and knows nothing of adapters.
 
 Two ways to apply the updates, each where it measured faster (benchmarks/lora_linear.py):
 - grouped, for a prefill: each adapter's rows (the runner sorts them into one slice) through
-  that adapter's down and up; thousands of tokens a pass, so no work is wasted on other rows.
-- stacked, for a decoder step: every resident adapter's down in one matrix and up in another,
-  applied to all rows at once, each row keeping only its own adapter's columns of the rank
-  space. A step has few rows, where four small matmuls an adapter cost more than the flops
-  this wastes.
+  that adapter's down, then each adapted module's up; thousands of tokens a pass, so no work is
+  wasted on other rows.
+- stacked, for a decoder step: every resident adapter's downs in one matrix, applied to all
+  rows at once, each row keeping only its own adapter's columns of the rank space; then per
+  module one up over every adapter's columns. A step has few rows, where small matmuls per
+  adapter cost more than the flops this wastes.
 Either way a row's result is the same bits whatever else is in the batch: the matmuls are
 oneDNN's (prepacked), whose result for a row does not depend on the other rows.
 """
@@ -78,8 +79,8 @@ class LoraLinear:
         self.base, self.updates, self.index_of, self.context = base, updates, index_of, context
         self.dtype = base.dtype
         self.out_features, self.in_features = linear_shape(base)
-        self._grouped: dict[str, tuple] = {}  # adapter -> (down, up) prepacked, made on first use
-        self._stacked: tuple | None = None  # (down, up, (start, stop), layout, column adapters)
+        self._grouped: dict[str, tuple] = {}  # adapter -> (down, [(ranks, rows, up)]) prepacked, on first use
+        self._stacked: tuple | None = None  # (down, [(ranks, rows, up)], layout, column adapters)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = linear(x, self.base)  # [..., out_features]
@@ -93,41 +94,48 @@ class LoraLinear:
         return out
 
     def _add_grouped(self, out: torch.Tensor, x: torch.Tensor, rows: slice | torch.Tensor, lora_id: str) -> None:
-        """out[rows, ..., start:stop] += up(down(x[rows])), in out's own memory."""
+        """out[rows, ..., module rows] += each module's up(down(x[rows])), in out's own memory."""
         if lora_id not in self._grouped:
             update = self.updates[lora_id]
-            self._grouped[lora_id] = (prepacked(update.down), prepacked(update.up))
-        down, up = self._grouped[lora_id]
-        start, stop = self.updates[lora_id].rows
-        if isinstance(rows, slice):
-            out[rows][..., start:stop] += linear(linear(x[rows], down), up)
-        else:
-            delta = linear(linear(x.index_select(0, rows), down), up)  # [k, ..., stop - start]
-            out[..., start:stop].index_add_(0, rows, delta)
+            self._grouped[lora_id] = (prepacked(update.down),
+                                      [(m.ranks, m.rows, prepacked(m.up)) for m in update.modules])
+        down, ups = self._grouped[lora_id]
+        picked = x[rows] if isinstance(rows, slice) else x.index_select(0, rows)
+        h = linear(picked, down)  # [k, ..., total rank]
+        for (first, last), (start, stop), up in ups:
+            delta = linear(h[..., first:last], up)  # [k, ..., stop - start]
+            if isinstance(rows, slice):
+                out[rows][..., start:stop] += delta
+            else:
+                out[..., start:stop].index_add_(0, rows, delta)
 
     def _add_stacked(self, out: torch.Tensor, x: torch.Tensor) -> None:
-        down, up, (start, stop), layout, column_adapters = self._stacks()
+        down, ups, layout, column_adapters = self._stacks()
         h = linear(x, down)  # [n, ..., total rank of every adapter of this field]
         foreign = self.context.foreign_columns(layout, column_adapters)  # [n, total rank]
         h.masked_fill_(foreign.view(foreign.shape[0], *[1] * (h.dim() - 2), -1), 0)
-        out[..., start:stop] += linear(h, up)
+        for (first, last), (start, stop), up in ups:
+            out[..., start:stop] += linear(h[..., first:last], up)
 
     def _stacks(self) -> tuple:
-        """Every adapter's down stacked [total rank, in], their ups side by side [rows, total rank]."""
+        """Every adapter's down stacked module by module [total rank, in], and per module its
+        ups side by side [module rows, that module's rank over every adapter]."""
         if self._stacked is None:
             names = sorted(self.updates, key=self.index_of.__getitem__)
-            updates = [self.updates[name] for name in names]
-            start, stop = min(u.rows[0] for u in updates), max(u.rows[1] for u in updates)
-            down = torch.cat([u.down for u in updates])
-            up = down.new_zeros(stop - start, down.shape[0])
-            column, layout = 0, []
-            for name, u in zip(names, updates):
-                rank = u.down.shape[0]
-                up[u.rows[0] - start:u.rows[1] - start, column:column + rank] = u.up
-                column += rank
-                layout.append((self.index_of[name], rank))
+            module_rows = sorted({m.rows for name in names for m in self.updates[name].modules})
+            downs, layout, ups = [], [], []
+            for rows in module_rows:
+                blocks = [(name, self.updates[name], m) for name in names
+                          for m in self.updates[name].modules if m.rows == rows]
+                first = sum(rank for _, rank in layout)
+                for name, update, m in blocks:
+                    downs.append(update.down[m.ranks[0]:m.ranks[1]])
+                    layout.append((self.index_of[name], m.ranks[1] - m.ranks[0]))
+                up = torch.cat([m.up for _, _, m in blocks], dim=1)  # [module rows, its rank over adapters]
+                ups.append(((first, first + up.shape[1]), rows, prepacked(up)))
+            down = torch.cat(downs)
             column_adapters = torch.tensor([i for i, rank in layout for _ in range(rank)], device=down.device)
-            self._stacked = (prepacked(down), prepacked(up), (start, stop), tuple(layout), column_adapters)
+            self._stacked = (prepacked(down), ups, tuple(layout), column_adapters)
         return self._stacked
 
 

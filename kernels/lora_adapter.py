@@ -42,12 +42,25 @@ class LoraError(ModelLoadError):
 
 
 @dataclass(frozen=True)
-class FieldUpdate:
-    """One adapter's low-rank update to one field of the regrouped weights: output rows
-    [start, stop) of the field gain (x @ down.T) @ up.T. In the field's dtype and device."""
-    down: torch.Tensor  # [total rank, in_features]: each adapted module's A, stacked
-    up: torch.Tensor  # [stop - start, total rank]: each module's B times its scale at its rows, zeros elsewhere
+class ModuleUpdate:
+    """One adapted module within a field: output rows [start, stop) of the field gain
+    h[:, first:last] @ up.T, where h = x @ down.T of its FieldUpdate."""
+    ranks: tuple[int, int]  # (first, last): its A's rows in the field's `down`
     rows: tuple[int, int]  # (start, stop)
+    up: torch.Tensor  # [stop - start, last - first]: its B times its scale
+
+
+@dataclass(frozen=True)
+class FieldUpdate:
+    """One adapter's low-rank update to one field of the regrouped weights, in the field's dtype
+    and on its device: one `down` for all its modules (one matmul), then each module's `up`."""
+    down: torch.Tensor  # [total rank, in_features]: each adapted module's A, stacked
+    modules: tuple[ModuleUpdate, ...]
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """The span of the field's output rows the update touches."""
+        return min(m.rows[0] for m in self.modules), max(m.rows[1] for m in self.modules)
 
 
 @dataclass(frozen=True)
@@ -208,12 +221,9 @@ def _by_field(name: str, config: dict, pairs: dict, weights) -> dict[tuple[str, 
 
 
 def _field_update(parts: list, device) -> FieldUpdate:
-    start, stop = min(rows[0] for rows, *_ in parts), max(rows[1] for rows, *_ in parts)
-    down = torch.cat([a for _, a, _, _ in parts])  # [total rank, in_features]
-    up = torch.zeros(stop - start, down.shape[0])
-    rank = 0
-    for (first, last), a, b, _ in parts:
-        up[first - start:last - start, rank:rank + a.shape[0]] = b
+    dtype, modules, rank = parts[0][3], [], 0
+    for rows, a, b, _ in parts:
+        modules.append(ModuleUpdate((rank, rank + a.shape[0]), rows, b.to(device, dtype).contiguous()))
         rank += a.shape[0]
-    dtype = parts[0][3]
-    return FieldUpdate(down.to(device, dtype).contiguous(), up.to(device, dtype).contiguous(), (start, stop))
+    down = torch.cat([a for _, a, _, _ in parts]).to(device, dtype).contiguous()  # [total rank, in_features]
+    return FieldUpdate(down, tuple(modules))

@@ -8,7 +8,7 @@ from transformers import T5ForConditionalGeneration
 
 from kernels.linear import Int8Linear, PackedLinear, linear
 from kernels.lora import LoraContext, LoraLinear
-from kernels.lora_adapter import FieldUpdate
+from kernels.lora_adapter import FieldUpdate, ModuleUpdate
 from kernels.t5 import t5_weights
 
 
@@ -38,13 +38,14 @@ def make_base(kind: str, weight: torch.Tensor, dtype: torch.dtype):
 
 
 def fused_qkv_layer(base, compute: torch.dtype, inner: int = 8, d_model: int = 16, rank: int = 2):
-    """A fused q/k/v field: adapter "q-v" updates q's and v's rows, "k" only k's."""
-    a_qv, b_q, b_v = torch.randn(2 * rank, d_model), torch.randn(inner, rank), torch.randn(inner, rank)
-    up_qv = torch.zeros(3 * inner, 2 * rank)  # q rows from the first rank block, v from the second
-    up_qv[:inner, :rank], up_qv[2 * inner:, rank:] = b_q, b_v
-    a_k, b_k = torch.randn(rank, d_model), torch.randn(inner, rank)
-    updates = {"q-v": FieldUpdate(a_qv.to(compute), up_qv.to(compute), (0, 3 * inner)),
-               "k": FieldUpdate(a_k.to(compute), b_k.to(compute), (inner, 2 * inner))}
+    """A fused q/k/v field: adapter "q-v" updates q's and v's rows, "k" (of another rank) only k's."""
+    def module(ranks, rows):
+        return ModuleUpdate(ranks, rows, torch.randn(rows[1] - rows[0], ranks[1] - ranks[0]).to(compute))
+
+    q_v = FieldUpdate(torch.randn(2 * rank, d_model).to(compute),
+                      (module((0, rank), (0, inner)), module((rank, 2 * rank), (2 * inner, 3 * inner))))
+    k = FieldUpdate(torch.randn(rank + 1, d_model).to(compute), (module((0, rank + 1), (inner, 2 * inner)),))
+    updates = {"q-v": q_v, "k": k}
     context = LoraContext()
     return LoraLinear(base, updates, {"q-v": 0, "k": 1}, context), context
 
@@ -69,8 +70,8 @@ def test_each_row_gets_only_its_own_adapters_update(kind, dtype, input_shape, wa
         expected = plain[row].float().clone()
         if lora_id is not None:
             update = layer.updates[lora_id]
-            start, stop = update.rows
-            expected[..., start:stop] += x[row].float() @ update.down.float().T @ update.up.float().T
+            for (first, last), (start, stop), up in ((m.ranks, m.rows, m.up) for m in update.modules):
+                expected[..., start:stop] += x[row].float() @ update.down[first:last].float().T @ up.float().T
         torch.testing.assert_close(out[row].float(), expected, rtol=tolerance, atol=tolerance)
         if lora_id is None:
             assert torch.equal(out[row], plain[row])
