@@ -3,7 +3,7 @@
     python -m benchmarks.offline --json artifacts/offline.json [--workload long-prompt]
         [--dtype float32,bfloat16] [--threads 2] [--quick] [--skip-ct2]
 
-Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt) is a random model
+Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt, lora) is a random model
 answering seeded requests that each want an exact number of tokens. In every dtype asked for,
 Hugging Face static batching runs at the workload's batch sizes and then the engine (the
 server's EngineCore.step() over the scheduler and runner) in the same dtype; then the engine with
@@ -11,7 +11,9 @@ int8 linears, and CTranslate2 in float32 and int8 (its CPU build has no bf16 her
 compared with the best HF static row of its dtype (float32 for int8) and with the best
 CTranslate2 row; agreement is the share of HF's tokens (same dtype, else float32) produced before
 each sequence's first difference. Prints tables and one decode step's profile per dtype; writes
-JSON (and a PNG chart next to it when matplotlib is installed).
+JSON (and a PNG chart next to it when matplotlib is installed). The lora workload runs its own
+systems (benchmarks/offline_lora.py: merged HF per adapter, the engine on the base alone and with
+four adapters mixed) and profiles a decode step with and without adapters.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_engine, run_hf, warm_up
+from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_hf, run_takeoff, warm_up
+from benchmarks.offline_lora import lora_profiles, lora_targets, print_lora_targets, run_lora_systems
 from benchmarks.offline_workloads import WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
@@ -39,11 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.workload:
             workload = WORKLOADS[name](Path(tmp), args.seed, args.num_requests, args.quick)
             results = run_systems(args, workload, Path(tmp))
-            profiles = {dtype: profile_decode_step(workload.model_dir, args.device, dtype,
-                                                   batch_size=min(48, len(workload.requests)),
-                                                   position=64, input_len=_typical_input(workload))
-                        for dtype in args.dtype + ([] if args.skip_int8 else ["int8"])}
-            report["workloads"][name] = summarize(workload, results, profiles)
+            report["workloads"][name] = summarize(workload, results, workload_profiles(args, workload))
             print_tables(name, report["workloads"][name])
     if args.json:
         save_report(report, args.json, plot)
@@ -84,33 +83,31 @@ def run_config(args) -> dict:
             "load_average": _load_average(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+def workload_profiles(args, workload: Workload) -> dict:
+    if workload.adapters:
+        return lora_profiles(args, workload, profile_decode_step, _typical_input(workload))
+    return {dtype: profile_decode_step(workload.model_dir, args.device, dtype,
+                                       batch_size=min(48, len(workload.requests)),
+                                       position=64, input_len=_typical_input(workload))
+            for dtype in args.dtype + ([] if args.skip_int8 else ["int8"])}
+
+
 def run_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
+    if workload.adapters:
+        return run_lora_systems(args, workload)
     results = []
     for dtype in args.dtype:
         model = load_hf(workload.model_dir, dtype, args.device, workload.requests)
         for batch_size in workload.batch_sizes:
             results.append(_tagged(run_hf(model, workload.requests, batch_size, f"hf static {batch_size}"), dtype))
         del model
-        results.append(_tagged(run_takeoff(args, workload, dtype), dtype))
+        results.append(_tagged(run_takeoff(args, workload.model_dir, workload.requests, dtype), dtype))
     if not args.skip_int8:
-        results.append(_tagged(run_takeoff(args, workload, "float32", quantize="int8"), "int8"))
+        results.append(_tagged(run_takeoff(args, workload.model_dir, workload.requests, "float32",
+                                           quantize="int8"), "int8"))
     if not args.skip_ct2:
         results += run_ct2_systems(args, workload, tmp)
     return results
-
-
-def run_takeoff(args, workload: Workload, dtype: str, quantize: str = "none") -> SystemResult:
-    from kernels.loader import load_generator
-    from kernels.runner import ModelRunner
-
-    requests = workload.requests
-    generator = load_generator(workload.model_dir, device=args.device, dtype=dtype, quantize=quantize)
-    num_slots = args.max_num_seqs or len(requests)
-    runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
-                         max_input_len=max(len(r.prompt_ids) for r in requests))
-    run_engine(runner, generator.tokenizer, generator.eos_token_id, warm_up(requests), num_slots)
-    return run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, num_slots,
-                      name="takeoff engine")
 
 
 def run_ct2_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
@@ -166,11 +163,15 @@ def summarize(workload: Workload, results: list[SystemResult], profiles: dict) -
             row["kv_cache_bytes"] = r.kv_cache_bytes
         rows.append(row)
     requests = workload.requests
-    return {"num_requests": len(requests), "load_average_after": _load_average(), "batch_sizes": list(workload.batch_sizes),
-            "input_tokens": [min(len(r.prompt_ids) for r in requests), max(len(r.prompt_ids) for r in requests)],
-            "output_tokens": [min(r.num_tokens for r in requests), max(r.num_tokens for r in requests)],
-            "reference": "the first HF static row of the same dtype (float32 for CTranslate2)",
-            "systems": rows, "decode_step_profiles": profiles}
+    summary = {"num_requests": len(requests), "load_average_after": _load_average(),
+               "batch_sizes": list(workload.batch_sizes),
+               "input_tokens": [min(len(r.prompt_ids) for r in requests), max(len(r.prompt_ids) for r in requests)],
+               "output_tokens": [min(r.num_tokens for r in requests), max(r.num_tokens for r in requests)],
+               "reference": "the first HF static row of the same dtype (float32 for CTranslate2)",
+               "systems": rows, "decode_step_profiles": profiles}
+    if workload.adapters:  # the base-only row runs another model than the reference: its match is moot
+        summary["lora_targets"] = lora_targets(rows)
+    return summary
 
 
 def _reference(results: list[SystemResult], dtype: str) -> SystemResult | None:
@@ -198,11 +199,15 @@ def print_tables(name: str, summary: dict) -> None:
         print(f"{s['system']:<24}{s['dtype']:<10}{s['tokens']:>8}{s['total_s']:>9.2f}{s['tokens_per_s']:>10.1f}"
               f"{s['vs_best_hf_static'] or 0:>11.2f}x{ct2:>13}{str(s['matches_hf']).lower():>12}"
               f"{s['agreement_with_hf']:>11.4f}")
+    if "lora_targets" in summary:
+        print_lora_targets(summary["lora_targets"])
     for dtype, p in summary["decode_step_profiles"].items():
         print(f"\ndecode step ({dtype}), batch {p['batch_size']} at position {p['position']}, input "
               f"{p['input_len']}: {p['step_ms']:.1f} ms wall ({p['profiled_step_ms']:.1f} ms profiled)")
         for part, ms in p["ms_by_part"].items():
             print(f"  {part:<48}{ms:8.2f} ms")
+        if p.get("lora_update_ms"):
+            print(f"  {'of which LoRA updates (all their ops)':<48}{p['lora_update_ms']:8.2f} ms")
 
 
 def plot(report: dict, path: Path) -> None:

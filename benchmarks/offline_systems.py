@@ -97,7 +97,7 @@ def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
 
 def warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
     """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
-    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
+    return [BenchRequest(r.prompt_ids, 4, lora_id=r.lora_id) for r in requests[:2]]
 
 
 def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
@@ -113,6 +113,24 @@ def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_si
                                              max_decoding_length=longest, min_decoding_length=longest)
         outputs += [[index[t] for t in res.hypotheses[0][:r.num_tokens]] for r, res in zip(chunk, results)]
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
+
+
+def run_takeoff(args, model_dir, requests: list[BenchRequest], dtype: str, quantize: str = "none",
+                adapters: dict | None = None, name: str = "takeoff engine") -> SystemResult:
+    """The engine on `requests`, after a warm-up, with one KV slot per request unless
+    args.max_num_seqs; `adapters` (name -> PEFT LoRA directory) are loaded first."""
+    from kernels.loader import load_generator
+    from kernels.lora_adapter import load_lora
+    from kernels.runner import ModelRunner
+
+    generator = load_generator(model_dir, device=args.device, dtype=dtype, quantize=quantize)
+    num_slots = args.max_num_seqs or len(requests)
+    runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
+                         max_input_len=max(len(r.prompt_ids) for r in requests), max_loras=len(adapters or {}))
+    for lora_id, path in (adapters or {}).items():
+        runner.add_lora(load_lora(lora_id, path, generator))
+    run_engine(runner, generator.tokenizer, generator.eos_token_id, warm_up(requests), num_slots)
+    return run_engine(runner, generator.tokenizer, generator.eos_token_id, requests, num_slots, name=name)
 
 
 def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],

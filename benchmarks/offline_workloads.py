@@ -2,6 +2,7 @@
 
 flan-t5-small: google/flan-t5-small's shape (6 heads, 32,128 ids) with a word-level tokenizer;
     inputs of 40-56 tokens, 64 requests.
+lora: flan-t5-small with four LoRA adapters, its requests theirs in turn (benchmarks/offline_lora.py).
 long-prompt: issue 16's shape (d_model 512, 8+8 layers, d_ff 1024, 8 heads) with a 1,500-piece
     SentencePiece vocabulary trained here on generated English, so prompts of 25-40 words are
     about 100 tokens; 48 requests.
@@ -31,6 +32,7 @@ class Workload:
     requests: list[BenchRequest]
     batch_sizes: tuple[int, ...]  # static batch sizes of Hugging Face generate and CTranslate2
     texts: list[str] | None = None  # the prompts as text (long-prompt only)
+    adapters: dict[str, Path] | None = None  # LoRA adapters, name -> PEFT directory (lora only)
 
 
 def flan_t5_small(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
@@ -54,7 +56,13 @@ def long_prompt(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> 
     return Workload("long-prompt", model_dir, requests, _batch_sizes((16, 48), num_requests), texts)
 
 
-WORKLOADS = {"flan-t5-small": flan_t5_small, "long-prompt": long_prompt}
+def lora(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
+    from benchmarks.offline_lora import with_adapters
+
+    return with_adapters(flan_t5_small(tmp / "lora", seed, num_requests, quick), tmp / "lora", seed)
+
+
+WORKLOADS = {"flan-t5-small": flan_t5_small, "long-prompt": long_prompt, "lora": lora}
 
 
 def english_words() -> list[str]:

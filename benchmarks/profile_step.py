@@ -15,12 +15,15 @@ import argparse
 import random
 import time
 from collections import defaultdict
+from contextlib import ExitStack
+from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from kernels.linear import linear
 from kernels.loader import load_generator
+from kernels.lora_adapter import load_lora
 from kernels.runner import ModelRunner
 from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
@@ -36,15 +39,17 @@ PARTS = {"aten::mm": "linear layers", "aten::addmm": "linear layers", "aten::_in
          "aten::index_select": "cache writes and row indexing",
          "aten::argmax": "choosing tokens", "aten::index_put_": "choosing tokens"}
 ELEMENTWISE = "elementwise (norms, activation, residual adds, masks)"
+LORA_LABEL = "LoRA updates"
 
 
 def profile_decode_step(model_dir, device: str, dtype: str, batch_size: int, position: int,
-                        input_len: int, repeats: int = 10) -> dict:
+                        input_len: int, repeats: int = 10, adapters: dict | None = None) -> dict:
+    """`adapters` (name -> PEFT LoRA directory): loaded, and the rows' adapters taken in turn."""
     quantize = "int8" if dtype == "int8" else "none"  # int8 linears, float32 between them
     generator = load_generator(model_dir, device=device, dtype="float32" if quantize == "int8" else dtype,
                                quantize=quantize)
     generator.weights.lm_head = _Labelled(generator.weights.lm_head, "lm_head")
-    runner, slots = _running_batch(generator, batch_size, position, input_len, repeats)
+    runner, slots = _running_batch(generator, batch_size, position, input_len, repeats, adapters or {})
     step = SchedulerOutput(decode_slots=slots)
     with torch.inference_mode():
         runner.execute(step)
@@ -54,13 +59,16 @@ def profile_decode_step(model_dir, device: str, dtype: str, batch_size: int, pos
             runner.execute(step)
             times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU]) as prof, _labelled_lora_updates():
             for _ in range(repeats):
                 runner.execute(step)
         profiled_ms = (time.perf_counter() - start) * 1e3 / repeats
     ms_by_part: dict[str, float] = defaultdict(float)
+    lora_ms = 0.0
     for event in prof.key_averages():
-        if event.key == "lm_head":  # its matmul's time, moved out of the linear layers
+        if event.key == LORA_LABEL:  # its ops stay in their parts; this is their sum
+            lora_ms = event.cpu_time_total / 1e3 / repeats
+        elif event.key == "lm_head":  # its matmul's time, moved out of the linear layers
             ms_by_part["lm_head"] += event.cpu_time_total / 1e3 / repeats
             ms_by_part["linear layers"] -= event.cpu_time_total / 1e3 / repeats
         else:
@@ -68,8 +76,24 @@ def profile_decode_step(model_dir, device: str, dtype: str, batch_size: int, pos
     ms_by_part["Python, dispatch and the profiler's own cost"] = profiled_ms - sum(ms_by_part.values())
     return {"dtype": dtype, "batch_size": batch_size, "position": position, "input_len": input_len,
             "threads": torch.get_num_threads(), "step_ms": round(sorted(times)[repeats // 2] * 1e3, 2),
-            "profiled_step_ms": round(profiled_ms, 2),
+            "profiled_step_ms": round(profiled_ms, 2), "lora_update_ms": round(lora_ms, 2),
             "ms_by_part": {k: round(v, 2) for k, v in sorted(ms_by_part.items(), key=lambda kv: -kv[1])}}
+
+
+def _labelled_lora_updates() -> ExitStack:
+    """Every LoRA update of the step (either way, kernels/lora.py) shows in the profile as a range."""
+    from kernels.lora import LoraLinear
+
+    def labelled(update):
+        def run(*args):
+            with record_function(LORA_LABEL):
+                update(*args)
+        return run
+
+    stack = ExitStack()
+    for name in ("_add_grouped", "_add_stacked"):
+        stack.enter_context(mock.patch.object(LoraLinear, name, labelled(getattr(LoraLinear, name))))
+    return stack
 
 
 class _Labelled:
@@ -83,15 +107,19 @@ class _Labelled:
             return linear(x, self.weight)
 
 
-def _running_batch(generator, batch_size: int, position: int, input_len: int, repeats: int):
+def _running_batch(generator, batch_size: int, position: int, input_len: int, repeats: int, adapters: dict):
     """A runner whose slots 0..batch_size-1 are all at decoder position `position`."""
     max_len = position + 2 * repeats + 8  # warm-up, timed and profiled steps
-    runner = ModelRunner(generator, max_num_seqs=batch_size, max_len=max_len, max_input_len=input_len)
+    runner = ModelRunner(generator, max_num_seqs=batch_size, max_len=max_len, max_input_len=input_len,
+                         max_loras=len(adapters))
+    for lora_id, path in adapters.items():
+        runner.add_lora(load_lora(lora_id, path, generator))
+    names = list(adapters) or [None]
     rng = random.Random(0)
     vocab = generator.weights.embed.shape[0]
     params = SamplingParams(max_new_tokens=max_len, min_new_tokens=max_len)
-    prefill = [PrefillInput(str(i), i, [rng.randrange(3, vocab) for _ in range(input_len - 1)] + [1], params)
-               for i in range(batch_size)]
+    prefill = [PrefillInput(str(i), i, [rng.randrange(3, vocab) for _ in range(input_len - 1)] + [1], params,
+                            names[i % len(names)]) for i in range(batch_size)]
     slots = list(range(batch_size))
     with torch.inference_mode():
         runner.execute(SchedulerOutput(prefill=prefill))
