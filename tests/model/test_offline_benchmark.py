@@ -1,10 +1,15 @@
 """The offline benchmark's systems produce the same tokens on a tiny model (nothing is timed)."""
 from __future__ import annotations
 
+import argparse
+from dataclasses import replace
+
 from transformers import T5ForConditionalGeneration
 
-from benchmarks.models import save_random_t5
+from benchmarks.models import save_random_lora, save_random_t5
+from benchmarks.offline_lora import BASE_ONLY, HF_MERGED, MIXED, run_lora_systems
 from benchmarks.offline_systems import make_requests, run_engine, run_hf
+from benchmarks.offline_workloads import Workload
 from kernels.loader import load_generator
 from kernels.runner import ModelRunner
 
@@ -25,3 +30,19 @@ def test_engine_driver_matches_hugging_face(tmp_path):
     assert [len(o) for o in engine.outputs] == [r.num_tokens for r in requests]
     assert engine.outputs == sequential.outputs == static.outputs
     assert engine.num_tokens == sum(r.num_tokens for r in requests)
+
+
+def test_lora_workload_systems_agree_with_merged_hugging_face(tmp_path):
+    """The lora workload's engine rows run what they say: with adapters, the tokens of one
+    merged model per adapter; without, other tokens."""
+    model_dir = save_random_t5(tmp_path / "model", **TINY)
+    adapters = {f"a{i}": save_random_lora(model_dir, tmp_path / f"a{i}", seed=i, b_scale=0.5, r=4,
+                                          lora_alpha=8, target_modules=["q", "v", "wo"]) for i in range(2)}
+    requests = [replace(r, lora_id=f"a{i % 2}")
+                for i, r in enumerate(make_requests(8, 300, input_lens=(5, 12), output_lens=(3, 15)))]
+    workload = Workload("lora", model_dir, requests, (4,), adapters=adapters)
+    args = argparse.Namespace(dtype=["float32"], device="cpu", max_num_seqs=4)
+    merged, base_only, mixed = run_lora_systems(args, workload)
+    assert [r.name for r in (merged, base_only, mixed)] == [HF_MERGED, BASE_ONLY, MIXED]
+    assert mixed.outputs == merged.outputs and mixed.num_tokens == sum(r.num_tokens for r in requests)
+    assert base_only.outputs != mixed.outputs
