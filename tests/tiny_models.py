@@ -189,4 +189,3 @@ def save_tiny_sentence_encoder(path: Path, pooling: str | list[str] = "mean", no
     (path / "1_Pooling").mkdir(exist_ok=True)
     (path / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 32, "pooling_mode": pooling}))
     return path
-
