@@ -16,7 +16,7 @@ from tqdm import tqdm
 from scheduler.request import Request, RequestKind
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
-from takeoff.core import EngineCore, Lane
+from takeoff.engine.core import EngineCore, Lane
 
 
 @dataclass

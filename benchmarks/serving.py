@@ -218,8 +218,8 @@ def hf_ratios(http: dict, hf_static: dict) -> dict:
 
 async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) -> dict:
     from takeoff.app import build_runner, build_runners
-    from takeoff.engine import Engine
-    from takeoff.readers import load_readers
+    from takeoff.engine.engine import Engine
+    from takeoff.engine.readers import load_readers
 
     config = server_config(args, model_dir, None, server_slots(args))
     readers = load_readers(config)

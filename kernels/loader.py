@@ -138,21 +138,6 @@ def model_kind(path) -> str:
                          f"(no modules.json).")
 
 
-def load_model(kind: str, path, device: str = "cpu", dtype: str = "float32",
-               quantize: str = "none") -> tuple[Any, str]:
-    """Load a model of `kind` (see model_kind); returns it and why it runs in its dtype.
-    `quantize` applies to a generator only."""
-    if kind == "generator":
-        model = load_generator(path, device, dtype, quantize)
-    elif kind == "classifier":
-        model = load_classifier(path, device, dtype)
-    else:
-        from kernels.embedder import load_embedder
-
-        model = load_embedder(path, device, dtype)
-    return model, model.dtype_reason
-
-
 def _read_config(path, role: str):
     from transformers import AutoConfig
 

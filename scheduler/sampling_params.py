@@ -1,5 +1,5 @@
 """How one generation request wants its tokens chosen. Values arrive already checked (the
-HTTP edge validates requests, takeoff/schemas.py); this is plain data. The defaults here are
+HTTP edge validates requests, takeoff/api/schemas.py); this is plain data. The defaults here are
 Takeoff's (`/generate` with no sampling fields): the edge takes them from this class."""
 from __future__ import annotations
 

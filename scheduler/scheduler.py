@@ -1,7 +1,7 @@
 """The continuous-batching scheduler of one reader: which of its requests run each step, and what
 their results mean.
 
-Each reader (a loaded model) has its own scheduler; EngineCore (takeoff/core.py) steps them in
+Each reader (a loaded model) has its own scheduler; EngineCore (takeoff/engine/core.py) steps them in
 turn on one device, by the order in scheduler/policy.py. A generator reader's requests need a KV
 slot; a classifier's need none. Within one scheduler, per step:
 
@@ -23,7 +23,7 @@ once: its slot is free for the very next schedule, and reported in that step's `
 A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
 queue").
 
-The rules a caller keeps (EngineCore.step does, and tests/unit/test_core.py holds them):
+The rules a caller keeps (EngineCore.step does, and tests/unit/test_engine_core.py holds them):
 - `schedule()` and `update()` alternate: every `schedule()` is followed by exactly one
   `update()` with that step's output before the next `schedule()`, even when the step was empty
   (update also returns the requests that `schedule` found timed out).

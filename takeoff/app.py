@@ -14,15 +14,15 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from takeoff import management, openai_api, routes
+from takeoff.api import management, openai, operations, takeoff
+from takeoff.api.middleware import ApiMiddleware, PortFilter
+from takeoff.api.schemas import validation_error_response
 from takeoff.config import ServerConfig
-from takeoff.engine import Engine
+from takeoff.engine.engine import Engine
+from takeoff.engine.metrics import Metrics
+from takeoff.engine.readers import EMBED, GENERATE, Reader, load_readers
 from takeoff.errors import ApiError
 from takeoff.feedback import api as feedback_api
-from takeoff.metrics import Metrics
-from takeoff.middleware import ApiMiddleware, PortFilter
-from takeoff.readers import EMBED, GENERATE, Reader, load_readers
-from takeoff.schemas import validation_error_response
 
 logger = logging.getLogger("takeoff")
 HTTP_ERROR_TYPES = {404: "not_found_error", 405: "method_not_allowed", 413: "request_too_large"}
@@ -65,8 +65,8 @@ def create_app(config: ServerConfig, readers: list[Reader] | None = None,
         finally:
             await engine.stop()
 
-    all_routes = (routes.routes() + management.routes() + openai_api.routes()
-                  + feedback_api.routes())
+    all_routes = (takeoff.routes() + operations.routes() + management.routes()
+                  + openai.routes() + feedback_api.routes())
     app = Starlette(
         routes=all_routes,
         middleware=[Middleware(PortFilter, ports=config.listen_ports),

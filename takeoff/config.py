@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
-from takeoff.chat_template import CHAT_TEMPLATES
+from takeoff.api.chat_template import CHAT_TEMPLATES
 
 ENV_PREFIX = "TAKEOFF_"
 

@@ -16,7 +16,7 @@ import time
 import uvicorn
 
 from takeoff.config import ServerConfig, add_config_arguments, config_from
-from takeoff.replica_options import add_replica_arguments, replica_config_from
+from takeoff.replicas.options import add_replica_arguments, replica_config_from
 
 logger = logging.getLogger("takeoff")
 
@@ -41,12 +41,12 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(message)s")
     if replicas.on_ray:
-        from takeoff.replicas import run_replicas
+        from takeoff.replicas.driver import run_replicas
 
         return run_replicas(config, replicas)
     from kernels.loader import ModelLoadError
     from takeoff.app import create_app
-    from takeoff.readers import load_readers
+    from takeoff.engine.readers import load_readers
 
     try:
         sockets = bind_sockets(config)

@@ -33,13 +33,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from scheduler.sampling_params import SamplingParams
+from takeoff.api.http import read_json, unless_disconnected
+from takeoff.api.schemas import Body, parse, text_field
 from takeoff.errors import ApiError, bad_request, too_large
 from takeoff.feedback.claims import introduced_claims, rewrite_warning
 from takeoff.feedback.sentences import split_sentences
 from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, rewrite_prompt, verdict
-from takeoff.http import read_json
-from takeoff.routes import unless_disconnected
-from takeoff.schemas import Body, parse, text_field
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_TEXT_CHARS = 5000

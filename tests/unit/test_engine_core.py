@@ -8,7 +8,7 @@ import time
 from scheduler.output import RunnerOutput
 from scheduler.request import RequestStatus
 from scheduler.scheduler import Scheduler, SchedulerConfig
-from takeoff.core import EngineCore, Lane
+from takeoff.engine.core import EngineCore, Lane
 from tests.unit import fakes
 from tests.unit.fakes import EOS, FakeRunner, decode_ids
 
@@ -229,3 +229,4 @@ def test_a_missing_result_is_an_error_not_a_hang():
     core.add(gen("g"), "gen")
     (output,) = core.step()
     assert output.status is RequestStatus.FINISHED_ERROR and "no token" in output.error
+

@@ -1,39 +1,21 @@
-"""The Takeoff API and the operations endpoints. Routes parse, hand over to the engine, answer."""
+"""The Takeoff API. Routes parse, hand over to the engine, answer."""
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Awaitable, TypeVar
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from takeoff.engine import Engine, GenerationStream
-from takeoff.errors import ApiError, bad_request, too_large, unavailable
-from takeoff.http import read_json
-from takeoff.metrics import CONTENT_TYPE
-from takeoff.readers import CLASSIFY, EMBED, GENERATE
-from takeoff.schemas import ClassifyBody, DetokenizeBody, EmbedBody, GenerateBody, \
-    GenerateStreamBody, TokenizeBody, TokenizeReaderBody, parse
-
-T = TypeVar("T")
-
-
-def engine_of(request: Request) -> Engine:
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
-        raise unavailable("the server is still starting")
-    return engine
-
-
-def check_count(engine: Engine, group: str | None, task: str, num_inputs: int) -> None:
-    """413 for a list longer than the group can ever take in one go."""
-    limit = engine.max_inputs(group, task)
-    if num_inputs > limit:
-        raise too_large(f"'text' holds {num_inputs} inputs; one request takes at most {limit}",
-                        "text")
+from takeoff.api.http import check_count, drain, engine_of, read_json, unless_disconnected
+from takeoff.api.schemas import parse
+from takeoff.api.takeoff_schemas import ClassifyBody, DetokenizeBody, EmbedBody, GenerateBody, \
+    GenerateStreamBody, TokenizeBody, TokenizeReaderBody
+from takeoff.engine.engine import GenerationStream
+from takeoff.engine.readers import CLASSIFY, EMBED, GENERATE
+from takeoff.errors import ApiError, bad_request
 
 
 async def generate(request: Request) -> JSONResponse:
@@ -58,35 +40,6 @@ async def generate(request: Request) -> JSONResponse:
         metadata = [r.metadata() for r in results]
         answer["metadata"] = metadata if is_list else metadata[0]
     return JSONResponse(answer)
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work` (the body already read), cancelling it if the client goes away first, so
-    an abandoned request frees its slots instead of running for no one. Every endpoint that
-    answers once, after the engine's work, awaits that work through this."""
-    work = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        abandoned = not work.done()
-        if abandoned:
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-    if abandoned:  # nobody hears this answer; it shows in the metrics as 499
-        raise ApiError(499, "the client closed the connection", "client_closed_request")
-    return work.result()
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def drain(stream: GenerationStream) -> None:
-    async for _ in stream:
-        pass
 
 
 async def generate_stream(request: Request) -> EventSourceResponse:
@@ -159,27 +112,6 @@ async def embed(request: Request) -> JSONResponse:
     return JSONResponse({"result": vectors if isinstance(body.text, list) else vectors[0]})
 
 
-async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
-
-
-async def ready(request: Request) -> JSONResponse:
-    engine = engine_of(request)
-    if engine.draining:
-        raise unavailable("the server is draining")
-    if not engine.is_running:
-        raise unavailable("the engine is not running")
-    stuck_s = engine.seconds_in_step()
-    if stuck_s > engine.config.watchdog_timeout:
-        raise unavailable(f"the engine has been in one step for {stuck_s:.0f} s (watchdog "
-                          f"{engine.config.watchdog_timeout:g} s)")
-    return JSONResponse({"status": "ready"})
-
-
-async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
-
-
 def routes() -> list[BaseRoute]:
     return [
         Route("/generate", generate, methods=["POST"]),
@@ -189,7 +121,4 @@ def routes() -> list[BaseRoute]:
         Route("/tokenize/{reader_id}", tokenize_reader, methods=["POST"]),
         Route("/detokenize/{reader_id}", detokenize_reader, methods=["POST"]),
         Route("/embed", embed, methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -7,7 +7,7 @@ from kernels.loader import load_classifier, load_generator
 from kernels.runner import ModelRunner
 from scheduler.output import ClassifyInput, PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
-from tests.model.test_decoding import hf_greedy, prompts
+from tests.model.test_kernels_t5 import hf_greedy, prompts
 from tests.tiny_models import CORPUS
 
 NUM_NEW = 12

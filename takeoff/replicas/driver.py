@@ -2,7 +2,7 @@
 
 This process is the Ray driver: it starts a local Ray cluster bound to 127.0.0.1 (or joins the one
 at --ray-address), starts Serve's HTTP proxy on --host/--port, deploys the replicas
-(takeoff.replica_app) and waits. Ray's router sends each request to the replica with the fewest
+(takeoff.replicas.replica) and waits. Ray's router sends each request to the replica with the fewest
 ongoing requests (of two picked at random), restarts a replica that dies, and with --autoscale
 scales between MIN and MAX on ongoing requests.
 
@@ -20,7 +20,7 @@ import threading
 import time
 
 from takeoff.config import ServerConfig
-from takeoff.replica_options import ReplicaConfig
+from takeoff.replicas.options import ReplicaConfig
 
 logger = logging.getLogger("takeoff")
 LOCAL_NODE_IP = "127.0.0.1"
@@ -106,10 +106,10 @@ def _start_ray(replicas: ReplicaConfig, log_level: str) -> None:
 def _deploy(config: ServerConfig, replicas: ReplicaConfig) -> None:
     from ray import serve
 
-    from takeoff.replica_app import APP_NAME, DEPLOYMENT_NAME, TakeoffReplica
-    from takeoff.replica_proxy import IMPORT_PATH
+    from takeoff.replicas.replica import APP_NAME, DEPLOYMENT_NAME, TakeoffReplica
+    from takeoff.replicas.proxy import IMPORT_PATH
 
-    # The proxies inherit the controller's environment: this loads takeoff.replica_proxy there.
+    # The proxies inherit the controller's environment: this loads takeoff.replicas.proxy there.
     logging_config = {"log_level": config.log_level.upper(),
                       "enable_access_log": config.log_level == "debug"}
     serve.start(http_options={"host": config.host, "port": config.port},
@@ -150,7 +150,7 @@ def _shut_down(config: ServerConfig, replicas: ReplicaConfig) -> None:
     import ray
     from ray import serve
 
-    from takeoff.replica_app import APP_NAME
+    from takeoff.replicas.replica import APP_NAME
 
     if not ray.is_initialized():
         return
@@ -175,7 +175,7 @@ def _drain_replicas(drain_timeout: float) -> None:
     finish, for up to drain_timeout (Serve's own shutdown would cut off open streams)."""
     from ray import serve
 
-    from takeoff.replica_app import APP_NAME
+    from takeoff.replicas.replica import APP_NAME
 
     deadline = time.monotonic() + drain_timeout
     try:

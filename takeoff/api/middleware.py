@@ -6,8 +6,8 @@ import hmac
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from takeoff.engine.metrics import Metrics
 from takeoff.errors import ApiError, not_found
-from takeoff.metrics import Metrics
 
 # What the management and OpenAI ports serve; the main port serves everything.
 MANAGEMENT_PATHS = ("/status", "/reader_groups", "/reader", "/reader/", "/config/")

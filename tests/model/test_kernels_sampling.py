@@ -13,7 +13,7 @@ from kernels.runner import ModelRunner
 from kernels.sampling import SlotState, apply_penalties, choose_tokens, warp
 from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
-from tests.model.test_decoding import prompts
+from tests.model.test_kernels_t5 import prompts
 
 EOS = 1
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from takeoff.errors import ApiError
-from takeoff.openai_api import _merged
+from takeoff.api.openai import _merged
 
 
 class Pieces:

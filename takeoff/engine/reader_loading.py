@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Callable
 
 from takeoff.config import ServerConfig
 from takeoff.errors import ApiError, bad_request
-from takeoff.reader_set import ReaderSet
-from takeoff.readers import GENERATE, TASK_OF_KIND, Reader, ReaderSpec, load_reader
+from takeoff.engine.reader_set import ReaderSet
+from takeoff.engine.manifest import ReaderSpec
+from takeoff.engine.readers import GENERATE, TASK_OF_KIND, Reader, load_reader
 
 if TYPE_CHECKING:
-    from takeoff.engine import Engine
+    from takeoff.engine.engine import Engine
 
 logger = logging.getLogger(__name__)
 DRAIN_POLL_S = 0.02

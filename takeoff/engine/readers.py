@@ -7,33 +7,17 @@ from `POST /reader`; `ReaderSpec` is what each of those asks for.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from takeoff.config import ServerConfig
+from takeoff.engine.manifest import ReaderSpec, startup_specs
 from takeoff.errors import bad_request, not_found, too_large
 
 GENERATE, CLASSIFY, EMBED = "generate", "classify", "embed"
 TASK_OF_KIND = {"generator": GENERATE, "classifier": CLASSIFY, "embedder": EMBED}
 # Takeoff's clients name the classification group "classify" by default.
 CLASSIFY_ALIAS = "classify"
-
-
-@dataclass(frozen=True)
-class ReaderSpec:
-    """What to load: Takeoff's ReaderConfig fields that mean something here."""
-    model_name: str  # a local model directory
-    consumer_group: str
-    device: str = "cpu"
-    max_batch_size: int | None = None  # KV slots (generator) or inputs per step; None: the server's
-    max_sequence_length: int | None = None  # longest input in tokens; None: the server's
-    reader_id: str | None = None  # None: one is made up
-    kind: str | None = None  # "generator", "classifier", "embedder"; None: told by its files
-
-    def config(self) -> dict:
-        """Takeoff's ReaderConfig shape (GET /config/{reader_id}), unset fields left out."""
-        return {k: v for k, v in asdict(self).items()
-                if v is not None and k not in ("reader_id", "kind")}
 
 
 @dataclass(frozen=True)
@@ -93,28 +77,28 @@ def _check_length(num_tokens: int, limit: int) -> None:
                         f"(pass prompt_max_tokens to truncate it instead)", "text")
 
 
-def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
-    """The readers to load at start: the manifest's, or those of --model/--classifier/--embedder."""
-    if config.config_file:
-        from takeoff.manifest import read_manifest
-
-        return read_manifest(config.config_file, config)
-    specs = []
-    for path, group, kind in ((config.model, config.generator_group, "generator"),
-                              (config.classifier, config.classifier_group, "classifier"),
-                              (config.embedder, config.embedder_group, "embedder")):
-        if path:
-            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", kind=kind))
-    return specs
-
-
 def load_reader(config: ServerConfig, spec: ReaderSpec) -> Reader:
     """Load one reader (blocking; raises kernels.loader.ModelLoadError for a bad directory)."""
-    from kernels.loader import load_model, model_kind
+    from kernels.loader import model_kind
 
     kind = spec.kind or model_kind(spec.model_name)
-    model, dtype_reason = load_model(kind, spec.model_name, spec.device, config.dtype, config.quantize)
-    return make_reader(config, spec, model, TASK_OF_KIND[kind], dtype_reason)
+    model = load_model(kind, spec.model_name, spec.device, config.dtype, config.quantize)
+    return make_reader(config, spec, model, TASK_OF_KIND[kind], model.dtype_reason)
+
+
+def load_model(kind: str, path: str, device: str, dtype: str, quantize: str):
+    """Load a model of `kind` (kernels.loader.model_kind); `quantize` applies to a generator only."""
+    if kind == "generator":
+        from kernels.loader import load_generator
+
+        return load_generator(path, device, dtype, quantize)
+    if kind == "classifier":
+        from kernels.loader import load_classifier
+
+        return load_classifier(path, device, dtype)
+    from kernels.embedder import load_embedder
+
+    return load_embedder(path, device, dtype)
 
 
 def load_readers(config: ServerConfig) -> list[Reader]:

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable
 
-from takeoff.core import EngineCore, EngineOutput
+from takeoff.engine.core import EngineCore, EngineOutput
 
 logger = logging.getLogger(__name__)
 

@@ -164,8 +164,8 @@ async def test_stopping_never_blocks_the_event_loop_even_with_a_hung_step(tiny_t
     from scheduler.sampling_params import SamplingParams
     from takeoff.app import build_runner
     from takeoff.config import ServerConfig
-    from takeoff.engine import Engine
-    from takeoff.readers import load_readers
+    from takeoff.engine.engine import Engine
+    from takeoff.engine.readers import load_readers
 
     class Hung:
         def __init__(self, runner):

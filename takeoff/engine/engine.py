@@ -19,13 +19,13 @@ from scheduler.request import Request, RequestKind
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
 from takeoff.config import ServerConfig
-from takeoff.core import EngineCore, EngineOutput, Lane
-from takeoff.engine_thread import EngineThread
+from takeoff.engine.core import EngineCore, EngineOutput, Lane
+from takeoff.engine.thread import EngineThread
 from takeoff.errors import ApiError, bad_request, overloaded, unavailable
-from takeoff.metrics import Metrics
-from takeoff.reader_set import ReaderSet, holds_slots
-from takeoff.readers import CLASSIFY, EMBED, GENERATE, GroupInfo, Reader, ReaderSpec
-from takeoff.stream import EngineError, GenerationResult, GenerationStream, engine_error
+from takeoff.engine.metrics import Metrics
+from takeoff.engine.reader_set import ReaderSet, holds_slots
+from takeoff.engine.readers import CLASSIFY, EMBED, GENERATE, GroupInfo, Reader
+from takeoff.engine.stream import EngineError, GenerationResult, GenerationStream, engine_error
 
 __all__ = ["Engine", "EngineError", "GenerationResult", "GenerationStream", "GroupInfo"]
 logger = logging.getLogger(__name__)
@@ -87,18 +87,6 @@ class Engine:
 
     def max_inputs(self, group: str | None, task: str) -> int:
         return self.reader_set.max_inputs(group, task)
-
-    async def add_reader(self, spec: ReaderSpec) -> Reader:
-        """Load a model into a group while serving (takeoff/reader_loading.py)."""
-        from takeoff.reader_loading import add_reader
-
-        return await add_reader(self, spec)
-
-    async def remove_reader(self, reader_id: str) -> None:
-        """Drain the reader, then drop it (takeoff/reader_loading.py)."""
-        from takeoff.reader_loading import remove_reader
-
-        await remove_reader(self, reader_id)
 
     async def between_steps(self, command: Callable[[], object]):
         """Run `command` on the engine thread at its next step boundary; its result."""

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from kernels.loader import ModelLoadError, load_generator
 from kernels.linear import Int8Linear
-from tests.model.test_dtype import agreement, engine_greedy, seeded_prompts
+from tests.model.test_kernels_devices import agreement, engine_greedy, seeded_prompts
 
 MIN_INT8_AGREEMENT = 0.5  # the tiny model is far more sensitive than a real one (see the report)
 

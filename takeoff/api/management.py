@@ -8,11 +8,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from takeoff.api.http import engine_of, read_json
+from takeoff.engine.manifest import reader_spec
+from takeoff.engine.reader_loading import add_reader, remove_reader
+from takeoff.engine.readers import GENERATE, GroupInfo, Reader
 from takeoff.errors import bad_request
-from takeoff.http import read_json
-from takeoff.manifest import reader_spec
-from takeoff.readers import GENERATE, GroupInfo, Reader
-from takeoff.routes import engine_of
 
 # Takeoff's model_type names for what a reader does.
 MODEL_TYPES = {GENERATE: "SEQ2SEQ", "classify": "CLASSIFICATION", "embed": "EMBEDDING"}
@@ -70,13 +70,13 @@ async def create_reader(request: Request) -> JSONResponse:
         spec = reader_spec(body.pop("reader_id", None), body, engine.config.device, "reader")
     except ValueError as exc:
         raise bad_request(str(exc).removeprefix("reader: ")) from None
-    reader: Reader = await engine.add_reader(spec)
+    reader: Reader = await add_reader(engine, spec)
     return JSONResponse(reader_description(reader.info), status_code=201)
 
 
 async def delete_reader(request: Request) -> JSONResponse:
     reader_id = request.path_params["reader_id"]
-    await engine_of(request).remove_reader(reader_id)
+    await remove_reader(engine_of(request), reader_id)
     return JSONResponse({"reader_id": reader_id, "removed": True})
 
 

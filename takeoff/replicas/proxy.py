@@ -8,7 +8,7 @@ answer has started; an `event: error` with that body, then the end of the stream
 stream has started (the openai package raises it, like takeoff's own stream errors).
 
 Ray loads it in each proxy through RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH, which
-takeoff.replicas sets for the proxies it starts. It imports no Ray and no torch.
+takeoff.replicas.driver sets for the proxies it starts. It imports no Ray and no torch.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from takeoff.errors import ApiError
 
-IMPORT_PATH = "takeoff.replica_proxy:proxy_middlewares"
+IMPORT_PATH = "takeoff.replicas.proxy:proxy_middlewares"
 REPLICA_HEADER = b"x-takeoff-replica"
 REPLICA_FAILED = "the replica serving this request stopped before it finished; retry"
 ERROR_TYPES = {404: "not_found_error", 408: "timeout_error", 429: "overloaded_error"}

@@ -1,4 +1,5 @@
-"""Start-up readers from a Takeoff-style YAML manifest (`takeoff serve --config FILE`).
+"""What to load: `ReaderSpec`, from the start-up flags, from a Takeoff-style YAML manifest
+(`takeoff serve --config FILE`) or from `POST /reader`.
 
     takeoff:
       readers_config:
@@ -17,16 +18,46 @@ quant_type, ...) are accepted and ignored; a field this server cannot honour is 
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from takeoff.config import ServerConfig
-from takeoff.readers import ReaderSpec
 
 REQUIRED = ("model_name", "consumer_group")
 IGNORED = ("redis_host", "backend", "log_level", "cuda_visible_devices", "batch_duration_millis",
            "access_token", "tensor_parallel", "nvlink_unavailable", "disable_static",
            "disable_cuda_graph", "cuda_graph_cache_capacity", "disable_paged_attention",
            "page_cache_size", "quant_type")
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """What to load: Takeoff's ReaderConfig fields that mean something here."""
+    model_name: str  # a local model directory
+    consumer_group: str
+    device: str = "cpu"
+    max_batch_size: int | None = None  # KV slots (generator) or inputs per step; None: the server's
+    max_sequence_length: int | None = None  # longest input in tokens; None: the server's
+    reader_id: str | None = None  # None: one is made up
+    kind: str | None = None  # "generator", "classifier", "embedder"; None: told by its files
+
+    def config(self) -> dict:
+        """Takeoff's ReaderConfig shape (GET /config/{reader_id}), unset fields left out."""
+        return {k: v for k, v in asdict(self).items()
+                if v is not None and k not in ("reader_id", "kind")}
+
+
+def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
+    """The readers to load at start: the manifest's, or those of --model/--classifier/--embedder."""
+    if config.config_file:
+        return read_manifest(config.config_file, config)
+    specs = []
+    for path, group, kind in ((config.model, config.generator_group, "generator"),
+                              (config.classifier, config.classifier_group, "classifier"),
+                              (config.embedder, config.embedder_group, "embedder")):
+        if path:
+            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", kind=kind))
+    return specs
 
 
 def read_manifest(path: str, config: ServerConfig) -> list[ReaderSpec]:

@@ -17,7 +17,7 @@ from kernels.sampling import SlotState, choose_tokens
 from kernels.vocabulary import token_vocabulary
 from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
-from tests.model.test_decoding import hf_greedy, prompts
+from tests.model.test_kernels_t5 import hf_greedy, prompts
 from tests.tiny_models import build_t5_sentencepiece_tokenizer, build_t5_tokenizer, save_tiny_t5
 
 REGEX = r"[0-9]{3}-[a-z]{2,8}"

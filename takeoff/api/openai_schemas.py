@@ -1,4 +1,4 @@
-"""Request bodies of the OpenAI-compatible API (see takeoff/schemas.py for the conventions).
+"""Request bodies of the OpenAI-compatible API (see takeoff/api/schemas.py for the conventions).
 
 OpenAI's names and defaults: temperature 1 (sampling) unless told 0, `max_tokens` (or
 `max_completion_tokens`) 16 for completions and the group's cap for chat. Fields that would
@@ -11,9 +11,9 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from scheduler.sampling_params import SamplingParams
-from takeoff.chat_template import Message
+from takeoff.api.chat_template import Message
+from takeoff.api.schemas import MAX_SEED, Body, Finite, schema_text, stop_field
 from takeoff.errors import bad_request
-from takeoff.schemas import MAX_SEED, Body, Finite, schema_text, stop_field
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 UNSUPPORTED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities",

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from scheduler.admission import Admission
 from takeoff.errors import ApiError, bad_request, not_found
-from takeoff.readers import GENERATE, GroupInfo, Reader, ReaderSpec, resolve_group
+from takeoff.engine.manifest import ReaderSpec
+from takeoff.engine.readers import GENERATE, GroupInfo, Reader, resolve_group
 
 
 class ReaderSet:

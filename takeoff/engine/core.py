@@ -1,9 +1,9 @@
 """EngineCore: the synchronous heart of the server. `step()` is schedule -> execute -> update for
 every reader with work, and returns what came out, keyed by request id.
 
-Rules (held by tests/unit/test_core.py):
+Rules (held by tests/unit/test_engine_core.py):
 - One thread calls EngineCore, never two: `add`, `abort` and `step` are not thread-safe. The
-  asyncio layer (takeoff/engine.py) runs `step()` on its engine thread and hands requests over
+  asyncio layer (takeoff/engine/engine.py) runs `step()` on its engine thread and hands requests over
   through `poll`, a callback the core calls at the start of each step and between model layers.
 - A reader's `schedule()` is always followed by its `update()` within the same `step()`, even
   when the runner raised, so no request is ever left scheduled with nobody to finish it.
@@ -62,7 +62,7 @@ class Lane:
 
 class EngineCore:
     def __init__(self, metrics=None) -> None:
-        self.metrics = metrics  # takeoff.metrics.Metrics, or None
+        self.metrics = metrics  # takeoff.engine.metrics.Metrics, or None
         self.lanes: dict[str, Lane] = {}
         self.poll: Callable[[], None] | None = None  # brings in requests that arrived meanwhile
         self.publish: Callable[[list[EngineOutput]], None] | None = None  # mid-step results

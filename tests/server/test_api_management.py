@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from takeoff.config import ServerConfig, config_from
-from takeoff.readers import load_readers
+from takeoff.engine.readers import load_readers
 from tests.runners import slow_runner
 from tests.server.helpers import assert_api_error
 from tests.tiny_models import save_tiny_t5

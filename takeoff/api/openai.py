@@ -20,15 +20,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from scheduler.sampling_params import SamplingParams
-from takeoff.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE, Message
-from takeoff.engine import Engine, GenerationResult, GenerationStream
-from takeoff.errors import ApiError, bad_request
-from takeoff.http import read_json
-from takeoff.openai_schemas import COMPLETION_DEFAULT_MAX_TOKENS, ChatCompletionBody, \
+from takeoff.api.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE, Message
+from takeoff.api.http import check_count, drain, engine_of, read_json, unless_disconnected
+from takeoff.api.openai_schemas import COMPLETION_DEFAULT_MAX_TOKENS, ChatCompletionBody, \
     ChatTemplateBody, CompletionBody, EmbeddingsBody
-from takeoff.readers import EMBED, GENERATE
-from takeoff.routes import check_count, drain, engine_of, unless_disconnected
-from takeoff.schemas import parse
+from takeoff.api.schemas import parse
+from takeoff.engine.engine import Engine, GenerationResult, GenerationStream
+from takeoff.engine.readers import EMBED, GENERATE
+from takeoff.errors import ApiError, bad_request
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
 

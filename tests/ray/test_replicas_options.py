@@ -10,14 +10,14 @@ import sys
 import pytest
 
 from takeoff.cli import main
-from takeoff.replica_options import ReplicaConfig, replica_config_from
-from takeoff.replica_proxy import ReplicaFailureMiddleware
+from takeoff.replicas.options import ReplicaConfig, replica_config_from
+from takeoff.replicas.proxy import ReplicaFailureMiddleware
 
 PLAIN_SERVE = """
 import asyncio, sys
 from takeoff.cli import build_parser
 from takeoff.config import config_from
-from takeoff.replica_options import replica_config_from
+from takeoff.replicas.options import replica_config_from
 from takeoff.app import create_app
 
 flags = ["serve", "--model", sys.argv[1], "--classifier", sys.argv[2]]
