@@ -6,7 +6,7 @@ belong to another request by the time a result is read.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from scheduler.sampling_params import SamplingParams
 
@@ -71,3 +71,14 @@ class RunnerOutput:
     errors: dict[str, str] = field(default_factory=dict)
     # Wall-clock seconds spent per kind of work this step ("classify", "prefill", "decode").
     step_seconds: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: RunnerOutput) -> None:
+        """Take in the results of another run of part of the same step (EngineCore re-runs a
+        failed batch one request at a time): every per-request field, the seconds added up."""
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if item.name == "step_seconds":
+                for kind, seconds in theirs.items():
+                    mine[kind] = mine.get(kind, 0.0) + seconds
+            else:
+                mine.update(theirs)

@@ -181,9 +181,7 @@ class EngineCore:
                 for request_id in self._request_ids(lane, part):
                     merged.errors[request_id] = f"the model failed on this request: {exc}"
                 continue
-            merged.probabilities.update(result.probabilities)
-            merged.next_token_ids.update(result.next_token_ids)
-            merged.errors.update(result.errors)
+            merged.merge(result)
         return merged
 
     @staticmethod

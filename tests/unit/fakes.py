@@ -99,6 +99,11 @@ def cls(request_id: str, num_tokens: int = 4, arrival_time: float = 0.0) -> Requ
                    arrival_time=arrival_time)
 
 
+def embed(request_id: str, num_tokens: int = 4, arrival_time: float = 0.0) -> Request:
+    return Request(request_id, RequestKind.EMBED, list(range(2, 2 + num_tokens)),
+                   arrival_time=arrival_time)
+
+
 def decode_ids(ids: list[int]) -> str:
     """The simplest decode: every token is visible text, EOS is skipped as special."""
     return "".join(f"<{i}>" for i in ids if i != EOS)

@@ -230,3 +230,33 @@ def test_a_missing_result_is_an_error_not_a_hang():
     (output,) = core.step()
     assert output.status is RequestStatus.FINISHED_ERROR and "no token" in output.error
 
+
+class EmbedderRunner(FakeRunner):
+    """An embedder whose forward pass raises for any batch that holds the poisoned input."""
+
+    def __init__(self, poisoned: str) -> None:
+        super().__init__()
+        self.poisoned = poisoned
+
+    def execute(self, so, between_layers=None):
+        self.steps.append(so)
+        if any(item.request_id == self.poisoned for item in so.classify):
+            raise RuntimeError("cannot embed this input")
+        out = RunnerOutput()
+        for item in so.classify:
+            out.embeddings[item.request_id] = [float(len(item.token_ids)), 1.0]
+        return out
+
+
+def test_one_embedding_of_a_batch_that_breaks_the_model_fails_alone():
+    core = EngineCore()
+    core.add_lane(Lane("emb", Scheduler(SchedulerConfig(), decode_ids), EmbedderRunner("bad"),
+                       False))
+    for request_id in ("first", "bad", "last"):
+        core.add(fakes.embed(request_id, arrival_time=time.monotonic()), "emb")
+    outputs = run_all(core)
+    assert outputs["bad"][-1].status is RequestStatus.FINISHED_ERROR
+    assert "cannot embed this input" in outputs["bad"][-1].error
+    for request_id in ("first", "last"):
+        assert outputs[request_id][-1].error is None
+        assert outputs[request_id][-1].row == [4.0, 1.0]
