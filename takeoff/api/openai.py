@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -25,6 +25,7 @@ from takeoff.api.http import check_count, drain, engine_of, read_json, unless_di
 from takeoff.api.openai_schemas import COMPLETION_DEFAULT_MAX_TOKENS, ChatCompletionBody, \
     ChatTemplateBody, CompletionBody, EmbeddingsBody
 from takeoff.api.schemas import parse
+from takeoff.api.sse import EventStream
 from takeoff.engine.engine import Engine, GenerationResult, GenerationStream
 from takeoff.engine.readers import EMBED, GENERATE
 from takeoff.errors import ApiError, bad_request
@@ -107,7 +108,7 @@ async def _run(request: Request, engine: Engine, job: Job):
             await stream.aclose()
         raise
     if job.stream:
-        return EventSourceResponse(_chunks(job, streams))
+        return EventStream(_chunks(job, streams), lambda: _close_all(streams), _error_chunk)
     try:
         await unless_disconnected(request, asyncio.gather(*(drain(s) for s in streams)))
     finally:
@@ -141,10 +142,19 @@ def _envelope(job: Job, kind: str) -> dict:
             "object": kind, "created": int(time.time()), "model": job.group}
 
 
+async def _close_all(streams: list[GenerationStream]) -> None:
+    for stream in streams:
+        await stream.aclose()
+
+
+def _error_chunk(error: ApiError) -> ServerSentEvent:
+    """An engine failure after the start: `data: {"error": ...}`, which the openai package
+    raises."""
+    return ServerSentEvent(data=json.dumps(error.body()))
+
+
 async def _chunks(job: Job, streams: list[GenerationStream]) -> AsyncIterator[ServerSentEvent]:
-    """`data: {chunk}` events, then `data: [DONE]`; an engine failure after the start is sent as
-    `data: {"error": ...}`, which the openai package raises. When the client goes away,
-    sse-starlette cancels this generator and `finally` aborts every request."""
+    """`data: {chunk}` events, then `data: [DONE]`."""
     chat = job.kind == "chat.completion"
     envelope = _envelope(job, "chat.completion.chunk" if chat else "text_completion")
 
@@ -156,27 +166,21 @@ async def _chunks(job: Job, streams: list[GenerationStream]) -> AsyncIterator[Se
             choice["text"] = text or ""
         return ServerSentEvent(data=json.dumps({**envelope, "choices": [choice]}))
 
-    try:
-        if chat:
-            for index in range(len(streams)):
-                yield ServerSentEvent(data=json.dumps({**envelope, "choices": [{
-                    "index": index, "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None, "finish_reason": None}]}))
-        async for index, piece in _merged(streams):
-            if piece is not None:
-                yield chunk(index, piece)
-            else:
-                reason = FINISH_REASONS.get(streams[index].result.finish_reason, "stop")
-                yield chunk(index, None, reason)
-        if job.include_usage:
-            usage = _usage([s.result for s in streams])
-            yield ServerSentEvent(data=json.dumps({**envelope, "choices": [], "usage": usage}))
-        yield ServerSentEvent(data="[DONE]")
-    except ApiError as exc:
-        yield ServerSentEvent(data=json.dumps(exc.body()))
-    finally:
-        for stream in streams:
-            await stream.aclose()
+    if chat:
+        for index in range(len(streams)):
+            yield ServerSentEvent(data=json.dumps({**envelope, "choices": [{
+                "index": index, "delta": {"role": "assistant", "content": ""},
+                "logprobs": None, "finish_reason": None}]}))
+    async for index, piece in _merged(streams):
+        if piece is not None:
+            yield chunk(index, piece)
+        else:
+            reason = FINISH_REASONS.get(streams[index].result.finish_reason, "stop")
+            yield chunk(index, None, reason)
+    if job.include_usage:
+        usage = _usage([s.result for s in streams])
+        yield ServerSentEvent(data=json.dumps({**envelope, "choices": [], "usage": usage}))
+    yield ServerSentEvent(data="[DONE]")
 
 
 async def _merged(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, str | None]]:

@@ -4,18 +4,19 @@ from __future__ import annotations
 import asyncio
 import json
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from takeoff.api.http import check_count, drain, engine_of, read_json, unless_disconnected
 from takeoff.api.schemas import parse
+from takeoff.api.sse import EventStream
 from takeoff.api.takeoff_schemas import ClassifyBody, DetokenizeBody, EmbedBody, GenerateBody, \
     GenerateStreamBody, TokenizeBody, TokenizeReaderBody
 from takeoff.engine.engine import GenerationStream
 from takeoff.engine.readers import CLASSIFY, EMBED, GENERATE
-from takeoff.errors import ApiError, bad_request
+from takeoff.errors import bad_request
 
 
 async def generate(request: Request) -> JSONResponse:
@@ -42,25 +43,19 @@ async def generate(request: Request) -> JSONResponse:
     return JSONResponse(answer)
 
 
-async def generate_stream(request: Request) -> EventSourceResponse:
+async def generate_stream(request: Request) -> EventStream:
     body = parse(GenerateStreamBody, await read_json(request), request)
     stream = engine_of(request).generate_stream(body.text, body.sampling_params(),
                                                 body.consumer_group, body.prompt_max_tokens)
-    return EventSourceResponse(stream_events(stream))
+    return EventStream(stream_events(stream), stream.aclose)
 
 
 async def stream_events(stream: GenerationStream):
     """Each text piece as one event (sse-starlette writes a multi-line piece as several `data:`
-    lines), then `event: metadata`; a failure after the start is `event: error`. When the client
-    goes away, sse-starlette cancels this generator and `finally` aborts the request."""
-    try:
-        async for piece in stream:
-            yield ServerSentEvent(data=piece)
-        yield ServerSentEvent(data=json.dumps(stream.result.metadata()), event="metadata")
-    except ApiError as exc:
-        yield ServerSentEvent(data=json.dumps(exc.body()), event="error")
-    finally:
-        await stream.aclose()
+    lines), then `event: metadata`."""
+    async for piece in stream:
+        yield ServerSentEvent(data=piece)
+    yield ServerSentEvent(data=json.dumps(stream.result.metadata()), event="metadata")
 
 
 async def classify(request: Request) -> JSONResponse:

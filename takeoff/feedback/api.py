@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pydantic import field_validator, model_validator
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
@@ -35,7 +35,8 @@ from starlette.staticfiles import StaticFiles
 from scheduler.sampling_params import SamplingParams
 from takeoff.api.http import read_json, unless_disconnected
 from takeoff.api.schemas import Body, parse, text_field
-from takeoff.errors import ApiError, bad_request, too_large
+from takeoff.api.sse import EventStream
+from takeoff.errors import bad_request, too_large
 from takeoff.feedback.claims import introduced_claims, rewrite_warning
 from takeoff.feedback.sentences import split_sentences
 from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, rewrite_prompt, verdict
@@ -166,7 +167,7 @@ async def improve(request: Request):
     feedback = await unless_disconnected(request, _analyze(engine, body.text, body.context))
     rewrites = await _submit_rewrites(engine, feedback, stream=body.stream)
     if body.stream:
-        return EventSourceResponse(_improve_events(feedback, rewrites))
+        return EventStream(_improve_events(feedback, rewrites), lambda: _close_all(rewrites))
     try:
         pieces = await unless_disconnected(request, _collect(_improved_pieces(feedback, rewrites)))
     finally:
@@ -256,20 +257,14 @@ async def _improved_pieces(feedback: Feedback, rewrites: list[Rewrite]):
 
 
 async def _improve_events(feedback: Feedback, rewrites: list[Rewrite]):
-    """SSE events: text pieces as `data`, then `event: result` with the final JSON. A client
-    that goes away cancels this generator, which withdraws every rewrite still running."""
+    """SSE events: text pieces as `data`, then `event: result` with the final JSON."""
     pieces = []
-    try:
-        async for piece in _improved_pieces(feedback, rewrites):
-            if piece:
-                pieces.append(piece)
-                yield ServerSentEvent(data=piece)
-        result = _improve_result(feedback, rewrites, "".join(pieces))
-        yield ServerSentEvent(data=json.dumps(result), event="result")
-    except ApiError as error:
-        yield ServerSentEvent(data=json.dumps(error.body()), event="error")
-    finally:
-        await _close_all(rewrites)
+    async for piece in _improved_pieces(feedback, rewrites):
+        if piece:
+            pieces.append(piece)
+            yield ServerSentEvent(data=piece)
+    result = _improve_result(feedback, rewrites, "".join(pieces))
+    yield ServerSentEvent(data=json.dumps(result), event="result")
 
 
 def _improve_result(feedback: Feedback, rewrites: list[Rewrite], text: str) -> dict:

@@ -11,16 +11,11 @@ import pytest
 
 from takeoff.errors import ApiError
 from takeoff.feedback.task import kind_of
-from tests.feedback_models import LEARNED, save_feedback_classifier
+from tests.feedback_models import LEARNED
 from tests.runners import failing_runner, generator_runner, slow_runner
 from tests.server.helpers import assert_api_error, metric, read_events, wait_for_metric
 
 LONG = {"max_new_tokens": 200, "min_new_tokens": 200}
-
-
-@pytest.fixture(scope="module")
-def learned_classifier(tmp_path_factory) -> str:
-    return str(save_feedback_classifier(tmp_path_factory.mktemp("feedback-classifier")))
 
 
 @pytest.fixture

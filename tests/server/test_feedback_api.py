@@ -15,7 +15,7 @@ from takeoff.feedback.api import DEFAULT_CONTEXT, REWRITE_SAMPLING
 from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
 from takeoff.feedback.sentences import split_sentences
 from clients.sse import SSEDecoder
-from tests.feedback_models import LEARNED, save_feedback_classifier
+from tests.feedback_models import LEARNED
 from tests.server.helpers import next_event, read_events
 from tests.runners import failing_runner, generator_runner
 
@@ -24,12 +24,6 @@ CRITICAL = [s for s, label in LEARNED.items() if kind_of(label) == "critical"]
 # constructive, critical, constructive, critical: both kinds, on two lines
 MIXED = f"{CONSTRUCTIVE[0]} {CRITICAL[0]}\n- {CONSTRUCTIVE[1]}\n- {CRITICAL[1]}"
 CONTEXT = "A team lead gives feedback to an engineer on a sprint"
-
-
-@pytest.fixture(scope="module")
-def learned_classifier(tmp_path_factory) -> str:
-    """A classifier that knows LEARNED by heart, so both kinds occur in one text."""
-    return str(save_feedback_classifier(tmp_path_factory.mktemp("feedback-classifier")))
 
 
 @pytest.fixture(scope="module")
