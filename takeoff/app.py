@@ -35,7 +35,8 @@ def build_runner(config: ServerConfig, reader: Reader):
     info = reader.info
     if info.task == GENERATE:
         return ModelRunner(generator=reader.model, max_num_seqs=info.max_batch_size,
-                           max_len=config.max_new_tokens, max_input_len=info.max_input_len)
+                           max_len=config.max_new_tokens, max_input_len=info.max_input_len,
+                           grammars=reader.grammars)
     if info.task == EMBED:
         return ModelRunner(embedder=reader.model, max_input_len=info.max_input_len)
     return ModelRunner(classifier=reader.model, max_input_len=info.max_input_len)

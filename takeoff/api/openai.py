@@ -98,6 +98,7 @@ def _group(engine: Engine, body: dict, task: str = GENERATE) -> str:
 
 # ---- answering -----------------------------------------------------------------------------
 async def _run(request: Request, engine: Engine, job: Job):
+    await engine.compile_grammar(job.params, job.group)
     streams: list[GenerationStream] = []
     try:
         for prompt in job.prompts:  # all submitted or none: a refusal aborts the earlier ones

@@ -24,6 +24,7 @@ async def generate(request: Request) -> JSONResponse:
     texts = body.text if isinstance(body.text, list) else [body.text]
     engine = engine_of(request)
     check_count(engine, body.consumer_group, GENERATE, len(texts))
+    await engine.compile_grammar(body.sampling_params(), body.consumer_group)
     streams: list[GenerationStream] = []
     try:
         for text in texts:  # all submitted, or none: a refusal aborts the ones before it
@@ -45,6 +46,7 @@ async def generate(request: Request) -> JSONResponse:
 
 async def generate_stream(request: Request) -> EventStream:
     body = parse(GenerateStreamBody, await read_json(request), request)
+    await engine_of(request).compile_grammar(body.sampling_params(), body.consumer_group)
     stream = engine_of(request).generate_stream(body.text, body.sampling_params(),
                                                 body.consumer_group, body.prompt_max_tokens)
     return EventStream(stream_events(stream), stream.aclose)

@@ -130,8 +130,6 @@ class Engine:
         self._check_accepting()
         reader = self.reader_set.pick(group, GENERATE)
         ids = reader.encode(prompt, prompt_max_tokens)
-        if params.regex is not None or params.json_schema is not None:
-            self._check_grammar(reader, params)
         request = Request(self._next_id(), RequestKind.GENERATE, ids, params,
                           eos_token_id=reader.model.eos_token_id)
         sink = GenerationStream(request.request_id, request.num_prompt_tokens, self.abort)
@@ -177,16 +175,20 @@ class Engine:
                 self.abort(request.request_id)
         return reader, list(rows), sum(len(r.prompt_ids) for r in requests)
 
-    def _check_grammar(self, reader: Reader, params: SamplingParams) -> None:
-        """400 for a pattern that cannot constrain this reader (compiled now, and cached)."""
+    async def compile_grammar(self, params: SamplingParams, group: str | None = None) -> None:
+        """Compile the request's pattern, if any, for the group's generators, off the event loop
+        (the compilers cache it for their runners); 400 for one that cannot constrain them."""
+        if params.regex is None and params.json_schema is None:
+            return
         from kernels.constrained import GrammarError
 
-        grammars = self.core.lanes[reader.reader_id].runner.grammars
-        try:
-            grammars.compile(params.regex, params.json_schema)
-        except GrammarError as exc:
-            raise bad_request(str(exc), "regex_string" if params.regex else "json_schema") \
-                from None
+        readers = self.reader_set.by_group()[self.reader_set.resolve(group, GENERATE)]
+        for compiler in {id(r.grammars): r.grammars for r in readers}.values():
+            try:
+                await asyncio.to_thread(compiler.compile, params.regex, params.json_schema)
+            except GrammarError as exc:
+                raise bad_request(str(exc), "regex_string" if params.regex else "json_schema") \
+                    from None
 
     def _submit(self, requests: list[Request], sinks: list, reader: Reader, stream: bool) -> None:
         """Admit all of them or none (429), then hand them to the engine thread."""

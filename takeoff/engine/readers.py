@@ -41,6 +41,9 @@ class Reader:
     info: GroupInfo
     model: Any  # kernels.loader.Seq2SeqModel / ClassifierModel, kernels.embedder.EmbeddingModel
     spec: ReaderSpec | None = None
+    # A generator's kernels.constrained.GrammarCompiler: the engine compiles each request's
+    # pattern with it off the event loop, and gives it to the reader's runner.
+    grammars: Any = None
 
     @property
     def reader_id(self) -> str:
@@ -116,7 +119,12 @@ def make_reader(config: ServerConfig, spec: ReaderSpec, model, task: str,
                      max_new_tokens=config.max_new_tokens if generates else None,
                      reader_id=spec.reader_id or f"{spec.consumer_group}-0",
                      max_batch_size=batch, dtype_reason=dtype_reason)
-    return Reader(info, model, replace(spec, reader_id=info.reader_id))
+    grammars = None
+    if generates:
+        from kernels.constrained import GrammarCompiler
+
+        grammars = GrammarCompiler.for_model(model)
+    return Reader(info, model, replace(spec, reader_id=info.reader_id), grammars)
 
 
 def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: str | None) -> str:

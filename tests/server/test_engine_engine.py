@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import aiohttp
@@ -195,3 +196,33 @@ async def test_stopping_never_blocks_the_event_loop_even_with_a_hung_step(tiny_t
         async for _ in stream:
             pass
     assert caught.value.status == 503
+
+
+async def test_a_grammar_compiles_off_the_event_loop(server_url, monkeypatch):
+    """While a request's regex compiles, the server answers others: compiling never blocks the
+    event loop."""
+    from kernels.constrained import GrammarCompiler
+
+    pattern, started, release = "(yes|no) [a-z]+", threading.Event(), threading.Event()
+    compile_now = GrammarCompiler.compile
+
+    def held_compile(self, regex=None, json_schema=None):
+        if regex == pattern and not release.is_set():
+            started.set()
+            release.wait(30)
+        return compile_now(self, regex, json_schema)
+
+    monkeypatch.setattr(GrammarCompiler, "compile", held_compile)
+    body = {"text": "Answer me", "regex_string": pattern, "max_new_tokens": 8}
+    async with aiohttp.ClientSession() as http:
+        generation = asyncio.ensure_future(http.post(server_url + "/generate", json=body))
+        assert await asyncio.to_thread(started.wait, 30)
+        try:
+            async with http.get(server_url + "/health",
+                                timeout=aiohttp.ClientTimeout(total=10)) as health:
+                assert health.status == 200
+        finally:
+            release.set()
+        async with await generation as answer:
+            assert answer.status == 200
+            assert (await answer.json())["text"] != ""
