@@ -217,6 +217,7 @@ def hf_ratios(http: dict, hf_static: dict) -> dict:
 
 
 async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) -> dict:
+    from scheduler.sampling_params import SamplingRequest
     from takeoff.app import build_runner, build_runners
     from takeoff.engine.engine import Engine
     from takeoff.engine.readers import load_readers
@@ -226,9 +227,9 @@ async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) ->
     engine = Engine(config, readers, build_runners(config, readers, build_runner))
     engine.start()
     try:
-        await engine.generate(prompts[0], requests[0].sampling)  # warm-up
+        await engine.generate(prompts[0], SamplingRequest.fixed(requests[0].sampling))  # warm-up
         start = time.perf_counter()
-        results = await asyncio.gather(*(engine.generate(p, r.sampling)
+        results = await asyncio.gather(*(engine.generate(p, SamplingRequest.fixed(r.sampling))
                                          for p, r in zip(prompts, requests)))
         seconds = time.perf_counter() - start
     finally:

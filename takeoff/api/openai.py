@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from scheduler.sampling_params import SamplingParams
+from scheduler.sampling_params import SamplingRequest
 from takeoff.api.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE, Message
 from takeoff.api.http import check_count, drain, engine_of, read_json, unless_disconnected
-from takeoff.api.openai_schemas import COMPLETION_DEFAULT_MAX_TOKENS, ChatCompletionBody, \
-    ChatTemplateBody, CompletionBody, EmbeddingsBody
+from takeoff.api.openai_schemas import ChatCompletionBody, ChatTemplateBody, CompletionBody, \
+    EmbeddingsBody
 from takeoff.api.schemas import parse
 from takeoff.api.sse import EventStream
 from takeoff.engine.engine import Engine, GenerationResult, GenerationStream
@@ -39,7 +39,7 @@ class Job:
     kind: str  # "text_completion" or "chat.completion"
     group: str
     prompts: list[str]
-    params: SamplingParams
+    sampling: SamplingRequest
     stream: bool
     include_usage: bool
 
@@ -56,8 +56,8 @@ async def completions(request: Request):
     raw = await read_json(request)
     engine = engine_of(request)
     group = _group(engine, raw)
-    body = parse(CompletionBody, raw, request, default_max_tokens=COMPLETION_DEFAULT_MAX_TOKENS)
-    job = Job("text_completion", group, body.prompt, body.sampling_params(), body.stream,
+    body = parse(CompletionBody, raw)
+    job = Job("text_completion", group, body.prompt, body.sampling(), body.stream,
               body.stream_options.include_usage)
     return await _run(request, engine, job)
 
@@ -66,14 +66,13 @@ async def chat_completions(request: Request):
     raw = await read_json(request)
     engine = engine_of(request)
     group = _group(engine, raw)
-    body = parse(ChatCompletionBody, raw, request,
-                 default_max_tokens=engine.groups()[group].max_new_tokens)
+    body = parse(ChatCompletionBody, raw)
     template = CHAT_TEMPLATES[chat_template_of(engine, group)]
     try:
         prompt = template(body.chat_messages())
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
-    job = Job("chat.completion", group, [prompt], body.sampling_params(), body.stream,
+    job = Job("chat.completion", group, [prompt], body.sampling(), body.stream,
               body.stream_options.include_usage)
     return await _run(request, engine, job)
 
@@ -98,11 +97,11 @@ def _group(engine: Engine, body: dict, task: str = GENERATE) -> str:
 
 # ---- answering -----------------------------------------------------------------------------
 async def _run(request: Request, engine: Engine, job: Job):
-    await engine.compile_grammar(job.params, job.group)
+    await engine.compile_grammar(job.sampling, job.group)
     streams: list[GenerationStream] = []
     try:
         for prompt in job.prompts:  # all submitted or none: a refusal aborts the earlier ones
-            streams.append(engine.generate_stream(prompt, job.params, job.group,
+            streams.append(engine.generate_stream(prompt, job.sampling, job.group,
                                                   stream=job.stream))
     except BaseException:
         for stream in streams:
@@ -219,7 +218,7 @@ async def _merged(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, s
 
 async def embeddings(request: Request) -> JSONResponse:
     """OpenAI's embeddings shape; `result` too (Takeoff's, which its clients read)."""
-    body = parse(EmbeddingsBody, await read_json(request), request)
+    body = parse(EmbeddingsBody, await read_json(request))
     engine = engine_of(request)
     group = _group(engine, {"model": body.model}, EMBED)
     texts = body.input if isinstance(body.input, list) else [body.input]
@@ -238,7 +237,7 @@ async def embeddings(request: Request) -> JSONResponse:
 async def chat_template(request: Request) -> JSONResponse:
     """Takeoff's /chat_template/{reader_id}: each conversation as the reader's group's chat
     template turns it into the model's input."""
-    body = parse(ChatTemplateBody, await read_json(request), request)
+    body = parse(ChatTemplateBody, await read_json(request))
     engine = engine_of(request)
     reader = engine.reader_set.get(request.path_params["reader_id"])
     if reader.info.task != GENERATE:

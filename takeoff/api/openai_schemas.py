@@ -6,16 +6,23 @@ change the answer in ways this server cannot honour are refused, not ignored.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from scheduler.sampling_params import SamplingParams
+from scheduler.sampling_params import SamplingRequest
 from takeoff.api.chat_template import Message
 from takeoff.api.schemas import MAX_SEED, Body, Finite, schema_text, stop_field
 from takeoff.errors import bad_request
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+# OpenAI's name of each sampling field -> SamplingParams' (max_tokens, max_completion_tokens and
+# response_format are mapped in OpenAISampling.sampling).
+SAMPLING_FIELDS = {"min_tokens": "min_new_tokens", "temperature": "temperature", "top_p": "top_p",
+                   "top_k": "top_k", "repetition_penalty": "repetition_penalty", "seed": "seed",
+                   "stop": "stop"}
+# Where OpenAI's defaults differ from SamplingParams' (Takeoff's): it samples unless told not to.
+DEFAULTS = {"temperature": 1.0, "top_k": 0}
 UNSUPPORTED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities",
                "echo": "echo", "suffix": "suffix", "tools": "tools", "functions": "functions",
                "logit_bias": "logit_bias"}
@@ -71,7 +78,8 @@ class OpenAISampling(Body):
     stream: bool = False
     stream_options: StreamOptions = StreamOptions()
     response_format: ResponseFormat | None = None
-    _max_new_tokens: int = PrivateAttr(COMPLETION_DEFAULT_MAX_TOKENS)
+    # max_tokens when the client sets none: a number, or None for the server's cap
+    DEFAULT_MAX_TOKENS: ClassVar[int | None] = COMPLETION_DEFAULT_MAX_TOKENS
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
 
@@ -99,32 +107,21 @@ class OpenAISampling(Body):
                     raise bad_request(f"'{name}': {what} is not supported by this server", name)
         return data
 
-    @model_validator(mode="after")
-    def _resolve_max_tokens(self, info: ValidationInfo) -> OpenAISampling:
-        """max_completion_tokens, else max_tokens, else the endpoint's default (context)."""
-        context = info.context or {}
-        default = context.get("default_max_tokens", COMPLETION_DEFAULT_MAX_TOKENS)
-        cap = context.get("max_new_tokens", default)
-        self._max_new_tokens = self.max_completion_tokens or self.max_tokens or min(default, cap)
-        if self.min_tokens > self._max_new_tokens:
-            raise bad_request("'min_tokens' must be at most max_tokens", "min_tokens")
-        return self
-
-    @field_validator("max_tokens", "max_completion_tokens")
-    @classmethod
-    def _within_cap(cls, value: int | None, info: ValidationInfo) -> int | None:
-        cap = (info.context or {}).get("max_new_tokens")
-        if value is not None and cap is not None and value > cap:
-            raise ValueError(f"'{info.field_name}' must be at most {cap} for this model")
-        return value
-
-    def sampling_params(self) -> SamplingParams:
-        return SamplingParams(
-            max_new_tokens=self._max_new_tokens, min_new_tokens=self.min_tokens,
-            temperature=self.temperature, top_k=1 if self.temperature == 0 else self.top_k,
-            top_p=self.top_p, repetition_penalty=self.repetition_penalty, seed=self.seed,
-            stop=self.stop,
-            json_schema=self.response_format.schema_text() if self.response_format else None)
+    def sampling(self) -> SamplingRequest:
+        """The fields the client set, over OpenAI's defaults. max_completion_tokens, else
+        max_tokens, is max_new_tokens; temperature 0 is greedy."""
+        explicit = {SAMPLING_FIELDS[name]: getattr(self, name)
+                    for name in self.model_fields_set & SAMPLING_FIELDS.keys()}
+        names = {v: k for k, v in SAMPLING_FIELDS.items()} | {"max_new_tokens": "max_tokens"}
+        for name in ("max_tokens", "max_completion_tokens"):  # the second wins
+            if name in self.model_fields_set:
+                explicit["max_new_tokens"], names["max_new_tokens"] = getattr(self, name), name
+        if self.temperature == 0:
+            explicit["top_k"] = 1
+        if self.response_format is not None:
+            explicit["json_schema"] = self.response_format.schema_text()
+        defaults = {**DEFAULTS, "max_new_tokens": self.DEFAULT_MAX_TOKENS}
+        return SamplingRequest(explicit, defaults, names)
 
 
 class CompletionBody(OpenAISampling):
@@ -162,6 +159,7 @@ class ChatMessage(Body):
 
 class ChatCompletionBody(OpenAISampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    DEFAULT_MAX_TOKENS: ClassVar[int | None] = None  # as many as the server allows
 
     def chat_messages(self) -> list[Message]:
         return [Message(m.role, m.content) for m in self.messages]

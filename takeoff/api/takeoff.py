@@ -20,15 +20,15 @@ from takeoff.errors import bad_request
 
 
 async def generate(request: Request) -> JSONResponse:
-    body = parse(GenerateBody, await read_json(request), request)
+    body = parse(GenerateBody, await read_json(request))
     texts = body.text if isinstance(body.text, list) else [body.text]
     engine = engine_of(request)
     check_count(engine, body.consumer_group, GENERATE, len(texts))
-    await engine.compile_grammar(body.sampling_params(), body.consumer_group)
+    await engine.compile_grammar(body.sampling(), body.consumer_group)
     streams: list[GenerationStream] = []
     try:
         for text in texts:  # all submitted, or none: a refusal aborts the ones before it
-            streams.append(engine.generate_stream(text, body.sampling_params(),
+            streams.append(engine.generate_stream(text, body.sampling(),
                                                   body.consumer_group, body.prompt_max_tokens,
                                                   stream=False))
         await unless_disconnected(request, asyncio.gather(*(drain(s) for s in streams)))
@@ -45,9 +45,9 @@ async def generate(request: Request) -> JSONResponse:
 
 
 async def generate_stream(request: Request) -> EventStream:
-    body = parse(GenerateStreamBody, await read_json(request), request)
-    await engine_of(request).compile_grammar(body.sampling_params(), body.consumer_group)
-    stream = engine_of(request).generate_stream(body.text, body.sampling_params(),
+    body = parse(GenerateStreamBody, await read_json(request))
+    await engine_of(request).compile_grammar(body.sampling(), body.consumer_group)
+    stream = engine_of(request).generate_stream(body.text, body.sampling(),
                                                 body.consumer_group, body.prompt_max_tokens)
     return EventStream(stream_events(stream), stream.aclose)
 
@@ -61,7 +61,7 @@ async def stream_events(stream: GenerationStream):
 
 
 async def classify(request: Request) -> JSONResponse:
-    body = parse(ClassifyBody, await read_json(request), request)
+    body = parse(ClassifyBody, await read_json(request))
     engine = engine_of(request)
     check_count(engine, body.consumer_group, CLASSIFY, len(body.inputs))
     rows, labels = await unless_disconnected(
@@ -70,14 +70,14 @@ async def classify(request: Request) -> JSONResponse:
 
 
 async def tokenize(request: Request) -> JSONResponse:
-    body = parse(TokenizeBody, await read_json(request), request)
+    body = parse(TokenizeBody, await read_json(request))
     tokens, ids = engine_of(request).tokenize(body.text, body.consumer_group)
     return JSONResponse({"result": {"tokens": tokens, "ids": ids}})
 
 
 async def tokenize_reader(request: Request) -> JSONResponse:
     """Takeoff's /tokenize/{reader_id}: the token strings, their ids and their count."""
-    body = parse(TokenizeReaderBody, await read_json(request), request)
+    body = parse(TokenizeReaderBody, await read_json(request))
     reader = engine_of(request).reader_set.get(request.path_params["reader_id"])
     ids = reader.tokenizer(body.text, verbose=False)["input_ids"]
     tokens = reader.tokenizer.convert_ids_to_tokens(ids)
@@ -85,7 +85,7 @@ async def tokenize_reader(request: Request) -> JSONResponse:
 
 
 async def detokenize_reader(request: Request) -> JSONResponse:
-    body = parse(DetokenizeBody, await read_json(request), request)
+    body = parse(DetokenizeBody, await read_json(request))
     tokenizer = engine_of(request).reader_set.get(request.path_params["reader_id"]).tokenizer
     ids = body.tokens
     if ids and isinstance(ids[0], str):
@@ -101,7 +101,7 @@ async def detokenize_reader(request: Request) -> JSONResponse:
 
 
 async def embed(request: Request) -> JSONResponse:
-    body = parse(EmbedBody, await read_json(request), request)
+    body = parse(EmbedBody, await read_json(request))
     texts = body.text if isinstance(body.text, list) else [body.text]
     engine = engine_of(request)
     check_count(engine, body.consumer_group, EMBED, len(texts))

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from scheduler.sampling_params import SamplingParams
+from scheduler.sampling_params import SamplingParams, SamplingRequest
 from takeoff.api.schemas import MAX_SEED, Body, Finite, schema_text, stop_field, text_field, \
     texts_field
-from takeoff.errors import bad_request
 
 _DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
-
+# Takeoff's name of each sampling field -> SamplingParams' (a new request field that shapes
+# decoding is added to SamplingParams and here).
+SAMPLING_FIELDS = {"max_new_tokens": "max_new_tokens", "min_new_tokens": "min_new_tokens",
+                   "sampling_temperature": "temperature", "sampling_topp": "top_p",
+                   "sampling_topk": "top_k", "repetition_penalty": "repetition_penalty",
+                   "no_repeat_ngram_size": "no_repeat_ngram_size", "seed": "seed",
+                   "stop": "stop", "regex_string": "regex", "json_schema": "json_schema"}
 
 
 class TakeoffSampling(Body):
@@ -35,30 +40,13 @@ class TakeoffSampling(Body):
     _schema_as_text = field_validator("json_schema", mode="before")(
         lambda value: schema_text(value, "json_schema"))
 
-    @field_validator("max_new_tokens")
-    @classmethod
-    def _within_server_cap(cls, value: int, info: ValidationInfo) -> int:
-        cap = (info.context or {}).get("max_new_tokens")
-        if cap is not None and value > cap:
-            raise ValueError(f"'max_new_tokens' must be at most {cap} on this server")
-        return value
-
-    @model_validator(mode="after")
-    def _min_within_max(self) -> TakeoffSampling:
-        if self.min_new_tokens > self.max_new_tokens:
-            # An ApiError passes through pydantic untouched, with the field it is about.
-            raise bad_request("'min_new_tokens' must be at most max_new_tokens", "min_new_tokens")
-        return self
-
-    def sampling_params(self) -> SamplingParams:
-        return SamplingParams(
-            max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens,
-            temperature=self.sampling_temperature, top_p=self.sampling_topp,
-            top_k=self.sampling_topk, repetition_penalty=self.repetition_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size, seed=self.seed, stop=self.stop,
-            regex=self.regex_string,
-            # As Takeoff: with a regex, the schema is ignored.
-            json_schema=None if self.regex_string is not None else self.json_schema)
+    def sampling(self) -> SamplingRequest:
+        """The fields the client set, over Takeoff's defaults (SamplingParams' own)."""
+        explicit = {SAMPLING_FIELDS[name]: getattr(self, name)
+                    for name in self.model_fields_set & SAMPLING_FIELDS.keys()}
+        if "regex" in explicit:
+            explicit["json_schema"] = None  # as Takeoff: with a regex, the schema is ignored
+        return SamplingRequest(explicit, names={v: k for k, v in SAMPLING_FIELDS.items()})
 
 
 class GenerateBody(TakeoffSampling):

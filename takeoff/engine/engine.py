@@ -16,7 +16,7 @@ import logging
 from typing import Callable
 
 from scheduler.request import Request, RequestKind
-from scheduler.sampling_params import SamplingParams
+from scheduler.sampling_params import SamplingRequest
 from scheduler.scheduler import Scheduler, SchedulerConfig
 from takeoff.config import ServerConfig
 from takeoff.engine.core import EngineCore, EngineOutput, Lane
@@ -122,23 +122,23 @@ class Engine:
         ids = reader.tokenizer(text, verbose=False)["input_ids"]
         return reader.tokenizer.convert_ids_to_tokens(ids), ids
 
-    def generate_stream(self, prompt: str, params: SamplingParams, group: str | None = None,
+    def generate_stream(self, prompt: str, sampling: SamplingRequest, group: str | None = None,
                         prompt_max_tokens: int | None = None, *,
                         stream: bool = True) -> GenerationStream:
-        """Submit one generation now; refusals (429, 413, 404, 503) raise ApiError here.
+        """Submit one generation now; refusals (429, 413, 404, 400, 503) raise ApiError here.
         With stream=False the stream yields no pieces, only its result at the end."""
         self._check_accepting()
         reader = self.reader_set.pick(group, GENERATE)
         ids = reader.encode(prompt, prompt_max_tokens)
-        request = Request(self._next_id(), RequestKind.GENERATE, ids, params,
+        request = Request(self._next_id(), RequestKind.GENERATE, ids, reader.sampling(sampling),
                           eos_token_id=reader.model.eos_token_id)
         sink = GenerationStream(request.request_id, request.num_prompt_tokens, self.abort)
         self._submit([request], [sink], reader, stream)
         return sink
 
-    async def generate(self, prompt: str, params: SamplingParams, group: str | None = None,
+    async def generate(self, prompt: str, sampling: SamplingRequest, group: str | None = None,
                        prompt_max_tokens: int | None = None) -> GenerationResult:
-        stream = self.generate_stream(prompt, params, group, prompt_max_tokens, stream=False)
+        stream = self.generate_stream(prompt, sampling, group, prompt_max_tokens, stream=False)
         try:
             async for _ in stream:
                 pass
@@ -175,17 +175,18 @@ class Engine:
                 self.abort(request.request_id)
         return reader, list(rows), sum(len(r.prompt_ids) for r in requests)
 
-    async def compile_grammar(self, params: SamplingParams, group: str | None = None) -> None:
+    async def compile_grammar(self, sampling: SamplingRequest, group: str | None = None) -> None:
         """Compile the request's pattern, if any, for the group's generators, off the event loop
         (the compilers cache it for their runners); 400 for one that cannot constrain them."""
-        if params.regex is None and params.json_schema is None:
-            return
         from kernels.constrained import GrammarError
 
         readers = self.reader_set.by_group()[self.reader_set.resolve(group, GENERATE)]
-        for compiler in {id(r.grammars): r.grammars for r in readers}.values():
+        for reader in readers:
+            params = reader.sampling(sampling)
+            if params.regex is None and params.json_schema is None:
+                continue
             try:
-                await asyncio.to_thread(compiler.compile, params.regex, params.json_schema)
+                await asyncio.to_thread(reader.grammars.compile, params.regex, params.json_schema)
             except GrammarError as exc:
                 raise bad_request(str(exc), "regex_string" if params.regex else "json_schema") \
                     from None

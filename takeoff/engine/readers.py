@@ -7,9 +7,10 @@ from `POST /reader`; `ReaderSpec` is what each of those asks for.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scheduler.sampling_params import SamplingError, SamplingParams, SamplingRequest
 from takeoff.config import ServerConfig
 from takeoff.engine.manifest import ReaderSpec, startup_specs
 from takeoff.errors import bad_request, not_found, too_large
@@ -44,6 +45,10 @@ class Reader:
     # A generator's kernels.constrained.GrammarCompiler: the engine compiles each request's
     # pattern with it off the event loop, and gives it to the reader's runner.
     grammars: Any = None
+    # The model's own sampling defaults (SamplingParams field names): the middle layer of a
+    # SamplingRequest, between the API's defaults and what the client set. Empty for now;
+    # a model's generation_config.json fills it (issue 26).
+    sampling_defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reader_id(self) -> str:
@@ -72,6 +77,14 @@ class Reader:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def sampling(self, request: SamplingRequest) -> SamplingParams:
+        """A request's sampling on this reader (400 naming the client's field when it asks for
+        more than this reader allows)."""
+        try:
+            return request.resolve(self.sampling_defaults, self.info.max_new_tokens)
+        except SamplingError as exc:
+            raise bad_request(str(exc), exc.field) from None
 
 
 def _check_length(num_tokens: int, limit: int) -> None:

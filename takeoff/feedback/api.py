@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import html
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pydantic import field_validator, model_validator
@@ -32,7 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from scheduler.sampling_params import SamplingParams
+from scheduler.sampling_params import SamplingParams, SamplingRequest
 from takeoff.api.http import read_json, unless_disconnected
 from takeoff.api.schemas import Body, parse, text_field
 from takeoff.api.sse import EventStream
@@ -49,6 +49,11 @@ MAX_SENTENCES = 64
 # occasional loops ("The'sssss...") short, yet lets a rewrite name its subject twice: with runs of 3,
 # "the new dessert menu" came out the second time as "the newssterur mened".
 REWRITE_SAMPLING = SamplingParams(max_new_tokens=128, no_repeat_ngram_size=6)
+# As the engine takes it: every setting chosen, except that the length is a default the server's
+# cap may lower.
+REWRITE_REQUEST = SamplingRequest(
+    {name: value for name, value in asdict(REWRITE_SAMPLING).items() if name != "max_new_tokens"},
+    {"max_new_tokens": REWRITE_SAMPLING.max_new_tokens})
 # The rewriter was only ever trained with a context; this one stands in when none is given.
 DEFAULT_CONTEXT = "You are giving feedback to a colleague on their work"
 # What each label means, for the page's legend.
@@ -224,16 +229,13 @@ class Rewrite:
 async def _submit_rewrites(engine, feedback: Feedback, stream: bool) -> list[Rewrite]:
     """Submit every critical sentence at once; a refusal (429, 413, ...) withdraws the others."""
     group = engine.resolve_group(None, "generate")
-    limit = engine.groups()[group].max_new_tokens or REWRITE_SAMPLING.max_new_tokens
-    params = replace(REWRITE_SAMPLING,
-                     max_new_tokens=min(REWRITE_SAMPLING.max_new_tokens, limit))
     rewrites: list[Rewrite] = []
     try:
         for index, sentence in enumerate(feedback.sentences):
             if feedback.needs_rewrite(index):
                 prompt = rewrite_prompt(feedback.prompt_context, sentence.text)
-                rewrites.append(Rewrite(index, engine.generate_stream(prompt, params, group,
-                                                                      stream=stream)))
+                rewrites.append(Rewrite(index, engine.generate_stream(prompt, REWRITE_REQUEST,
+                                                                      group, stream=stream)))
     except BaseException:
         await _close_all(rewrites)
         raise

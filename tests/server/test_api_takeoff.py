@@ -133,3 +133,21 @@ async def test_prompt_max_tokens_truncates_and_long_input_is_413(server_url, htt
                                "return_metadata": True})
     assert status == 200
     assert body["metadata"]["input_tokens"] == 20
+
+
+async def test_a_server_cap_below_the_default_clamps_it(server_factory, http, hf_greedy):
+    """`--max-new-tokens 16` with no max_new_tokens in the body: the default (128) is clamped to
+    the cap; asking for more than the cap is a 400 naming the field."""
+    url = server_factory(max_new_tokens=16)
+    status, answer = await post(http, url + "/generate",
+                                {"text": PROMPTS[0], "return_metadata": True})
+    assert status == 200, answer
+    assert answer["metadata"]["generated_tokens"] <= 16
+    assert answer["text"] == hf_greedy(PROMPTS[0], 16)
+    async with http.post(url + "/generate_stream", json={"text": PROMPTS[0]}) as response:
+        assert response.status == 200
+        events = await read_events(response)
+    assert [e.event for e in events][-1] == "metadata"
+    assert joined_text(events) == answer["text"]
+    status, answer = await post(http, url + "/generate", {"text": PROMPTS[0], "max_new_tokens": 17})
+    assert_api_error(status, answer, 400, "max_new_tokens")

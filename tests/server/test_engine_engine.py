@@ -157,7 +157,7 @@ async def test_a_hung_step_turns_ready_to_503_until_it_ends(server_factory, http
 
 
 async def test_stopping_never_blocks_the_event_loop_even_with_a_hung_step(tiny_t5_dir):
-    from scheduler.sampling_params import SamplingParams
+    from scheduler.sampling_params import SamplingRequest
     from takeoff.app import build_runner
     from takeoff.config import ServerConfig
     from takeoff.engine.engine import Engine
@@ -175,7 +175,7 @@ async def test_stopping_never_blocks_the_event_loop_even_with_a_hung_step(tiny_t
     readers = load_readers(config)
     engine = Engine(config, readers, {r.reader_id: Hung(build_runner(config, r)) for r in readers})
     engine.start()
-    stream = engine.generate_stream("stuck", SamplingParams(max_new_tokens=1))
+    stream = engine.generate_stream("stuck", SamplingRequest({"max_new_tokens": 1}))
     await asyncio.sleep(0.2)  # the step has started and hangs
     ticks = 0
 
