@@ -65,10 +65,11 @@ class ModelRunner:
         with torch.inference_mode():
             for slot in scheduler_output.freed_slots:
                 self._free(slot)
-            if scheduler_output.classify:
+            if scheduler_output.one_pass:
                 start = time.perf_counter()
                 self._one_pass(scheduler_output, output)
-                output.step_seconds["classify"] = time.perf_counter() - start
+                kind = "embed" if self.embedder is not None else "classify"
+                output.step_seconds[kind] = time.perf_counter() - start
             matchers: dict = {}  # request id -> its grammar matcher (constrained requests)
             prefills = self._accepted(scheduler_output.prefill, output.errors, matchers)
             if prefills:
@@ -86,7 +87,7 @@ class ModelRunner:
 
     def _one_pass(self, scheduler_output: SchedulerOutput, output: RunnerOutput) -> None:
         """Classifications (a classifier) or embeddings (an embedder), in one forward pass."""
-        items = scheduler_output.classify
+        items = scheduler_output.one_pass
         if self.embedder is not None:
             from kernels.embedder import embed
 

@@ -74,16 +74,17 @@ class SamplingRequest:
         values = {**self.defaults, **reader_defaults, **self.explicit}
         wanted = values.get("max_new_tokens")
         if "max_new_tokens" in self.explicit and wanted > max_new_tokens:
-            raise SamplingError(f"'{self._name('max_new_tokens')}' must be at most "
-                                f"{max_new_tokens} on this server", self._name("max_new_tokens"))
+            raise SamplingError(f"'{self.name('max_new_tokens')}' must be at most "
+                                f"{max_new_tokens} on this server", self.name("max_new_tokens"))
         if wanted is None or wanted > max_new_tokens:
             values["max_new_tokens"] = max_new_tokens
         params = SamplingParams(**values)
         if params.min_new_tokens > params.max_new_tokens:
-            raise SamplingError(f"'{self._name('min_new_tokens')}' must be at most "
-                                f"{self._name('max_new_tokens')} ({params.max_new_tokens})",
-                                self._name("min_new_tokens"))
+            raise SamplingError(f"'{self.name('min_new_tokens')}' must be at most "
+                                f"{self.name('max_new_tokens')} ({params.max_new_tokens})",
+                                self.name("min_new_tokens"))
         return params
 
-    def _name(self, name: str) -> str:
-        return self.names.get(name, name)
+    def name(self, field_name: str) -> str:
+        """The client's name for a SamplingParams field."""
+        return self.names.get(field_name, field_name)

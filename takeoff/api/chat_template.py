@@ -41,3 +41,10 @@ CHAT_TEMPLATES: dict[str, Callable[[list[Message]], str]] = {
     "transcript": transcript_template,
 }
 DEFAULT_CHAT_TEMPLATE = "feedback"
+
+
+def template_of(config, group: str) -> Callable[[list[Message]], str]:
+    """The chat template of a generator group: `--chat-template` sets the start-up generator
+    group's (config: a ServerConfig); any other group has the default."""
+    name = config.chat_template if group == config.generator_group else DEFAULT_CHAT_TEMPLATE
+    return CHAT_TEMPLATES[name]

@@ -1,6 +1,6 @@
 """HTTP helpers every route uses: the body as a JSON object (its fields are then checked by the
-pydantic models in takeoff/api/*schemas.py), the engine of the app, and waiting for work unless
-the client leaves."""
+pydantic models in takeoff/api/*schemas.py), the engine of the app, waiting for work unless the
+client leaves, and an ApiError as the contract's JSON answer."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +8,10 @@ import json
 from typing import Any, Awaitable, TypeVar
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
-from takeoff.engine.engine import Engine, GenerationStream
+from scheduler.request import Task
+from takeoff.engine.engine import Engine
 from takeoff.errors import ApiError, bad_request, too_large, unavailable
 
 T = TypeVar("T")
@@ -37,6 +39,10 @@ async def read_json(request: Request, max_bytes: int | None = None) -> dict[str,
     return data
 
 
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
 def engine_of(request: Request) -> Engine:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
@@ -44,19 +50,20 @@ def engine_of(request: Request) -> Engine:
     return engine
 
 
-def check_count(engine: Engine, group: str | None, task: str, num_inputs: int) -> None:
-    """413 for a list longer than the group can ever take in one go."""
-    limit = engine.max_inputs(group, task)
+def check_count(engine: Engine, group: str | None, task: Task, num_inputs: int,
+                field: str = "text") -> None:
+    """413 for more inputs than the group can ever take in one go (the client's `field`)."""
+    limit = engine.reader_set.max_inputs(group, task)
     if num_inputs > limit:
-        raise too_large(f"'text' holds {num_inputs} inputs; one request takes at most {limit}",
-                        "text")
+        raise too_large(f"'{field}' holds {num_inputs} inputs; one request takes at most {limit}",
+                        field)
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work` (the body already read), cancelling it if the client goes away first, so
-    an abandoned request frees its slots instead of running for no one. Every endpoint that
+async def unless_disconnected(request: Request, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable` (the body already read), cancelling it if the client goes away first,
+    so an abandoned request frees its slots instead of running for no one. Every endpoint that
     answers once, after the engine's work, awaits that work through this."""
-    work = asyncio.ensure_future(work)
+    work = asyncio.ensure_future(awaitable)
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -73,9 +80,4 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def drain(stream: GenerationStream) -> None:
-    async for _ in stream:
         pass

@@ -8,22 +8,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from scheduler.request import Task
 from takeoff.api.http import engine_of, read_json
-from takeoff.engine.manifest import reader_spec
+from takeoff.api.schemas import parse
+from takeoff.engine.manifest import ReaderConfig
 from takeoff.engine.reader_loading import add_reader, remove_reader
-from takeoff.engine.readers import GENERATE, GroupInfo, Reader
-from takeoff.errors import bad_request
+from takeoff.engine.readers import ReaderInfo
 
 # Takeoff's model_type names for what a reader does.
-MODEL_TYPES = {GENERATE: "SEQ2SEQ", "classify": "CLASSIFICATION", "embed": "EMBEDDING"}
+MODEL_TYPES = {Task.GENERATE: "SEQ2SEQ", Task.CLASSIFY: "CLASSIFICATION", Task.EMBED: "EMBEDDING"}
 
 
-def reader_description(info: GroupInfo) -> dict:
+def reader_description(info: ReaderInfo) -> dict:
     """A reader as /reader_groups and /status show it: Takeoff's ReaderInfo fields, then ours."""
-    described = {"reader_id": info.reader_id, "consumer_group": info.name,
-                 "consumer_groups": [info.name], "consumer_name": info.reader_id,
+    described = {"reader_id": info.reader_id, "consumer_group": info.group,
+                 "consumer_groups": [info.group], "consumer_name": info.reader_id,
                  "model_name": info.model_path, "model_type": MODEL_TYPES[info.task],
-                 "device": info.device, "pids": [os.getpid()], "task": info.task,
+                 "device": info.device, "pids": [os.getpid()], "task": info.task.value,
                  "dtype": info.dtype, "dtype_reason": info.dtype_reason,
                  "max_input_len": info.max_input_len, "max_batch_size": info.max_batch_size}
     if info.max_new_tokens is not None:
@@ -33,7 +34,7 @@ def reader_description(info: GroupInfo) -> dict:
 
 async def reader_groups(request: Request) -> JSONResponse:
     """Takeoff's shape: {group: [reader, ...]}."""
-    groups = engine_of(request).readers_by_group()
+    groups = engine_of(request).reader_set.by_group()
     return JSONResponse({name: [reader_description(r.info) for r in readers]
                          for name, readers in groups.items()})
 
@@ -64,13 +65,9 @@ async def reader_config(request: Request) -> JSONResponse:
 
 async def create_reader(request: Request) -> JSONResponse:
     """Load a model directory as a new reader of a consumer group; answers when it serves."""
+    body = parse(ReaderConfig, await read_json(request))
     engine = engine_of(request)
-    body = await read_json(request)
-    try:
-        spec = reader_spec(body.pop("reader_id", None), body, engine.config.device, "reader")
-    except ValueError as exc:
-        raise bad_request(str(exc).removeprefix("reader: ")) from None
-    reader: Reader = await add_reader(engine, spec)
+    reader = await add_reader(engine, body.spec(engine.config.device))
     return JSONResponse(reader_description(reader.info), status_code=201)
 
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import hmac
 
-from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from takeoff.api.http import error_response
 from takeoff.engine.metrics import Metrics
 from takeoff.errors import ApiError, not_found
 
 # What the management and OpenAI ports serve; the main port serves everything.
 MANAGEMENT_PATHS = ("/status", "/reader_groups", "/reader", "/reader/", "/config/")
 OPENAI_PATHS = ("/v1/",)
-OPERATIONS_PATHS = ("/health", "/ready", "/metrics")
+OPERATIONS_PATHS = ("/health", "/ready", "/metrics", "/openapi.json")
 
 
 class PortFilter:
@@ -30,7 +30,7 @@ class PortFilter:
             if api is not None and not _serves(api, scope["path"]):
                 error = not_found(f"no endpoint at {scope['path']} on the {api} port; the main "
                                   f"port serves the whole API")
-                await error.response()(scope, receive, send)
+                await error_response(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -44,14 +44,10 @@ def _serves(api: str, path: str) -> bool:
 class ApiMiddleware:
     """Bearer-token check (when a key is set) and the request counter by endpoint and status."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, metrics: Metrics,
-                 routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, metrics: Metrics) -> None:
         self.app = app
         self.api_key = api_key
         self.metrics = metrics
-        # The `endpoint` label is a route's path template, never an arbitrary path.
-        self.routes = [r for r in routes if isinstance(r, Route)]
-        self.prefixes = tuple(r.path for r in routes if isinstance(r, Mount))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,9 +68,13 @@ class ApiMiddleware:
                 error = ApiError(401, "a valid API key is required: send 'Authorization: Bearer "
                                  "<key>'", "authentication_error", None,
                                  {"WWW-Authenticate": "Bearer"})
-                await error.response()(scope, receive, send_counted)
+                await error_response(error)(scope, receive, send_counted)
         finally:
-            self.metrics.requests.labels(self._endpoint(scope["path"]), str(status)).inc()
+            # The `endpoint` label is the path template of the route the router matched (it
+            # notes it in the scope), never an arbitrary path: the label set stays bounded.
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "other"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
 
     def _authorized(self, scope: Scope) -> bool:
         # Open without the key: liveness, and the web page with its assets (a browser cannot send
@@ -89,9 +89,3 @@ class ApiMiddleware:
         scheme, _, token = given.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
                                                                   self.api_key.encode())
-
-    def _endpoint(self, path: str) -> str:
-        for route in self.routes:
-            if route.path_regex.match(path):
-                return route.path
-        return next((p for p in self.prefixes if path.startswith(p + "/")), "other")

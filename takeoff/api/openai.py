@@ -1,11 +1,10 @@
-"""The OpenAI-compatible API: /v1/models, /v1/completions and /v1/chat/completions.
+"""The OpenAI-compatible API: /v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings.
 
 The same engine serves it as the Takeoff API; only the field names, the defaults (OpenAI samples
 at temperature 1 unless told 0) and the answer shapes differ. A consumer group is a "model".
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import struct
@@ -19,15 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from scheduler.request import Task
 from scheduler.sampling_params import SamplingRequest
-from takeoff.api.chat_template import CHAT_TEMPLATES, DEFAULT_CHAT_TEMPLATE, Message
-from takeoff.api.http import check_count, drain, engine_of, read_json, unless_disconnected
-from takeoff.api.openai_schemas import ChatCompletionBody, ChatTemplateBody, CompletionBody, \
-    EmbeddingsBody
+from takeoff.api.chat_template import template_of
+from takeoff.api.http import check_count, engine_of, read_json, unless_disconnected
+from takeoff.api.openai_schemas import ChatCompletionBody, CompletionBody, EmbeddingsBody
 from takeoff.api.schemas import parse
 from takeoff.api.sse import EventStream
-from takeoff.engine.engine import Engine, GenerationResult, GenerationStream
-from takeoff.engine.readers import EMBED, GENERATE
+from takeoff.engine.engine import Engine
+from takeoff.engine.stream import GenerationResult
+from takeoff.engine.submission import Submission
 from takeoff.errors import ApiError, bad_request
 
 FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "length"}
@@ -48,28 +48,24 @@ async def list_models(request: Request) -> JSONResponse:
     engine = engine_of(request)
     created = int(getattr(request.app.state, "started_at", time.time()))
     data = [{"id": name, "object": "model", "created": created, "owned_by": "takeoff",
-             "task": info.task} for name, info in engine.groups().items()]
+             "task": info.task.value} for name, info in engine.reader_set.groups().items()]
     return JSONResponse({"object": "list", "data": data})
 
 
 async def completions(request: Request):
-    raw = await read_json(request)
+    body = parse(CompletionBody, await read_json(request))
     engine = engine_of(request)
-    group = _group(engine, raw)
-    body = parse(CompletionBody, raw)
-    job = Job("text_completion", group, body.prompt, body.sampling(), body.stream,
-              body.stream_options.include_usage)
+    job = Job("text_completion", model_group(engine, body.model, Task.GENERATE), body.prompt,
+              body.sampling(), body.stream, body.stream_options.include_usage)
     return await _run(request, engine, job)
 
 
 async def chat_completions(request: Request):
-    raw = await read_json(request)
+    body = parse(ChatCompletionBody, await read_json(request))
     engine = engine_of(request)
-    group = _group(engine, raw)
-    body = parse(ChatCompletionBody, raw)
-    template = CHAT_TEMPLATES[chat_template_of(engine, group)]
+    group = model_group(engine, body.model, Task.GENERATE)
     try:
-        prompt = template(body.chat_messages())
+        prompt = template_of(engine.config, group)(body.chat_messages())
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
     job = Job("chat.completion", group, [prompt], body.sampling(), body.stream,
@@ -77,19 +73,10 @@ async def chat_completions(request: Request):
     return await _run(request, engine, job)
 
 
-def chat_template_of(engine: Engine, group: str) -> str:
-    """The chat template of a generator group (`--chat-template` sets the generator group's)."""
-    config = engine.config
-    return config.chat_template if group == config.generator_group else DEFAULT_CHAT_TEMPLATE
-
-
-def _group(engine: Engine, body: dict, task: str = GENERATE) -> str:
-    """The group the `model` field names (checked first: an unknown model is a 404)."""
-    name = body.get("model")
-    if name is not None and not isinstance(name, str):
-        raise bad_request("'model' must be a string", "model")
+def model_group(engine: Engine, model: str | None, task: Task) -> str:
+    """The consumer group the `model` field names (404 unknown, 400 another task)."""
     try:
-        return engine.resolve_group(name, task)
+        return engine.reader_set.resolve(model, task)
     except ApiError as exc:
         raise ApiError(exc.status, exc.message.replace("consumer group", "model"), exc.type,
                        "model") from None
@@ -97,24 +84,13 @@ def _group(engine: Engine, body: dict, task: str = GENERATE) -> str:
 
 # ---- answering -----------------------------------------------------------------------------
 async def _run(request: Request, engine: Engine, job: Job):
-    await engine.compile_grammar(job.sampling, job.group)
-    streams: list[GenerationStream] = []
-    try:
-        for prompt in job.prompts:  # all submitted or none: a refusal aborts the earlier ones
-            streams.append(engine.generate_stream(prompt, job.sampling, job.group,
-                                                  stream=job.stream))
-    except BaseException:
-        for stream in streams:
-            await stream.aclose()
-        raise
+    work = await engine.submit(Task.GENERATE, job.prompts, job.group, job.sampling,
+                               stream=job.stream)
     if job.stream:
-        return EventStream(_chunks(job, streams), lambda: _close_all(streams), _error_chunk)
-    try:
-        await unless_disconnected(request, asyncio.gather(*(drain(s) for s in streams)))
-    finally:
-        for stream in streams:
-            await stream.aclose()
-    return JSONResponse(_answer(job, [s.result for s in streams]))
+        return EventStream(_chunks(job, work), work, _error_chunk)
+    async with work:
+        results = await unless_disconnected(request, work.results())
+    return JSONResponse(_answer(job, results))
 
 
 def _answer(job: Job, results: list[GenerationResult]) -> dict:
@@ -142,18 +118,13 @@ def _envelope(job: Job, kind: str) -> dict:
             "object": kind, "created": int(time.time()), "model": job.group}
 
 
-async def _close_all(streams: list[GenerationStream]) -> None:
-    for stream in streams:
-        await stream.aclose()
-
-
 def _error_chunk(error: ApiError) -> ServerSentEvent:
     """An engine failure after the start: `data: {"error": ...}`, which the openai package
     raises."""
     return ServerSentEvent(data=json.dumps(error.body()))
 
 
-async def _chunks(job: Job, streams: list[GenerationStream]) -> AsyncIterator[ServerSentEvent]:
+async def _chunks(job: Job, work: Submission) -> AsyncIterator[ServerSentEvent]:
     """`data: {chunk}` events, then `data: [DONE]`."""
     chat = job.kind == "chat.completion"
     envelope = _envelope(job, "chat.completion.chunk" if chat else "text_completion")
@@ -167,89 +138,45 @@ async def _chunks(job: Job, streams: list[GenerationStream]) -> AsyncIterator[Se
         return ServerSentEvent(data=json.dumps({**envelope, "choices": [choice]}))
 
     if chat:
-        for index in range(len(streams)):
+        for index in range(len(work.streams)):
             yield ServerSentEvent(data=json.dumps({**envelope, "choices": [{
                 "index": index, "delta": {"role": "assistant", "content": ""},
                 "logprobs": None, "finish_reason": None}]}))
-    async for index, piece in _merged(streams):
+    async for index, piece in work.pieces():
         if piece is not None:
             yield chunk(index, piece)
         else:
-            reason = FINISH_REASONS.get(streams[index].result.finish_reason, "stop")
+            reason = FINISH_REASONS.get(work.streams[index].result.finish_reason, "stop")
             yield chunk(index, None, reason)
     if job.include_usage:
-        usage = _usage([s.result for s in streams])
+        usage = _usage([s.result for s in work.streams])
         yield ServerSentEvent(data=json.dumps({**envelope, "choices": [], "usage": usage}))
     yield ServerSentEvent(data="[DONE]")
 
 
-async def _merged(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, str | None]]:
-    """(index, piece) from all streams as they come, and (index, None) when one has ended."""
-    if len(streams) == 1:
-        async for piece in streams[0]:
-            yield 0, piece
-        yield 0, None
-        return
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def pump(index: int, stream: GenerationStream) -> None:
-        try:
-            async for piece in stream:
-                queue.put_nowait((index, piece))
-            queue.put_nowait((index, None))
-        except Exception as exc:  # noqa: BLE001 - any failure must reach the reader
-            queue.put_nowait((index, exc if isinstance(exc, ApiError) else ApiError(
-                500, f"the stream failed: {exc}", "engine_error")))
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        for _ in range(len(streams)):
-            while True:
-                index, item = await queue.get()
-                if isinstance(item, ApiError):
-                    raise item
-                yield index, item
-                if item is None:
-                    break
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
 async def embeddings(request: Request) -> JSONResponse:
     """OpenAI's embeddings shape; `result` too (Takeoff's, which its clients read)."""
-    body = parse(EmbeddingsBody, await read_json(request))
     engine = engine_of(request)
-    group = _group(engine, {"model": body.model}, EMBED)
-    texts = body.input if isinstance(body.input, list) else [body.input]
-    check_count(engine, group, EMBED, len(texts))
-    vectors, num_tokens = await unless_disconnected(request, engine.embed(texts, group))
-    if body.dimensions is not None and body.dimensions != len(vectors[0]):
-        raise bad_request(f"'dimensions': this model's vectors have {len(vectors[0])}",
-                          "dimensions")
+    body = parse(EmbeddingsBody, await read_json(request),
+                 dimensions_of=lambda model: _dimensions(engine, model))
+    group = model_group(engine, body.model, Task.EMBED)
+    check_count(engine, group, Task.EMBED, len(body.inputs), "input")
+    async with engine.submit(Task.EMBED, body.inputs, group) as work:
+        vectors = await unless_disconnected(request, work.results())
     data = [{"object": "embedding", "index": i, "embedding": _encoded(v, body.encoding_format)}
             for i, v in enumerate(vectors)]
-    return JSONResponse({"object": "list", "data": data, "model": group,
-                         "usage": {"prompt_tokens": num_tokens, "total_tokens": num_tokens},
+    usage = {"prompt_tokens": work.num_prompt_tokens, "total_tokens": work.num_prompt_tokens}
+    return JSONResponse({"object": "list", "data": data, "model": group, "usage": usage,
                          "result": vectors if isinstance(body.input, list) else vectors[0]})
 
 
-async def chat_template(request: Request) -> JSONResponse:
-    """Takeoff's /chat_template/{reader_id}: each conversation as the reader's group's chat
-    template turns it into the model's input."""
-    body = parse(ChatTemplateBody, await read_json(request))
-    engine = engine_of(request)
-    reader = engine.reader_set.get(request.path_params["reader_id"])
-    if reader.info.task != GENERATE:
-        raise bad_request(f"reader '{reader.reader_id}' {reader.info.task}s; only a generator "
-                          "has a chat template", "reader_id")
-    template = CHAT_TEMPLATES[chat_template_of(engine, reader.info.name)]
+def _dimensions(engine: Engine, model: str | None) -> int | None:
+    """The vector length of the embedding group `model` names; None when it names none (the
+    route answers that with a 404)."""
     try:
-        texts = [template([Message(m.role, m.content) for m in conversation])
-                 for conversation in body.inputs]
-    except ValueError as exc:
-        raise bad_request(str(exc), "inputs") from None
-    return JSONResponse({"messages": texts})
+        return engine.reader_set.groups()[engine.reader_set.resolve(model, Task.EMBED)].dimensions
+    except ApiError:
+        return None
 
 
 def _encoded(vector: list[float], encoding_format: str) -> list[float] | str:
@@ -264,5 +191,4 @@ def routes() -> list[BaseRoute]:
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/chat_template/{reader_id}", chat_template, methods=["POST"]),
     ]

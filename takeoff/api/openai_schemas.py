@@ -6,14 +6,14 @@ change the answer in ways this server cannot honour are refused, not ignored.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from scheduler.sampling_params import SamplingRequest
 from takeoff.api.chat_template import Message
-from takeoff.api.schemas import MAX_SEED, Body, Finite, schema_text, stop_field
-from takeoff.errors import bad_request
+from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Stop, \
+    schema_text, stop_field
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 # OpenAI's name of each sampling field -> SamplingParams' (max_tokens, max_completion_tokens and
@@ -34,7 +34,7 @@ class StreamOptions(Body):
 
 class JsonSchemaFormat(Body):
     name: str | None = None
-    schema_: str = Field(alias="schema")
+    schema_: JsonSchemaText = Field(alias="schema")
     strict: bool | None = None
 
     _schema_as_text = field_validator("schema_", mode="before")(
@@ -50,8 +50,7 @@ class ResponseFormat(Body):
     @model_validator(mode="after")
     def _schema_given(self) -> ResponseFormat:
         if self.type == "json_schema" and self.json_schema is None:
-            raise bad_request("response_format of type json_schema needs its 'json_schema'",
-                              "response_format")
+            raise ValueError("type json_schema needs its 'json_schema'")
         return self
 
     def schema_text(self) -> str | None:
@@ -70,7 +69,7 @@ class OpenAISampling(Body):
     top_k: int = Field(0, ge=0)  # an extension, as in vLLM
     repetition_penalty: Finite = Field(1.0, gt=0)
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
-    stop: tuple[str, ...] = ()
+    stop: Stop = ()
     n: int = Field(1, ge=1)
     best_of: int = Field(1, ge=1)
     presence_penalty: Finite = 0.0
@@ -78,6 +77,14 @@ class OpenAISampling(Body):
     stream: bool = False
     stream_options: StreamOptions = StreamOptions()
     response_format: ResponseFormat | None = None
+    # OpenAI's fields this server cannot honour: refused (400) unless null, false or empty.
+    logprobs: Any = None
+    top_logprobs: Any = None
+    echo: Any = None
+    suffix: Any = None
+    tools: Any = None
+    functions: Any = None
+    logit_bias: Any = None
     # max_tokens when the client sets none: a number, or None for the server's cap
     DEFAULT_MAX_TOKENS: ClassVar[int | None] = COMPLETION_DEFAULT_MAX_TOKENS
 
@@ -98,21 +105,21 @@ class OpenAISampling(Body):
             raise ValueError(f"'{info.field_name}' is not supported (use repetition_penalty)")
         return value
 
-    @model_validator(mode="before")
+    @field_validator(*UNSUPPORTED, mode="before")
     @classmethod
-    def _refuse_unsupported(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name, what in UNSUPPORTED.items():
-                if data.get(name) not in (None, False, [], {}):
-                    raise bad_request(f"'{name}': {what} is not supported by this server", name)
-        return data
+    def _unsupported(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, False, [], {}):
+            raise ValueError(f"'{info.field_name}': {UNSUPPORTED[info.field_name]} is not "
+                             "supported by this server")
+        return value
 
     def sampling(self) -> SamplingRequest:
         """The fields the client set, over OpenAI's defaults. max_completion_tokens, else
         max_tokens, is max_new_tokens; temperature 0 is greedy."""
         explicit = {SAMPLING_FIELDS[name]: getattr(self, name)
                     for name in self.model_fields_set & SAMPLING_FIELDS.keys()}
-        names = {v: k for k, v in SAMPLING_FIELDS.items()} | {"max_new_tokens": "max_tokens"}
+        names = {v: k for k, v in SAMPLING_FIELDS.items()} | {"max_new_tokens": "max_tokens",
+                                                                "json_schema": "response_format"}
         for name in ("max_tokens", "max_completion_tokens"):  # the second wins
             if name in self.model_fields_set:
                 explicit["max_new_tokens"], names["max_new_tokens"] = getattr(self, name), name
@@ -125,7 +132,10 @@ class OpenAISampling(Body):
 
 
 class CompletionBody(OpenAISampling):
-    prompt: list[str]
+    prompt: Annotated[list[str], WithJsonSchema({
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
+                                       "minItems": 1}],
+        "description": "a prompt, or a list of them (one choice each)"})]
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -142,7 +152,11 @@ class CompletionBody(OpenAISampling):
 
 class ChatMessage(Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str
+    content: Annotated[str, WithJsonSchema({
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {
+            "type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+            "required": ["type", "text"]}}],
+        "description": "the text, or a list of text parts"})]
 
     @field_validator("content", mode="before")
     @classmethod
@@ -183,18 +197,94 @@ class EmbeddingsBody(Body):
         raise ValueError("'input' must be a non-empty string or a non-empty list of them "
                          "(token-id inputs are not supported)")
 
-
-class ChatTemplateBody(Body):
-    """POST /chat_template/{reader_id}: one conversation or a list of them."""
-    inputs: list[list[ChatMessage]]
-    add_generation_prompt: bool = False
-
-    @field_validator("inputs", mode="before")
+    @field_validator("dimensions")
     @classmethod
-    def _conversations(cls, value: Any) -> Any:
-        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-            return [value]  # one conversation
-        if not isinstance(value, list) or not value:
-            raise ValueError("'inputs' must be a conversation (a list of messages) or a list "
-                             "of conversations")
+    def _the_models(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """Checked before anything runs: the context's dimensions_of(model) gives the vector
+        length of the group `model` names (None when it names none: a 404 later)."""
+        dimensions_of = (info.context or {}).get("dimensions_of")
+        if value is not None and dimensions_of is not None:
+            length = dimensions_of(info.data.get("model"))
+            if length is not None and length != value:
+                raise ValueError(f"'dimensions': this model's vectors have {length}")
         return value
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+# ---- answers --------------------------------------------------------------------------------
+FinishReason = Literal["stop", "length"]
+
+
+class ModelCard(Answer):
+    id: str = Field(description="a consumer group")
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    task: Literal["generate", "classify", "embed"]
+
+
+class ModelList(Answer):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class Usage(Answer):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(Answer):
+    index: int
+    text: str
+    logprobs: None
+    finish_reason: FinishReason
+
+
+class AssistantMessage(Answer):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(Answer):
+    index: int
+    message: AssistantMessage
+    logprobs: None
+    finish_reason: FinishReason
+
+
+class Completion(Answer):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class ChatCompletion(Completion):
+    object: Literal["chat.completion"]
+    choices: list[ChatChoice]
+
+
+class Embedding(Answer):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32")
+
+
+class EmbeddingUsage(Answer):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(Answer):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+    result: list[float] | list[list[float]] = Field(description="as /embed answers (Takeoff's "
+                                                                "clients read it)")

@@ -1,27 +1,35 @@
-"""The conventions of every request body, validated once at the edge (one pydantic model per
-endpoint: takeoff/api/takeoff_schemas.py, openai_schemas.py), and the one mapping of a
-validation error to the contract's 400.
+"""The conventions of every request body, validated once at the edge: one pydantic model per
+endpoint (takeoff/api/takeoff_schemas.py, openai_schemas.py, management_schemas.py, and the
+feedback app's), the same models that describe the API in /openapi.json.
 
-Every default lives in those models. Unset fields may arrive as JSON null (Takeoff's client sends them so):
-null means "the default". Types are strict (no "5" for 5, no true for 1), numbers finite. A
-mistake raises pydantic's ValidationError, which `validation_error_response` turns into the
-contract's 400 body, naming the field. Limits that depend on the server (its max_new_tokens, a
-group's capacity) come in through the validation context.
+Every default lives in those models. Unset fields may arrive as JSON null (Takeoff's client sends
+them so): null means "the default". Types are strict (no "5" for 5, no true for 1), numbers
+finite. Validators raise ValueError (takeoff.errors.TooLarge for a size limit) and nothing else;
+the app's one handler turns the ValidationError into the contract's error body, naming the field
+(takeoff.errors.validation_error). What a check needs of the server comes in through the
+validation context.
 """
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, \
-    model_validator
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 MAX_SEED = 2**63 - 1
 MAX_STOP_SEQUENCES = 16
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Fields whose before-validators take more than their Python type says, as /openapi.json
+# describes them.
+Stop = Annotated[tuple[str, ...], WithJsonSchema({
+    "anyOf": [{"type": "string", "minLength": 1},
+              {"type": "array", "items": {"type": "string", "minLength": 1},
+               "maxItems": MAX_STOP_SEQUENCES}],
+    "description": "a stop sequence, or a list of them; the text ends before it"})]
+JsonSchemaText = Annotated[str, WithJsonSchema({
+    "anyOf": [{"type": "object"}, {"type": "string"}],
+    "description": "a JSON schema, or its JSON text"})]
 
 
 class Body(BaseModel):
@@ -86,28 +94,18 @@ def parse(model: type[Body], body: dict, **context) -> Any:
     return model.model_validate(body, context=context)
 
 
-def validation_error_response(request: Request, exc: ValidationError) -> JSONResponse:
-    """The contract's 400 for the first mistake: `param` is the top-level field it is in, the
-    message names the full path ("messages[0].content: ...")."""
-    error = exc.errors(include_url=False)[0]
-    location = [part for part in error["loc"] if not _is_union_branch(part)]
-    param = str(location[0]) if location else None
-    message = error["msg"].removeprefix("Value error, ")
-    if location and not message.startswith("'"):
-        message = f"{_path(location)}: {message}"
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param}}
-    return JSONResponse(body, status_code=400)
+class Answer(BaseModel):
+    """The base of every JSON answer's model: what the API sends, described for /openapi.json
+    (the routes build the JSON; the schemathesis run holds each answer to its model)."""
+    model_config = ConfigDict(extra="forbid")
 
 
-def _is_union_branch(part: Any) -> bool:
-    # pydantic names the branch of a union it tried ("str", "list[str]") in the location
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
+class ErrorDetail(Answer):
+    message: str
+    type: str
+    param: str | None = Field(description="the top-level request field at fault, if any")
 
 
-def _path(location: list) -> str:
-    path = str(location[0])
-    for part in location[1:]:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
+class ErrorBody(Answer):
+    """Every error, whatever its status."""
+    error: ErrorDetail

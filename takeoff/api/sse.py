@@ -8,11 +8,12 @@ response owns what it streams: whatever ends it, it closes it.
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Callable
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
+from takeoff.engine.submission import Submission
 from takeoff.errors import ApiError
 
 
@@ -22,20 +23,21 @@ def takeoff_error(error: ApiError) -> ServerSentEvent:
 
 
 class EventStream(EventSourceResponse):
-    """An SSE response of `events`; an ApiError they raise becomes `error_event(error)`, the
-    stream's last. Whatever ends the response (its last event, the client leaving, even before
-    the first event) awaits `close()`, which aborts what has not finished."""
+    """An SSE response of `events`, made from the requests of `work`, an admitted Submission;
+    an ApiError the events raise becomes `error_event(error)`, the stream's last. Whatever ends
+    the response (its last event, the client leaving, even before the first event) closes
+    `work`: what has not finished is aborted."""
 
-    def __init__(self, events: AsyncIterator[ServerSentEvent], close: Callable[[], Awaitable[None]],
+    def __init__(self, events: AsyncIterator[ServerSentEvent], work: Submission,
                  error_event: Callable[[ApiError], ServerSentEvent] = takeoff_error) -> None:
         super().__init__(_until_error(events, error_event))
-        self._close = close
+        self._work = work
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._close()
+            self._work.close()
 
 
 async def _until_error(events: AsyncIterator[ServerSentEvent],

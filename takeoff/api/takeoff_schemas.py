@@ -1,13 +1,14 @@
 """Request bodies of the Takeoff API (see takeoff/api/schemas.py for the conventions)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from scheduler.sampling_params import SamplingParams, SamplingRequest
-from takeoff.api.schemas import MAX_SEED, Body, Finite, schema_text, stop_field, text_field, \
-    texts_field
+from takeoff.api.openai_schemas import ChatMessage
+from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Stop, \
+    schema_text, stop_field, text_field, texts_field
 
 _DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
 # Takeoff's name of each sampling field -> SamplingParams' (a new request field that shapes
@@ -29,11 +30,11 @@ class TakeoffSampling(Body):
     repetition_penalty: Finite = Field(_DEFAULT.repetition_penalty, gt=0)
     no_repeat_ngram_size: int = Field(_DEFAULT.no_repeat_ngram_size, ge=0)
     seed: int | None = Field(_DEFAULT.seed, ge=0, le=MAX_SEED)
-    stop: tuple[str, ...] = ()
+    stop: Stop = ()
     consumer_group: str | None = None
     prompt_max_tokens: int | None = Field(None, ge=1)
     regex_string: str | None = Field(None, min_length=1)
-    json_schema: str | None = None  # a schema object arrives as JSON text (see below)
+    json_schema: JsonSchemaText | None = None  # kept as JSON text (see below)
     constrained_decoding_backend: str | None = None  # accepted; this server has one (llguidance)
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
@@ -54,6 +55,10 @@ class GenerateBody(TakeoffSampling):
     return_metadata: bool = False
 
     _check_text = field_validator("text", mode="before")(texts_field)
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
 
 
 class GenerateStreamBody(TakeoffSampling):
@@ -128,3 +133,74 @@ class EmbedBody(Body):
     consumer_group: str | None = None
 
     _check_text = field_validator("text", mode="before")(texts_field)
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+
+class ChatTemplateBody(Body):
+    """POST /chat_template/{reader_id}: one conversation or a list of them."""
+    inputs: list[list[ChatMessage]]
+    # Takeoff's client always sends it. A seq2seq template has no generation prompt to add, so,
+    # as Takeoff does for a template without one, it changes nothing (a warning is logged).
+    add_generation_prompt: bool = False
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _conversations(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+            return [value]  # one conversation
+        if not isinstance(value, list) or not value:
+            raise ValueError("'inputs' must be a conversation (a list of messages) or a list "
+                             "of conversations")
+        return value
+
+
+# ---- answers --------------------------------------------------------------------------------
+class Metadata(Answer):
+    input_tokens: int
+    generated_tokens: int = Field(description="the final EOS included, when there is one")
+    finish_reason: Literal["length", "eos_token", "stop_sequence"]
+
+
+class GenerateAnswer(Answer):
+    """A list of texts answers a list, in order; `metadata` only with return_metadata."""
+    text: str | list[str]
+    metadata: Metadata | list[Metadata] | None = None
+
+
+class ClassifyAnswer(Answer):
+    result: list[list[float]] = Field(description="one probability row per input, in the order "
+                                                  "of `labels`")
+    labels: list[str]
+
+
+class EmbedAnswer(Answer):
+    result: list[float] | list[list[float]] = Field(description="a vector for a string, a list "
+                                                                "of them for a list")
+
+
+class Tokens(Answer):
+    tokens: list[str]
+    ids: list[int]
+
+
+class TokenizeAnswer(Answer):
+    result: Tokens
+
+
+class TokenizeReaderAnswer(Tokens):
+    tokens_count: int
+
+
+class DetokenizeAnswer(Answer):
+    text: str
+
+
+class ChatTemplateAnswer(Answer):
+    messages: list[str] = Field(description="each conversation as the chat template writes it")
+
+
+class HealthAnswer(Answer):
+    status: str

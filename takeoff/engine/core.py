@@ -2,19 +2,24 @@
 every reader with work, and returns what came out, keyed by request id.
 
 Rules (held by tests/unit/test_engine_core.py):
-- One thread calls EngineCore, never two: `add`, `abort` and `step` are not thread-safe. The
-  asyncio layer (takeoff/engine/engine.py) runs `step()` on its engine thread and hands requests over
-  through `poll`, a callback the core calls at the start of each step and between model layers.
+- One thread calls EngineCore, never two: `add`, `abort`, `step` and `snapshot` are not
+  thread-safe. The asyncio layer (takeoff/engine/engine.py) runs `step()` on its engine thread
+  (takeoff/engine/thread.py) and hands requests over through `poll`, a callback the core calls
+  at the start of each step and between model layers; other threads read only the CoreSnapshot
+  that thread copies out after each step, and `seconds_in_step()`.
 - A reader's `schedule()` is always followed by its `update()` within the same `step()`, even
   when the runner raised, so no request is ever left scheduled with nobody to finish it.
-- A slot is reused only after the step that freed it has been updated: schedule() runs only
-  inside step(), never while a runner executes, and the runner drops `freed_slots` first.
+- A slot is reused only after the step that freed it has been updated: a reader's schedule()
+  runs only inside step(), never while its own runner executes (the cut-in below schedules a
+  reader without slots while a generator's runner executes), and the runner drops
+  `freed_slots` first.
 - Failures are per request. A request whose result cannot be applied finishes with an error in
   `update`; when a runner raises for a whole batch, its classifications, prefills and decodes are
   run again one at a time, and only those that fail alone are failed.
-- Classification lane: between two layers of a generator's step, `poll` brings in waiting
-  requests; any waiting classification runs right there and its result is published at once
-  (`publish`), so a classification never waits for a whole generation step. One that runs at
+- The cut-in: between two layers of a generator's step, `poll` brings in waiting requests; the
+  readers without KV slots (classifiers, embedders) that have one-pass requests waiting run a
+  whole step right there, nested in the generator's, and its results are published at once
+  (`publish`), so a classification never waits for a whole generation step. A one-pass step at
   the start of a round is published before the round's generator steps, for the same reason.
 """
 from __future__ import annotations
@@ -45,10 +50,17 @@ class EngineOutput:
     num_output_tokens: int = 0  # the final EOS included
     row: list[float] | None = None  # a one-pass result: label probabilities, or an embedding
     never_scheduled: bool = False  # it finished while still waiting (a queue timeout)
+    finish_reason: str | None = None  # Request.finish_reason, once finished
 
-    @property
-    def finish_reason(self) -> str | None:
-        return Request.finish_reason_of(self.status)
+
+@dataclass(frozen=True)
+class CoreSnapshot:
+    """The counts other threads may read: the engine thread copies them out after each step,
+    so that nothing but that thread ever reads the core's own state."""
+    num_running: int = 0  # requests in the running batches (generations and one-pass)
+    num_slots_in_use: int = 0  # KV slots held by generations
+    num_slots: int = 0  # KV slots in all
+    num_unfinished: int = 0  # requests in the core, waiting or running
 
 
 @dataclass
@@ -122,8 +134,18 @@ class EngineCore:
     def num_unfinished(self) -> int:
         return len(self._lane_of)
 
+    def snapshot(self) -> CoreSnapshot:
+        generators = [lane.scheduler for lane in self.lanes.values() if lane.holds_slots]
+        num_slots = sum(scheduler.config.max_num_seqs for scheduler in generators)
+        return CoreSnapshot(
+            num_running=sum(lane.scheduler.num_running for lane in self.lanes.values()),
+            num_slots_in_use=num_slots - sum(s.num_free_slots for s in generators),
+            num_slots=num_slots, num_unfinished=len(self._lane_of))
+
     def seconds_in_step(self, now: float | None = None) -> float:
-        """How long the running step has been executing (0 between steps)."""
+        """How long the running step has been executing (0 between steps). The one read of the
+        core that another thread makes (the /ready watchdog): a stuck step publishes nothing, so
+        this reads the one float it wrote when the step began."""
         started = self._step_started
         return 0.0 if started is None else (now or time.monotonic()) - started
 
@@ -194,7 +216,7 @@ class EngineCore:
         if self.poll is not None:
             self.poll()
         for lane in list(self.lanes.values()):
-            if not lane.holds_slots and lane.scheduler.has_waiting_classify:
+            if not lane.holds_slots and lane.scheduler.has_waiting_one_pass:
                 self._hand_over(self._step_lane(lane))
 
     def _hand_over(self, outputs: list[EngineOutput]) -> None:
@@ -251,7 +273,7 @@ class EngineCore:
 
 def _split(scheduler_output: SchedulerOutput) -> list[SchedulerOutput]:
     """One SchedulerOutput per request: each classification, prefill and decode on its own."""
-    parts = [SchedulerOutput(classify=[item]) for item in scheduler_output.classify]
+    parts = [SchedulerOutput(one_pass=[item]) for item in scheduler_output.one_pass]
     parts += [SchedulerOutput(prefill=[item]) for item in scheduler_output.prefill]
     parts += [SchedulerOutput(decode_slots=[slot]) for slot in scheduler_output.decode_slots]
     return parts or [SchedulerOutput()]
@@ -265,4 +287,4 @@ def _engine_output(item: RequestOutput, streaming: bool) -> EngineOutput:
         error=request.error, num_prompt_tokens=request.num_prompt_tokens,
         num_output_tokens=request.num_output_tokens,
         row=request.probabilities if request.probabilities is not None else request.embedding,
-        never_scheduled=request.first_scheduled_time is None)
+        never_scheduled=request.first_scheduled_time is None, finish_reason=request.finish_reason)

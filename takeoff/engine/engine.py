@@ -1,34 +1,36 @@
-"""The asyncio shell around EngineCore: admission, per-request queues, readers that come and go,
-and the engine thread.
+"""The asyncio Engine: the one way work gets in (`submit`), per-request streams, readers that come
+and go, and the engine thread.
 
-Requests are tokenized and admitted on the event loop (a refusal is an immediate 4xx/429), then
-handed to the engine thread through an inbox; the thread runs `EngineCore.step()` in a loop and
-hands each step's results back to the event loop in one call. The event loop never waits on a
-model: it only adds, aborts and delivers. A streaming request gets every text piece as it is
-decoded (on the engine thread); a non-streaming one hears only its end. Readers are loaded off
-the event loop and join the core between two steps; a reader being removed first drains.
+`submit` admits every input of a call on the event loop (a refusal is an immediate ApiError:
+429, 413, 404, 400, 503), then hands the requests to the engine thread, which runs
+`EngineCore.step()` in a loop and hands each step's results back to the event loop in one call.
+The event loop never waits on a model: tokenizing is fast, a grammar compiles in a worker
+thread, and the rest only adds, aborts and delivers. A streaming generation gets every text piece
+as it is decoded; anything else hears only its end. Nothing here knows Starlette: the HTTP
+routes, the feedback app and any other front end call the same `submit`.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
-from typing import Callable
+from typing import Callable, Sequence
 
-from scheduler.request import Request, RequestKind
-from scheduler.sampling_params import SamplingRequest
+from scheduler.request import Request, Task
+from scheduler.sampling_params import SamplingParams, SamplingRequest
 from scheduler.scheduler import Scheduler, SchedulerConfig
 from takeoff.config import ServerConfig
-from takeoff.engine.core import EngineCore, EngineOutput, Lane
+from takeoff.engine.core import CoreSnapshot, EngineCore, EngineOutput, Lane
+from takeoff.engine.metrics import Metrics
+from takeoff.engine.reader_set import ReaderSet
+from takeoff.engine.readers import Reader, ReaderInfo
+from takeoff.engine.stream import GenerationResult, RequestStream, Result, engine_error
+from takeoff.engine.submission import Submission
 from takeoff.engine.thread import EngineThread
 from takeoff.errors import ApiError, bad_request, overloaded, unavailable
-from takeoff.engine.metrics import Metrics
-from takeoff.engine.reader_set import ReaderSet, holds_slots
-from takeoff.engine.readers import CLASSIFY, EMBED, GENERATE, GroupInfo, Reader
-from takeoff.engine.stream import EngineError, GenerationResult, GenerationStream, engine_error
 
-__all__ = ["Engine", "EngineError", "GenerationResult", "GenerationStream", "GroupInfo"]
 logger = logging.getLogger(__name__)
+Input = str | tuple[str, str]  # a text, or a (text, text_pair) for a classifier
 
 
 class Engine:
@@ -41,13 +43,15 @@ class Engine:
         self.reader_set = ReaderSet(config.max_queue)
         self.core = EngineCore(self.metrics)
         self._thread = EngineThread(self.core)
-        self._sinks: dict[str, tuple[GenerationStream | asyncio.Future, str]] = {}
+        self._streams: dict[str, RequestStream] = {}  # every admitted, unfinished request
         self._ids = itertools.count()
         for reader in readers:
             self.reader_set.add(reader)
             self.core.add_lane(self.lane(reader, runners[reader.reader_id]))
-        self.metrics.watch_engine(self._num_waiting, self._num_running, self.num_slots_in_use,
-                                  self._num_slots)
+        self.metrics.watch_engine(
+            lambda: max(0, len(self._streams) - self.snapshot.num_running),
+            lambda: self.snapshot.num_running, lambda: self.snapshot.num_slots_in_use,
+            lambda: self.snapshot.num_slots)
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -59,7 +63,12 @@ class Engine:
 
     @property
     def is_idle(self) -> bool:
-        return not self._sinks
+        return not self._streams
+
+    @property
+    def snapshot(self) -> CoreSnapshot:
+        """The core's counts as of the engine thread's last step (gauges, /status, tests)."""
+        return self._thread.snapshot
 
     def seconds_in_step(self) -> float:
         return self.core.seconds_in_step()
@@ -68,28 +77,14 @@ class Engine:
         """Stop the engine thread without blocking the event loop, then answer everyone left."""
         await self._thread.stop(timeout_s=self.config.drain_timeout)
         error = unavailable("the server is shutting down")
-        for request_id in list(self._sinks):
-            self._resolve(request_id, error)
+        for request_id in list(self._streams):
+            self._forget(request_id).put(error)
 
     # ---- readers --------------------------------------------------------------------------
-    @property
-    def readers(self) -> dict[str, Reader]:
-        return self.reader_set.readers
-
-    def groups(self) -> dict[str, GroupInfo]:
-        return self.reader_set.groups()
-
-    def readers_by_group(self) -> dict[str, list[Reader]]:
-        return self.reader_set.by_group()
-
-    def resolve_group(self, name: str | None, task: str | None) -> str:
-        return self.reader_set.resolve(name, task)
-
-    def max_inputs(self, group: str | None, task: str) -> int:
-        return self.reader_set.max_inputs(group, task)
-
     async def between_steps(self, command: Callable[[], object]):
         """Run `command` on the engine thread at its next step boundary; its result."""
+        if not self.is_running:  # not started (or stopped): nothing else touches the core
+            return command()
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
@@ -101,103 +96,54 @@ class Engine:
             else:
                 loop.call_soon_threadsafe(_settle, done, result, None)
 
-        if not self.is_running:  # not started (or stopped): nothing else touches the core
-            run()
-        else:
-            self._thread.send(run, mid_step=False)
+        self._thread.send(run, mid_step=False)
         return await done
 
     def lane(self, reader: Reader, runner) -> Lane:
-        generates = holds_slots(reader)
-        scheduler = Scheduler(SchedulerConfig(
-            max_num_seqs=reader.info.max_batch_size if generates else 1,
-            max_num_batched_tokens=self.config.max_num_batched_tokens,
-            max_classify_batch=reader.info.max_batch_size,
-            queue_timeout_s=self.config.queue_timeout), decode=reader.decode)
-        return Lane(reader.reader_id, scheduler, runner, holds_slots=generates)
+        scheduler = Scheduler(scheduler_config(self.config, reader.info), decode=reader.decode)
+        return Lane(reader.reader_id, scheduler, runner, reader.info.task.holds_slots)
 
     # ---- submitting -----------------------------------------------------------------------
-    def tokenize(self, text: str, group: str | None = None) -> tuple[list[str], list[int]]:
-        reader = self.reader_set.pick(group, None)
-        ids = reader.tokenizer(text, verbose=False)["input_ids"]
-        return reader.tokenizer.convert_ids_to_tokens(ids), ids
+    def submit(self, task: Task, inputs: Sequence[Input], group: str | None = None,
+               sampling: SamplingRequest | None = None, *, stream: bool = False,
+               prompt_max_tokens: int | None = None) -> Submission:
+        """One request per input, for the least loaded reader of `group` (default: the first
+        group that can do `task`), admitted all together or not at all when the Submission is
+        awaited or entered. `sampling` (a generation's) is resolved for that reader;
+        `stream=True` hands a generation's text over piece by piece; `prompt_max_tokens`
+        truncates longer inputs instead of refusing them (413)."""
+        return Submission(lambda work: self._admit(work, task, list(inputs), group, sampling,
+                                                   stream, prompt_max_tokens))
 
-    def generate_stream(self, prompt: str, sampling: SamplingRequest, group: str | None = None,
-                        prompt_max_tokens: int | None = None, *,
-                        stream: bool = True) -> GenerationStream:
-        """Submit one generation now; refusals (429, 413, 404, 400, 503) raise ApiError here.
-        With stream=False the stream yields no pieces, only its result at the end."""
-        self._check_accepting()
-        reader = self.reader_set.pick(group, GENERATE)
-        ids = reader.encode(prompt, prompt_max_tokens)
-        request = Request(self._next_id(), RequestKind.GENERATE, ids, reader.sampling(sampling),
-                          eos_token_id=reader.model.eos_token_id)
-        sink = GenerationStream(request.request_id, request.num_prompt_tokens, self.abort)
-        self._submit([request], [sink], reader, stream)
-        return sink
-
-    async def generate(self, prompt: str, sampling: SamplingRequest, group: str | None = None,
-                       prompt_max_tokens: int | None = None) -> GenerationResult:
-        stream = self.generate_stream(prompt, sampling, group, prompt_max_tokens, stream=False)
-        try:
-            async for _ in stream:
-                pass
-        finally:
-            await stream.aclose()
-        return stream.result
-
-    async def classify(self, texts: list[str | tuple[str, str]],
-                       group: str | None = None) -> tuple[list[list[float]], list[str]]:
-        """One probability row per input, and the label names (in the rows' order)."""
-        reader, rows, _ = await self._single_pass(texts, group, CLASSIFY)
-        return rows, list(reader.model.labels)
-
-    async def embed(self, texts: list[str],
-                    group: str | None = None) -> tuple[list[list[float]], int]:
-        """One vector per text, and the number of tokens they took."""
-        reader, rows, num_tokens = await self._single_pass(texts, group, EMBED)
-        return rows, num_tokens
-
-    async def _single_pass(self, texts: list, group: str | None, task: str):
+    async def _admit(self, work: Submission, task: Task, inputs: list[Input], group: str | None,
+                     sampling: SamplingRequest | None, stream: bool,
+                     prompt_max_tokens: int | None) -> None:
         self._check_accepting()
         reader = self.reader_set.pick(group, task)
-        kind = RequestKind.CLASSIFY if task == CLASSIFY else RequestKind.EMBED
-        encoded = [reader.encode_pair(*_as_pair(text)) for text in texts]
-        requests = [Request(self._next_id(), kind, ids, token_type_ids=types)
-                    for ids, types in encoded]
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in requests]
-        self._submit(requests, futures, reader, stream=False)
-        try:
-            rows = await asyncio.gather(*futures)
-        finally:
-            for request in requests:
-                self.abort(request.request_id)
-        return reader, list(rows), sum(len(r.prompt_ids) for r in requests)
-
-    async def compile_grammar(self, sampling: SamplingRequest, group: str | None = None) -> None:
-        """Compile the request's pattern, if any, for the group's generators, off the event loop
-        (the compilers cache it for their runners); 400 for one that cannot constrain them."""
-        from kernels.constrained import GrammarError
-
-        readers = self.reader_set.by_group()[self.reader_set.resolve(group, GENERATE)]
-        for reader in readers:
-            params = reader.sampling(sampling)
-            if params.regex is None and params.json_schema is None:
-                continue
-            try:
-                await asyncio.to_thread(reader.grammars.compile, params.regex, params.json_schema)
-            except GrammarError as exc:
-                raise bad_request(str(exc), "regex_string" if params.regex else "json_schema") \
-                    from None
-
-    def _submit(self, requests: list[Request], sinks: list, reader: Reader, stream: bool) -> None:
-        """Admit all of them or none (429), then hand them to the engine thread."""
+        requests = self._requests(reader, task, inputs, sampling, prompt_max_tokens)
+        if requests and task is Task.GENERATE:
+            await _compile_grammar(reader, requests[0].sampling, sampling or SamplingRequest())
+            self._check_accepting()  # the compile awaited: the server may be draining now
+            if not self.reader_set.is_serving(reader.reader_id):
+                raise unavailable(f"reader '{reader.reader_id}' was removed meanwhile; retry")
         if not self.reader_set.admission[reader.reader_id].try_admit(len(requests)):
             raise overloaded(retry_after_s=1)
-        for request, sink in zip(requests, sinks):
-            self._sinks[request.request_id] = (sink, reader.reader_id)
+        work.reader = reader
+        work.streams = [RequestStream(r.request_id, reader.reader_id, r.num_prompt_tokens,
+                                      self.abort) for r in requests]
+        self._streams.update((s.request_id, s) for s in work.streams)
         self._thread.send(lambda: [self.core.add(r, reader.reader_id, stream) for r in requests])
+
+    def _requests(self, reader: Reader, task: Task, inputs: list[Input],
+                  sampling: SamplingRequest | None, prompt_max_tokens: int | None) -> list[Request]:
+        """Tokenized (413 over the reader's limit), sampling resolved (400)."""
+        if task is Task.GENERATE:
+            params = reader.sampling(sampling or SamplingRequest())
+            return [Request(self._next_id(), task, reader.encode(text, prompt_max_tokens), params,
+                            eos_token_id=reader.model.eos_token_id) for text in inputs]
+        encoded = [reader.encode_pair(*_as_pair(text)) for text in inputs]
+        return [Request(self._next_id(), task, ids, token_type_ids=types)
+                for ids, types in encoded]
 
     def abort(self, request_id: str) -> None:
         """Forget a request in any state; the engine drops it at its next step boundary (or
@@ -217,55 +163,45 @@ class Engine:
     # ---- delivering (on the event loop, one call per engine step) --------------------------
     def deliver(self, outputs: list[EngineOutput]) -> None:
         for output in outputs:
-            entry = self._sinks.get(output.request_id)
-            if entry is None:
+            stream = self._streams.get(output.request_id)
+            if stream is None:
                 continue  # aborted meanwhile: nobody is listening
-            sink = entry[0]
-            if isinstance(sink, asyncio.Future):
-                if output.row is not None and output.error is None:
-                    self._forget(output.request_id)
-                    sink.set_result(output.row)
-                else:
-                    self._resolve(output.request_id, engine_error(output))
-                continue
             if output.text_delta:
-                sink.put(output.text_delta)
+                stream.put(output.text_delta)
             if output.finished:
                 self._forget(output.request_id)
-                sink.put(_result_or_error(output))
+                stream.put(_result_or_error(output))
 
-    def _resolve(self, request_id: str, error: ApiError) -> None:
-        entry = self._forget(request_id)
-        if entry is None:
-            return
-        sink = entry[0]
-        if isinstance(sink, asyncio.Future):
-            if not sink.done():
-                sink.set_exception(error)
-        else:
-            sink.put(error)
+    def _forget(self, request_id: str) -> RequestStream | None:
+        stream = self._streams.pop(request_id, None)
+        if stream is not None and stream.reader_id in self.reader_set.admission:
+            self.reader_set.admission[stream.reader_id].release()
+        return stream
 
-    def _forget(self, request_id: str):
-        entry = self._sinks.pop(request_id, None)
-        if entry is not None and entry[1] in self.reader_set.admission:
-            self.reader_set.admission[entry[1]].release()
-        return entry
 
-    # ---- gauges (read at scrape time, from the event loop) ---------------------------------
-    def _num_waiting(self) -> int:
-        return max(0, len(self._sinks) - self._num_running())
+def scheduler_config(config: ServerConfig, info: ReaderInfo) -> SchedulerConfig:
+    """A reader's scheduler: the server's flags, and the reader's own batch size."""
+    holds_slots = info.task.holds_slots
+    return SchedulerConfig(max_num_seqs=info.max_batch_size if holds_slots else 1,
+                           max_num_batched_tokens=config.max_num_batched_tokens,
+                           max_classify_batch=info.max_batch_size,
+                           queue_timeout_s=config.queue_timeout)
 
-    def _num_running(self) -> int:
-        return sum(lane.scheduler.num_running for lane in list(self.core.lanes.values()))
 
-    def num_slots_in_use(self) -> int:
-        lanes = [lane for lane in list(self.core.lanes.values()) if lane.holds_slots]
-        return sum(lane.scheduler.config.max_num_seqs - lane.scheduler.num_free_slots
-                   for lane in lanes)
+async def _compile_grammar(reader: Reader, params: SamplingParams,
+                           sampling: SamplingRequest) -> None:
+    """Compile the request's pattern, if it has one, with the reader's compiler, off the event
+    loop (the runner then finds it in the compiler's cache); 400 for one that cannot constrain
+    this model, naming the client's field."""
+    if params.regex is None and params.json_schema is None:
+        return
+    from kernels.constrained import GrammarError
 
-    def _num_slots(self) -> int:
-        return sum(lane.scheduler.config.max_num_seqs
-                   for lane in list(self.core.lanes.values()) if lane.holds_slots)
+    try:
+        await asyncio.to_thread(reader.grammars.compile, params.regex, params.json_schema)
+    except GrammarError as exc:
+        raise bad_request(str(exc), sampling.name("regex" if params.regex else "json_schema")) \
+            from None
 
 
 def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
@@ -277,12 +213,14 @@ def _settle(future: asyncio.Future, result, error: BaseException | None) -> None
         future.set_result(result)
 
 
-def _result_or_error(output: EngineOutput) -> GenerationResult | ApiError:
+def _result_or_error(output: EngineOutput) -> Result | ApiError:
     if output.error is not None or output.finish_reason in ("aborted", "error"):
         return engine_error(output)
+    if output.row is not None:
+        return output.row
     return GenerationResult(output.text, output.num_prompt_tokens, output.num_output_tokens,
                             output.finish_reason)
 
 
-def _as_pair(text: str | tuple[str, str]) -> tuple[str, str | None]:
+def _as_pair(text: Input) -> tuple[str, str | None]:
     return (text, None) if isinstance(text, str) else (text[0], text[1])

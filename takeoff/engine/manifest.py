@@ -1,5 +1,6 @@
 """What to load: `ReaderSpec`, from the start-up flags, from a Takeoff-style YAML manifest
-(`takeoff serve --config FILE`) or from `POST /reader`.
+(`takeoff serve --config FILE`) or from `POST /reader`, the last two both given as Takeoff's
+`ReaderConfig` and checked by the one pydantic model here.
 
     takeoff:
       readers_config:
@@ -14,20 +15,19 @@
           consumer_group: classifier
 
 `readers_config` may also stand at the top level. Takeoff's other reader fields (backend,
-quant_type, ...) are accepted and ignored; a field this server cannot honour is an error.
+quant_type, ...) are accepted and ignored; a field this server does not know is an error.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scheduler.request import Task
 from takeoff.config import ServerConfig
-
-REQUIRED = ("model_name", "consumer_group")
-IGNORED = ("redis_host", "backend", "log_level", "cuda_visible_devices", "batch_duration_millis",
-           "access_token", "tensor_parallel", "nvlink_unavailable", "disable_static",
-           "disable_cuda_graph", "cuda_graph_cache_capacity", "disable_paged_attention",
-           "page_cache_size", "quant_type")
+from takeoff.errors import validation_error
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,44 @@ class ReaderSpec:
     max_batch_size: int | None = None  # KV slots (generator) or inputs per step; None: the server's
     max_sequence_length: int | None = None  # longest input in tokens; None: the server's
     reader_id: str | None = None  # None: one is made up
-    kind: str | None = None  # "generator", "classifier", "embedder"; None: told by its files
+    task: Task | None = None  # None: told by its files (kernels.loader.model_task)
 
     def config(self) -> dict:
         """Takeoff's ReaderConfig shape (GET /config/{reader_id}), unset fields left out."""
         return {k: v for k, v in asdict(self).items()
-                if v is not None and k not in ("reader_id", "kind")}
+                if v is not None and k not in ("reader_id", "task")}
+
+
+class ReaderConfig(BaseModel):
+    """Takeoff's ReaderConfig: a reader of a manifest, or the body of POST /reader."""
+    model_config = ConfigDict(strict=True, extra="forbid", protected_namespaces=())
+
+    model_name: str = Field(min_length=1, description="a local model directory: a T5-family "
+                            "generator, a sequence classifier or a sentence-transformers encoder")
+    consumer_group: str = Field(min_length=1)
+    device: str | None = Field(None, description="cpu, cuda or cuda:N; default: the server's")
+    max_batch_size: int | None = Field(None, ge=1, description="KV slots, or inputs per step")
+    max_sequence_length: int | None = Field(None, ge=1, description="longest input in tokens")
+    reader_id: str | None = Field(None, min_length=1, description="default: made up")
+    # Takeoff's other reader fields: accepted, and ignored by this server.
+    redis_host: Any = None
+    backend: Any = None
+    log_level: Any = None
+    cuda_visible_devices: Any = None
+    batch_duration_millis: Any = None
+    access_token: Any = None
+    tensor_parallel: Any = None
+    nvlink_unavailable: Any = None
+    disable_static: Any = None
+    disable_cuda_graph: Any = None
+    cuda_graph_cache_capacity: Any = None
+    disable_paged_attention: Any = None
+    page_cache_size: Any = None
+    quant_type: Any = None
+
+    def spec(self, default_device: str) -> ReaderSpec:
+        return ReaderSpec(self.model_name, self.consumer_group, self.device or default_device,
+                          self.max_batch_size, self.max_sequence_length, self.reader_id)
 
 
 def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
@@ -52,11 +84,11 @@ def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
     if config.config_file:
         return read_manifest(config.config_file, config)
     specs = []
-    for path, group, kind in ((config.model, config.generator_group, "generator"),
-                              (config.classifier, config.classifier_group, "classifier"),
-                              (config.embedder, config.embedder_group, "embedder")):
+    for path, group, task in ((config.model, config.generator_group, Task.GENERATE),
+                              (config.classifier, config.classifier_group, Task.CLASSIFY),
+                              (config.embedder, config.embedder_group, Task.EMBED)):
         if path:
-            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", kind=kind))
+            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", task=task))
     return specs
 
 
@@ -75,29 +107,14 @@ def read_manifest(path: str, config: ServerConfig) -> list[ReaderSpec]:
     readers = (document.get("takeoff") or {}).get("readers_config", document.get("readers_config"))
     if not isinstance(readers, dict) or not readers:
         raise ValueError(f"--config {path}: no readers under takeoff.readers_config")
-    return [reader_spec(reader_id, fields, config.device, f"--config {path}: reader {reader_id}")
-            for reader_id, fields in readers.items()]
-
-
-def reader_spec(reader_id: str | None, fields: dict, default_device: str, where: str) -> ReaderSpec:
-    """A ReaderSpec from Takeoff's ReaderConfig fields (the manifest's or POST /reader's)."""
-    if not isinstance(fields, dict):
-        raise ValueError(f"{where}: expected a mapping of reader fields")
-    missing = [name for name in REQUIRED if not fields.get(name)]
-    if missing:
-        raise ValueError(f"{where}: {', '.join(missing)} is required")
-    known = set(REQUIRED) | {"device", "max_batch_size", "max_sequence_length"} | set(IGNORED)
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    for name in ("max_batch_size", "max_sequence_length"):
-        value = fields.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 1):
-            raise ValueError(f"{where}: {name} must be a positive integer")
-    return ReaderSpec(model_name=str(fields["model_name"]),
-                      consumer_group=str(fields["consumer_group"]),
-                      device=str(fields.get("device") or default_device),
-                      max_batch_size=fields.get("max_batch_size"),
-                      max_sequence_length=fields.get("max_sequence_length"),
-                      reader_id=None if reader_id is None else str(reader_id))
+    specs = []
+    for reader_id, fields in readers.items():
+        if not isinstance(fields, dict):
+            raise ValueError(f"--config {path}: reader {reader_id}: expected a mapping of fields")
+        try:
+            reader = ReaderConfig.model_validate({**fields, "reader_id": str(reader_id)})
+        except ValidationError as exc:
+            raise ValueError(f"--config {path}: reader {reader_id}: "
+                             f"{validation_error(exc).message}") from None
+        specs.append(reader.spec(config.device))
+    return specs

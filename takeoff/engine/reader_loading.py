@@ -11,11 +11,11 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
+from scheduler.request import Task
 from takeoff.config import ServerConfig
-from takeoff.errors import ApiError, bad_request
-from takeoff.engine.reader_set import ReaderSet
 from takeoff.engine.manifest import ReaderSpec
-from takeoff.engine.readers import GENERATE, TASK_OF_KIND, Reader, load_reader
+from takeoff.engine.readers import Reader, batch_size, load_reader
+from takeoff.errors import ApiError, bad_request
 
 if TYPE_CHECKING:
     from takeoff.engine.engine import Engine
@@ -30,11 +30,12 @@ HEADROOM = 0.10
 async def add_reader(engine: Engine, spec: ReaderSpec) -> Reader:
     """Load a model into a group while serving; it takes requests from the next step on.
     400 bad directory, 409 duplicate, 507 no memory."""
-    task = await asyncio.to_thread(task_of, spec)
-    reader_id = engine.reader_set.reserve(spec, task)
+    spec = replace(spec, task=await asyncio.to_thread(task_of, spec))
+    reader_id = engine.reader_set.reserve(spec, spec.task)
+    spec = replace(spec, reader_id=reader_id)
     try:
-        await asyncio.to_thread(check_fits, engine.config, spec, task, engine.reader_set)
-        reader, runner = await asyncio.to_thread(load_checked, engine.config, spec, reader_id,
+        await asyncio.to_thread(check_fits, engine.config, spec)
+        reader, runner = await asyncio.to_thread(load_checked, engine.config, spec,
                                                  engine.runner_factory)
     except BaseException:
         engine.reader_set.loading.pop(reader_id, None)
@@ -42,8 +43,8 @@ async def add_reader(engine: Engine, spec: ReaderSpec) -> Reader:
     lane = engine.lane(reader, runner)
     await engine.between_steps(lambda: engine.core.add_lane(lane))
     engine.reader_set.add(reader)
-    logger.info("reader %s loaded: %s %s in group %r", reader_id, reader.info.task,
-                reader.info.model_path, reader.info.name)
+    logger.info("reader %s loaded: %s %s in group %r", reader_id, reader.info.task.value,
+                reader.info.model_path, reader.info.group)
     return reader
 
 
@@ -63,25 +64,24 @@ async def remove_reader(engine: Engine, reader_id: str) -> None:
     logger.info("reader %s removed", reader_id)
 
 
-def task_of(spec: ReaderSpec) -> str:
+def task_of(spec: ReaderSpec) -> Task:
     """What the model directory would do (400 when it holds nothing this server serves)."""
-    from kernels.loader import ModelLoadError, model_kind
+    from kernels.loader import ModelLoadError, model_task
 
     try:
-        return TASK_OF_KIND[model_kind(spec.model_name)]
+        return model_task(spec.model_name)
     except ModelLoadError as exc:
         raise bad_request(str(exc), "model_name") from None
 
 
-def check_fits(config: ServerConfig, spec: ReaderSpec, task: str, readers: ReaderSet) -> None:
+def check_fits(config: ServerConfig, spec: ReaderSpec) -> None:
     """507 when the model's weights and (for a generator) its KV cache would not fit in the
     memory the device has free now."""
     from kernels.memory import available_bytes, reader_bytes
 
-    generates = task == GENERATE
-    batch = spec.max_batch_size or (config.max_num_seqs if generates else config.max_classify_batch)
+    slots = batch_size(config, spec, spec.task) if spec.task.holds_slots else 0
     need = reader_bytes(spec.model_name, config.dtype, spec.device,
-                        num_slots=batch if generates else 0, max_len=config.max_new_tokens,
+                        num_slots=slots, max_len=config.max_new_tokens,
                         max_input_len=spec.max_sequence_length or config.max_input_len)
     free = available_bytes(spec.device)
     if need > free * (1 - HEADROOM):
@@ -91,13 +91,13 @@ def check_fits(config: ServerConfig, spec: ReaderSpec, task: str, readers: Reade
                        "model_name")
 
 
-def load_checked(config: ServerConfig, spec: ReaderSpec, reader_id: str,
+def load_checked(config: ServerConfig, spec: ReaderSpec,
                  runner_factory: Callable) -> tuple[Reader, object]:
     """The reader and its runner; 400 naming the problem when the directory cannot be served."""
     from kernels.loader import ModelLoadError
 
     try:
-        reader = load_reader(config, replace(spec, reader_id=reader_id))
+        reader = load_reader(config, spec)
         return reader, runner_factory(config, reader)
     except ModelLoadError as exc:
         raise bad_request(str(exc), "model_name") from None

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from scheduler.admission import Admission
-from takeoff.errors import ApiError, bad_request, not_found
+from scheduler.request import Task
 from takeoff.engine.manifest import ReaderSpec
-from takeoff.engine.readers import GENERATE, GroupInfo, Reader, resolve_group
+from takeoff.engine.readers import Reader, ReaderInfo, resolve_group
+from takeoff.errors import ApiError, bad_request, not_found
 
 
 class ReaderSet:
@@ -28,20 +29,24 @@ class ReaderSet:
         groups: dict[str, list[Reader]] = {}
         for reader in self.readers.values():
             if reader.reader_id not in self.draining:
-                groups.setdefault(reader.info.name, []).append(reader)
+                groups.setdefault(reader.info.group, []).append(reader)
         return groups
 
-    def groups(self) -> dict[str, GroupInfo]:
+    def groups(self) -> dict[str, ReaderInfo]:
         """Each consumer group, described by its first reader."""
         return {name: readers[0].info for name, readers in self.by_group().items()}
 
-    def resolve(self, group: str | None, task: str | None) -> str:
+    def resolve(self, group: str | None, task: Task | None) -> str:
         return resolve_group(self.by_group(), group, task)
 
-    def pick(self, group: str | None, task: str | None) -> Reader:
+    def pick(self, group: str | None, task: Task | None) -> Reader:
         """The least-loaded reader of the group (404 unknown, 400 wrong task)."""
         readers = self.by_group()[self.resolve(group, task)]
         return min(readers, key=lambda r: self.admission[r.reader_id].num_unfinished)
+
+    def is_serving(self, reader_id: str) -> bool:
+        """Loaded, and not draining."""
+        return reader_id in self.readers and reader_id not in self.draining
 
     def get(self, reader_id: str) -> Reader:
         reader = self.readers.get(reader_id)
@@ -50,7 +55,7 @@ class ReaderSet:
                             "reader_id")
         return reader
 
-    def max_inputs(self, group: str | None, task: str) -> int:
+    def max_inputs(self, group: str | None, task: Task) -> int:
         """The most requests one call may submit to the group: what it can ever admit."""
         readers = self.by_group()[self.resolve(group, task)]
         return max(self.admission[r.reader_id].capacity for r in readers)
@@ -60,7 +65,7 @@ class ReaderSet:
         return sum(a.num_unfinished for a in self.admission.values())
 
     # ---- coming and going -----------------------------------------------------------------
-    def reserve(self, spec: ReaderSpec, task: str) -> str:
+    def reserve(self, spec: ReaderSpec, task: Task) -> str:
         """Claim an id for a reader about to load (409 when it would duplicate one)."""
         if spec.reader_id and (spec.reader_id in self.readers or spec.reader_id in self.loading):
             raise ApiError(409, f"a reader with id '{spec.reader_id}' already exists",
@@ -71,9 +76,10 @@ class ReaderSet:
                 raise ApiError(409, f"consumer group '{spec.consumer_group}' already has a "
                                f"reader of {spec.model_name}", "conflict_error", "model_name")
         group = self.by_group().get(spec.consumer_group)
-        if group and group[0].info.task != task:
-            raise bad_request(f"consumer group '{spec.consumer_group}' serves {group[0].info.task} "
-                              f"requests; this model would {task}", "consumer_group")
+        if group and group[0].info.task is not task:
+            raise bad_request(f"consumer group '{spec.consumer_group}' serves "
+                              f"{group[0].info.task.value} requests; this model would "
+                              f"{task.value}", "consumer_group")
         reader_id = spec.reader_id or self._new_id(spec.consumer_group)
         self.loading[reader_id] = spec
         return reader_id
@@ -94,10 +100,6 @@ class ReaderSet:
         while f"{group}-{index}" in taken:
             index += 1
         return f"{group}-{index}"
-
-
-def holds_slots(reader: Reader) -> bool:
-    return reader.info.task == GENERATE
 
 
 def _resolved(path: str) -> str:

@@ -3,45 +3,45 @@
 A reader is one model loaded from a local directory, known by its `reader_id` and serving one
 consumer group; a group may hold several readers (requests go to the least loaded). Readers come
 from the start-up flags, from a Takeoff-style YAML manifest (`--config FILE`), or at run time
-from `POST /reader`; `ReaderSpec` is what each of those asks for.
+from `POST /reader`; `ReaderSpec` (takeoff/engine/manifest.py) is what each of those asks for.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from scheduler.request import Task
 from scheduler.sampling_params import SamplingError, SamplingParams, SamplingRequest
 from takeoff.config import ServerConfig
 from takeoff.engine.manifest import ReaderSpec, startup_specs
 from takeoff.errors import bad_request, not_found, too_large
 
-GENERATE, CLASSIFY, EMBED = "generate", "classify", "embed"
-TASK_OF_KIND = {"generator": GENERATE, "classifier": CLASSIFY, "embedder": EMBED}
 # Takeoff's clients name the classification group "classify" by default.
 CLASSIFY_ALIAS = "classify"
 
 
 @dataclass(frozen=True)
-class GroupInfo:
-    """One reader as the API describes it (`name` is its consumer group)."""
-    name: str
-    task: str  # GENERATE, CLASSIFY or EMBED
+class ReaderInfo:
+    """One reader as the API describes it."""
+    reader_id: str
+    group: str  # its consumer group
+    task: Task
     model_path: str
     device: str
     dtype: str
+    dtype_reason: str  # why this dtype (the kernels' choice for --dtype auto)
     max_input_len: int  # tokens, special tokens included
-    max_new_tokens: int | None  # None unless it generates
-    reader_id: str = ""
-    max_batch_size: int = 1  # requests it runs at once: KV slots, or inputs per step
-    dtype_reason: str = ""  # why this dtype (the kernels' choice for --dtype auto)
+    max_batch_size: int  # requests it runs at once: KV slots, or inputs per step
+    max_new_tokens: int | None = None  # a generator's cap on new tokens
+    dimensions: int | None = None  # an embedder's vector length
 
 
 @dataclass
 class Reader:
     """One loaded model in its consumer group."""
-    info: GroupInfo
+    info: ReaderInfo
     model: Any  # kernels.loader.Seq2SeqModel / ClassifierModel, kernels.embedder.EmbeddingModel
-    spec: ReaderSpec | None = None
+    spec: ReaderSpec
     # A generator's kernels.constrained.GrammarCompiler: the engine compiles each request's
     # pattern with it off the event loop, and gives it to the reader's runner.
     grammars: Any = None
@@ -95,20 +95,24 @@ def _check_length(num_tokens: int, limit: int) -> None:
 
 def load_reader(config: ServerConfig, spec: ReaderSpec) -> Reader:
     """Load one reader (blocking; raises kernels.loader.ModelLoadError for a bad directory)."""
-    from kernels.loader import model_kind
+    from kernels.loader import model_task
 
-    kind = spec.kind or model_kind(spec.model_name)
-    model = load_model(kind, spec.model_name, spec.device, config.dtype, config.quantize)
-    return make_reader(config, spec, model, TASK_OF_KIND[kind], model.dtype_reason)
+    task = spec.task or model_task(spec.model_name)
+    return make_reader(config, spec, task, load_model(task, spec.model_name, spec.device,
+                                                      config.dtype, config.quantize))
 
 
-def load_model(kind: str, path: str, device: str, dtype: str, quantize: str):
-    """Load a model of `kind` (kernels.loader.model_kind); `quantize` applies to a generator only."""
-    if kind == "generator":
+def load_readers(config: ServerConfig) -> list[Reader]:
+    return [load_reader(config, spec) for spec in startup_specs(config)]
+
+
+def load_model(task: Task, path: str, device: str, dtype: str, quantize: str):
+    """Load the model for `task`; `quantize` applies to a generator only."""
+    if task is Task.GENERATE:
         from kernels.loader import load_generator
 
         return load_generator(path, device, dtype, quantize)
-    if kind == "classifier":
+    if task is Task.CLASSIFY:
         from kernels.loader import load_classifier
 
         return load_classifier(path, device, dtype)
@@ -117,49 +121,51 @@ def load_model(kind: str, path: str, device: str, dtype: str, quantize: str):
     return load_embedder(path, device, dtype)
 
 
-def load_readers(config: ServerConfig) -> list[Reader]:
-    return [load_reader(config, spec) for spec in startup_specs(config)]
+def batch_size(config: ServerConfig, spec: ReaderSpec, task: Task) -> int:
+    """Requests the reader runs at once: its own setting, else the server's for its task."""
+    return spec.max_batch_size or (config.max_num_seqs if task.holds_slots
+                                   else config.max_classify_batch)
 
 
-def make_reader(config: ServerConfig, spec: ReaderSpec, model, task: str,
-                dtype_reason: str = "") -> Reader:
-    max_input_len = min(spec.max_sequence_length or config.max_input_len, model.max_input_len)
-    generates = task == GENERATE
-    batch = spec.max_batch_size or (config.max_num_seqs if generates else config.max_classify_batch)
-    info = GroupInfo(name=spec.consumer_group, task=task, model_path=str(model.path),
-                     device=str(model.device), dtype=str(model.dtype).removeprefix("torch."),
-                     max_input_len=max_input_len,
-                     max_new_tokens=config.max_new_tokens if generates else None,
-                     reader_id=spec.reader_id or f"{spec.consumer_group}-0",
-                     max_batch_size=batch, dtype_reason=dtype_reason)
+def make_reader(config: ServerConfig, spec: ReaderSpec, task: Task, model) -> Reader:
+    generates = task is Task.GENERATE
+    info = ReaderInfo(
+        reader_id=spec.reader_id or f"{spec.consumer_group}-0", group=spec.consumer_group,
+        task=task, model_path=str(model.path), device=str(model.device),
+        dtype=str(model.dtype).removeprefix("torch."), dtype_reason=model.dtype_reason,
+        max_input_len=min(spec.max_sequence_length or config.max_input_len, model.max_input_len),
+        max_batch_size=batch_size(config, spec, task),
+        max_new_tokens=config.max_new_tokens if generates else None,
+        dimensions=getattr(model, "dim", None) if task is Task.EMBED else None)
     grammars = None
     if generates:
         from kernels.constrained import GrammarCompiler
 
         grammars = GrammarCompiler.for_model(model)
-    return Reader(info, model, replace(spec, reader_id=info.reader_id), grammars)
+    return Reader(info, model, replace(spec, reader_id=info.reader_id, task=task), grammars)
 
 
-def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: str | None) -> str:
+def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: Task | None) -> str:
     """The group called `name` (404 unknown, 400 when it cannot do `task`); with no name, the
     first group that can (any group when task is None). "classify", when no group has that
     name, names the first classification group, as Takeoff's clients expect."""
     if name == CLASSIFY_ALIAS and name not in groups:
-        name = _first_group(groups, CLASSIFY)
+        name = _first_group(groups, Task.CLASSIFY)
     if name is None:
         return _first_group(groups, task)
     readers = groups.get(name)
     if not readers:
         raise not_found(f"consumer group '{name}' does not exist; this server has "
                         f"{', '.join(repr(g) for g in groups) or 'none'}", "consumer_group")
-    if task is not None and readers[0].info.task != task:
-        raise bad_request(f"consumer group '{name}' serves {readers[0].info.task} requests, "
-                          f"not {task}", "consumer_group")
+    if task is not None and readers[0].info.task is not task:
+        raise bad_request(f"consumer group '{name}' serves {readers[0].info.task.value} requests, "
+                          f"not {task.value}", "consumer_group")
     return name
 
 
-def _first_group(groups: dict[str, list[Reader]], task: str | None) -> str:
+def _first_group(groups: dict[str, list[Reader]], task: Task | None) -> str:
     for group, readers in groups.items():
         if readers and task in (None, readers[0].info.task):
             return group
-    raise not_found(f"no consumer group on this server can {task}", "consumer_group")
+    what = task.value if task is not None else "serve requests"
+    raise not_found(f"no consumer group on this server can {what}", "consumer_group")

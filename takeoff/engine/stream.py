@@ -1,9 +1,10 @@
-"""What a generation hands back to its caller: a stream of text pieces, then a result."""
+"""What a request hands back to its caller on the event loop: the text pieces of a streaming
+generation as they are decoded, then one result (or the error that ended it)."""
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Callable
+from typing import AsyncIterator, Callable, Union
 
 from takeoff.errors import ApiError
 
@@ -24,24 +25,32 @@ class GenerationResult:
                 "finish_reason": self.finish_reason}
 
 
-class GenerationStream:
-    """Async iterator of text pieces. After it ends, `.result` is the GenerationResult; a failure
-    inside the engine raises EngineError from it. `aclose()`, or cancelling the task iterating
-    it, aborts the request."""
+# A generation's result, or a one-pass request's row: label probabilities (in the classifier's
+# label order) or an embedding.
+Result = Union[GenerationResult, list]
 
-    def __init__(self, request_id: str, num_prompt_tokens: int,
+
+class RequestStream:
+    """One request's output: an async iterator of text pieces (none unless it is a streaming
+    generation), after which `.result` holds its Result; a failure inside the engine raises
+    EngineError from it. `close()`, or cancelling the task that reads it, aborts the request
+    unless it has finished."""
+
+    def __init__(self, request_id: str, reader_id: str, num_prompt_tokens: int,
                  abort: Callable[[str], None]) -> None:
         self.request_id = request_id
+        self.reader_id = reader_id
         self.num_prompt_tokens = num_prompt_tokens
-        self.result: GenerationResult | None = None
+        self.result: Result | None = None
         self._abort = abort
-        self._items: asyncio.Queue[str | GenerationResult | ApiError] = asyncio.Queue()
+        self._items: asyncio.Queue[str | Result | ApiError] = asyncio.Queue()
         self._done = False
 
-    def put(self, item: str | GenerationResult | ApiError) -> None:
+    def put(self, item: str | Result | ApiError) -> None:
+        """A text piece, then the result or the error (the engine calls this, on the loop)."""
         self._items.put_nowait(item)
 
-    def __aiter__(self) -> GenerationStream:
+    def __aiter__(self) -> RequestStream:
         return self
 
     async def __anext__(self) -> str:
@@ -50,7 +59,7 @@ class GenerationStream:
         try:
             item = await self._items.get()
         except asyncio.CancelledError:
-            await self.aclose()
+            self.close()
             raise
         if isinstance(item, str):
             return item
@@ -60,11 +69,51 @@ class GenerationStream:
         self.result = item
         raise StopAsyncIteration
 
-    async def aclose(self) -> None:
+    async def finished(self) -> Result:
+        """The result, once the request has finished (any pieces before it are skipped)."""
+        async for _ in self:
+            pass
+        return self.result
+
+    def close(self) -> None:
         """Abort the request unless it already finished (safe to call more than once)."""
         if not self._done:
             self._done = True
             self._abort(self.request_id)
+
+
+async def merged(streams: list[RequestStream]) -> AsyncIterator[tuple[int, str | None]]:
+    """(index, piece) from all streams as they come, and (index, None) when one has ended; the
+    first failure of any stream is raised, as an ApiError."""
+    if len(streams) == 1:
+        async for piece in streams[0]:
+            yield 0, piece
+        yield 0, None
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, stream: RequestStream) -> None:
+        try:
+            async for piece in stream:
+                queue.put_nowait((index, piece))
+            queue.put_nowait((index, None))
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the reader
+            queue.put_nowait((index, exc if isinstance(exc, ApiError) else ApiError(
+                500, f"the stream failed: {exc}", "engine_error")))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        for _ in range(len(streams)):
+            while True:
+                index, item = await queue.get()
+                if isinstance(item, ApiError):
+                    raise item
+                yield index, item
+                if item is None:
+                    break
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def engine_error(output) -> EngineError:

@@ -3,7 +3,9 @@
 The inbox is the only way into the core from other threads: `send(command)` queues a callable
 that the engine thread runs at its next step boundary, or between two layers of a running step
 (where waiting classifications cut in) unless the command asks to wait for a step boundary.
-Each step's outputs go back to the event loop in one `call_soon_threadsafe`.
+Each step's outputs go back to the event loop in one `call_soon_threadsafe`, and after each
+step (and each round of commands) the thread replaces `snapshot`, the core's counts as other
+threads may read them.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import logging
 import threading
 from typing import Callable
 
-from takeoff.engine.core import EngineCore, EngineOutput
+from takeoff.engine.core import CoreSnapshot, EngineCore, EngineOutput
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ class EngineThread:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Callable[[list[EngineOutput]], None] | None = None
+        # The core's counts for other threads, replaced (never changed) after every step.
+        self.snapshot: CoreSnapshot = core.snapshot()
 
     def start(self, loop: asyncio.AbstractEventLoop,
               deliver: Callable[[list[EngineOutput]], None]) -> None:
@@ -59,6 +63,7 @@ class EngineThread:
         while True:
             self._wake.clear()
             self._drain(mid_step=False)
+            self.snapshot = self.core.snapshot()
             if self._stopping:
                 return
             if not self.core.has_work:
@@ -69,6 +74,7 @@ class EngineThread:
             except Exception as exc:  # noqa: BLE001 - a bug: answer everyone rather than hang
                 logger.exception("an engine step failed outside any one request")
                 outputs = self.core.fail_all(f"the engine failed: {exc}")
+            self.snapshot = self.core.snapshot()
             self._publish(outputs)
 
     def _poll_mid_step(self) -> None:

@@ -1,25 +1,32 @@
 """`takeoff serve --replicas N ...`: the flags that put the server on Ray Serve.
 
-Declared like the server's own flags (takeoff.config: one table, a TAKEOFF_* variable per flag,
-flag over variable over default) but kept out of ServerConfig: every replica gets the same
+Declared like the server's own flags (takeoff.config: each field says its default and help once,
+a TAKEOFF_* variable per flag, flag over variable over default) but kept out of ServerConfig: every replica gets the same
 ServerConfig, and these say how many replicas there are and where they run. This module imports
 no Ray; `takeoff serve` without these flags never does.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 
-from takeoff.config import add_config_arguments, config_from
+from takeoff.config import add_config_arguments, config_from, option
 
 
 @dataclass(frozen=True)
 class ReplicaConfig:
-    replicas: int = 1  # replicas to run (with --autoscale, the number to start with)
-    ray_address: str | None = None  # a running Ray cluster; None: a local one on 127.0.0.1
-    num_cpus_per_replica: float = 1.0  # Ray CPUs each replica reserves; also its torch threads
-    num_gpus_per_replica: float = 0.0
-    autoscale: str | None = None  # "MIN:MAX" replicas, scaled on ongoing requests per replica
+    replicas: int = option(1, "serve N replicas of the whole server behind --port on Ray Serve, "
+                              "each with its own engine (needs pip install 'takeoff[ray]'); "
+                              "N > 1, --ray-address or --autoscale runs on Ray; with "
+                              "--autoscale, the number to start with")
+    ray_address: str | None = option(None, "a running Ray cluster, e.g. 10.0.0.1:6379",
+                                     shown="start a local one bound to 127.0.0.1, stopped on exit")
+    num_cpus_per_replica: float = option(1.0, "CPUs each replica reserves in Ray; also its "
+                                              "torch threads")
+    num_gpus_per_replica: float = option(0.0, "GPUs each replica reserves in Ray; pass --device "
+                                              "cuda to use it")
+    autoscale: str | None = option(None, "MIN:MAX: Ray Serve scales the replicas between MIN "
+                                         "and MAX on ongoing requests per replica",
+                                   shown="a fixed --replicas")
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -61,26 +68,10 @@ class ReplicaConfig:
         return max(1, int(self.num_cpus_per_replica))
 
 
-# field name -> (parser for the flag and the environment variable, help text)
-REPLICA_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "replicas": (int, "serve N replicas of the whole server behind --port on Ray Serve, each "
-                      "with its own engine (needs pip install 'takeoff[ray]'); N > 1, "
-                      "--ray-address or --autoscale runs on Ray (default: 1, this process)"),
-    "ray_address": (str, "a running Ray cluster, e.g. 10.0.0.1:6379 (default: start a local one "
-                         "bound to 127.0.0.1, stopped on exit)"),
-    "num_cpus_per_replica": (float, "CPUs each replica reserves in Ray; also its torch threads "
-                                    "(default: 1)"),
-    "num_gpus_per_replica": (float, "GPUs each replica reserves in Ray; pass --device cuda to "
-                                    "use it (default: 0)"),
-    "autoscale": (str, "MIN:MAX: Ray Serve scales the replicas between MIN and MAX on ongoing "
-                       "requests per replica (default: a fixed --replicas)"),
-}
-
-
 def add_replica_arguments(parser) -> None:
-    add_config_arguments(parser.add_argument_group("replicas on Ray Serve"), REPLICA_OPTIONS)
+    add_config_arguments(parser.add_argument_group("replicas on Ray Serve"), ReplicaConfig)
 
 
 def replica_config_from(args, environ=None) -> ReplicaConfig:
     """Flags first, then TAKEOFF_* variables, then the defaults. Raises ValueError, one line."""
-    return config_from(args, environ, ReplicaConfig, REPLICA_OPTIONS)
+    return config_from(args, environ, ReplicaConfig)

@@ -24,6 +24,7 @@ from ray import serve
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from takeoff.api.http import error_response
 from takeoff.config import ServerConfig
 from takeoff.errors import ApiError
 
@@ -134,7 +135,7 @@ class ReplicaApp:
             await send(message)
 
         if _adds_or_removes_a_reader(scope):
-            await READERS_FIXED.response()(scope, receive, send_with_header)
+            await error_response(READERS_FIXED)(scope, receive, send_with_header)
             return
         combine = COMBINED.get(scope["path"]) if scope["method"] == "GET" else None
         if combine is None:

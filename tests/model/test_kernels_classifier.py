@@ -8,7 +8,7 @@ from transformers import AutoModelForSequenceClassification
 from kernels.classifier import classify, encode_texts
 from kernels.loader import load_classifier
 from kernels.runner import ModelRunner
-from scheduler.output import ClassifyInput, SchedulerOutput
+from scheduler.output import OnePassInput, SchedulerOutput
 from takeoff.feedback.task import LABELS
 from tests.tiny_models import CORPUS, save_tiny_classifier
 
@@ -67,7 +67,7 @@ def test_runner_classifies_alongside_generation(tiny_classifier_dir, tiny_t5_dir
     runner = ModelRunner(generator, classifier, max_num_seqs=2, max_len=16, max_input_len=32)
     (ids, types), = encode_texts(classifier, [CORPUS[0]])
     prompt = generator.tokenizer(CORPUS[1])["input_ids"][:20]
-    out = runner.execute(SchedulerOutput(classify=[ClassifyInput("c", ids, types)],
+    out = runner.execute(SchedulerOutput(one_pass=[OnePassInput("c", ids, types)],
                                          prefill=[PrefillInput("g", 1, prompt, SamplingParams(max_new_tokens=8))]))
     assert out.probabilities["c"] == pytest.approx(classify(classifier, [(ids, types)])[0], abs=1e-6)
     assert list(out.next_token_ids) == ["g"]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from kernels.embedder import embed, encode_texts, load_embedder
-from kernels.loader import ModelLoadError, model_kind
+from kernels.loader import ModelLoadError, model_task
+from scheduler.request import Task
 from tests.tiny_models import CORPUS, save_tiny_classifier, save_tiny_sentence_encoder
 
 TEXTS = CORPUS + ["", "ok", " ".join(CORPUS * 6)]  # an empty text and one far past any limit
@@ -58,11 +59,11 @@ def test_token_ids_embed_as_their_text(tmp_path):
     assert torch.allclose(alone, embed(model, TEXTS[:3]), atol=1e-6), "padding must not change a vector"
 
 
-def test_model_kind_tells_the_three_apart(tmp_path, tiny_t5_dir, tiny_classifier_dir, minilm_dir):
-    assert model_kind(tiny_t5_dir) == "generator"
-    assert model_kind(tiny_classifier_dir) == "classifier"
-    assert model_kind(minilm_dir) == "embedder"
-    assert model_kind(save_tiny_sentence_encoder(tmp_path / "st")) == "embedder"
+def test_model_task_tells_the_three_apart(tmp_path, tiny_t5_dir, tiny_classifier_dir, minilm_dir):
+    assert model_task(tiny_t5_dir) is Task.GENERATE
+    assert model_task(tiny_classifier_dir) is Task.CLASSIFY
+    assert model_task(minilm_dir) is Task.EMBED
+    assert model_task(save_tiny_sentence_encoder(tmp_path / "st")) is Task.EMBED
 
 
 def broken_copies(tmp_path, tiny_t5_dir):
@@ -104,9 +105,9 @@ def test_an_unclassifiable_directory_is_a_model_load_error(tmp_path):
     path = save_tiny_sentence_encoder(tmp_path / "st")
     (path / "modules.json").unlink()  # now a bare BertModel: no head, no pooling
     with pytest.raises(ModelLoadError, match="neither a T5-family generator"):
-        model_kind(path)
+        model_task(path)
     with pytest.raises(ModelLoadError, match="does not exist"):
-        model_kind(tmp_path / "nowhere")
+        model_task(tmp_path / "nowhere")
 
 
 def test_classifier_directory_is_no_embedder(tmp_path):

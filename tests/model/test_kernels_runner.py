@@ -5,7 +5,7 @@ from transformers import T5ForConditionalGeneration
 
 from kernels.loader import load_classifier, load_generator
 from kernels.runner import ModelRunner
-from scheduler.output import ClassifyInput, PrefillInput, SchedulerOutput
+from scheduler.output import OnePassInput, PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
 from tests.model.test_kernels_t5 import hf_greedy, prompts
 from tests.tiny_models import CORPUS
@@ -65,7 +65,7 @@ def test_between_layers_runs_after_every_layer_and_changes_nothing(tiny_t5_shape
 
     # A hook that classifies mid-step (the engine's classification lane) leaves the tokens alone.
     lane = ModelRunner(classifier=classifier)
-    sentence = SchedulerOutput(classify=[ClassifyInput("c", classifier.tokenizer(CORPUS[0])["input_ids"])])
+    sentence = SchedulerOutput(one_pass=[OnePassInput("c", classifier.tokenizer(CORPUS[0])["input_ids"])])
     alone = lane.execute(sentence).probabilities["c"]
     answers = []
     hooked = drive(ModelRunner(generator, max_num_seqs=4, max_len=16, max_input_len=64), inputs, [2, 2],

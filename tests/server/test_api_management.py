@@ -32,7 +32,7 @@ takeoff:
 """)
     config = config_from({"config_file": str(manifest)}, {})
     readers = load_readers(config)
-    assert [(r.reader_id, r.info.name, r.info.task) for r in readers] == [
+    assert [(r.reader_id, r.info.group, r.info.task.value) for r in readers] == [
         ("rewriter", "primary", "generate"), ("labels", "classifier", "classify")]
     assert (readers[0].info.max_batch_size, readers[0].info.max_input_len) == (3, 20)
 

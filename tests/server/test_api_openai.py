@@ -291,3 +291,49 @@ def test_failure_mid_stream_raises_in_the_openai_client(server_factory):
         runner.broken.clear()
         # The server goes on.
         assert complete(client, max_tokens=2).usage.completion_tokens <= 2
+
+
+@pytest.fixture(scope="module")
+def embed_server(server_factory, tmp_path_factory):
+    from tests.tiny_models import save_tiny_sentence_encoder
+
+    encoder = save_tiny_sentence_encoder(tmp_path_factory.mktemp("encoder") / "encoder")
+    return server_factory.server(embedder=str(encoder))
+
+
+async def post(url: str, path: str, body: dict) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + path, json=body) as response:
+            return response.status, await response.json()
+
+
+async def test_embedding_dimensions_are_checked_before_anything_runs(embed_server):
+    dimensions = embed_server.engine.reader_set.groups()["embed"].dimensions
+    submitted = []
+    submit = embed_server.engine.submit
+    embed_server.engine.submit = lambda *args, **kw: submitted.append(args) or submit(*args, **kw)
+    try:
+        status, wrong = await post(embed_server.url, "/v1/embeddings",
+                                   {"model": "embed", "input": ["hi"], "dimensions": dimensions + 1})
+        assert submitted == []  # refused before the embedding ran
+        _, right = await post(embed_server.url, "/v1/embeddings",
+                              {"model": "embed", "input": ["hi"], "dimensions": dimensions})
+    finally:
+        del embed_server.engine.submit
+    assert status == 400 and wrong["error"]["param"] == "dimensions"
+    assert f"have {dimensions}" in wrong["error"]["message"]
+    assert len(right["data"][0]["embedding"]) == dimensions and len(submitted) == 1
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/generate", {"text": PROMPT, "regex_string": "(unclosed"}, "regex_string"),
+    ("/generate", {"text": PROMPT, "json_schema": {"type": "frobnicate"}}, "json_schema"),
+    ("/v1/completions", {"prompt": PROMPT, "response_format": {
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "frobnicate"}}}},
+     "response_format"),
+])
+async def test_a_pattern_that_cannot_compile_is_a_400_naming_its_field(server_url, path, body,
+                                                                      param):
+    status, answer = await post(server_url, path, body)
+    assert status == 400 and answer["error"]["param"] == param, answer
+    assert "cannot be compiled" in answer["error"]["message"]

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from scheduler.request import Task
 from takeoff.app import create_app
 from takeoff.config import ServerConfig
 from tests.runners import slow_runner
@@ -66,12 +67,12 @@ async def test_a_client_gone_before_the_first_event_frees_its_slot(path, tiny_t5
     async with app.router.lifespan_context(app):
         engine = app.state.engine
         submitted = []
-        submit = engine.generate_stream
-        engine.generate_stream = lambda *args, **kw: submitted.append(submit(*args, **kw)) or \
-            submitted[-1]
+        submit = engine.submit
+        engine.submit = lambda task, *args, **kw: submitted.append(task) or submit(task, *args,
+                                                                                   **kw)
         await post_and_vanish(app, path, ENDPOINTS[path])
-        assert submitted, "the endpoint submitted a generation"
+        assert Task.GENERATE in submitted, "the endpoint submitted a generation"
         assert engine.is_idle  # every request it submitted has been aborted
         # Each would run 200 steps of 20 ms; their slots are free within a few steps.
-        assert await settled(lambda: engine.num_slots_in_use() == 0
-                             and engine.core.num_unfinished == 0)
+        assert await settled(lambda: engine.snapshot.num_slots_in_use == 0
+                             and engine.snapshot.num_unfinished == 0)

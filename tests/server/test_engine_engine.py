@@ -10,6 +10,7 @@ import time
 import aiohttp
 import pytest
 
+from scheduler.request import Task
 from takeoff.errors import ApiError
 from takeoff.feedback.task import kind_of
 from tests.feedback_models import LEARNED
@@ -26,7 +27,7 @@ async def http():
 
 
 def prompt_ids(server, text: str) -> tuple[int, ...]:
-    reader = next(r for r in server.engine.readers.values() if r.info.task == "generate")
+    reader = server.engine.reader_set.pick(None, Task.GENERATE)
     return tuple(reader.encode(text))
 
 
@@ -175,7 +176,7 @@ async def test_stopping_never_blocks_the_event_loop_even_with_a_hung_step(tiny_t
     readers = load_readers(config)
     engine = Engine(config, readers, {r.reader_id: Hung(build_runner(config, r)) for r in readers})
     engine.start()
-    stream = engine.generate_stream("stuck", SamplingRequest({"max_new_tokens": 1}))
+    work = await engine.submit(Task.GENERATE, ["stuck"], sampling=SamplingRequest({"max_new_tokens": 1}))
     await asyncio.sleep(0.2)  # the step has started and hangs
     ticks = 0
 
@@ -193,8 +194,7 @@ async def test_stopping_never_blocks_the_event_loop_even_with_a_hung_step(tiny_t
     assert 0.9 < waited < 2.5  # gave the step drain_timeout, then stopped waiting
     assert ticks >= 40  # the event loop kept running all along
     with pytest.raises(ApiError) as caught:
-        async for _ in stream:
-            pass
+        await work.results()
     assert caught.value.status == 503
 
 

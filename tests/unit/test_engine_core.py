@@ -7,10 +7,10 @@ import time
 
 from scheduler.output import RunnerOutput
 from scheduler.request import RequestStatus
-from scheduler.scheduler import Scheduler, SchedulerConfig
+from scheduler.scheduler import Scheduler
 from takeoff.engine.core import EngineCore, Lane
 from tests.unit import fakes
-from tests.unit.fakes import EOS, FakeRunner, decode_ids
+from tests.unit.fakes import EOS, FakeRunner, decode_ids, scheduler_config
 
 
 def gen(request_id: str, **sampling):
@@ -23,9 +23,9 @@ def cls(request_id: str):
 
 def core_with(runner, classifier=None, decode=decode_ids, **config) -> EngineCore:
     core = EngineCore()
-    core.add_lane(Lane("gen", Scheduler(SchedulerConfig(**config), decode), runner, True))
+    core.add_lane(Lane("gen", Scheduler(scheduler_config(**config), decode), runner, True))
     if classifier is not None:
-        core.add_lane(Lane("cls", Scheduler(SchedulerConfig(), decode), classifier, False))
+        core.add_lane(Lane("cls", Scheduler(scheduler_config(), decode), classifier, False))
     return core
 
 
@@ -49,7 +49,7 @@ class PoisonRunner(FakeRunner):
 
     def execute(self, so, between_layers=None):
         owners = {p.slot: p.request_id for p in so.prefill} | self.slot_owner
-        ids = [c.request_id for c in so.classify] + [owners.get(s) for s in
+        ids = [c.request_id for c in so.one_pass] + [owners.get(s) for s in
                                                      [p.slot for p in so.prefill] + so.decode_slots]
         if self.poisoned in ids:
             self.num_failed_steps += 1
@@ -158,7 +158,7 @@ def test_a_classification_cuts_into_a_running_generation_step():
     core.add(gen("g", max_new_tokens=3), "gen")
     core.step()
     assert events.index("published ['c']") == events.index("layer 1") + 1  # before layer 2 ran
-    assert len(classifier.steps) == 1 and classifier.steps[0].classify[0].request_id == "c"
+    assert len(classifier.steps) == 1 and classifier.steps[0].one_pass[0].request_id == "c"
 
 
 def test_classifications_run_first_in_a_round():
@@ -240,17 +240,17 @@ class EmbedderRunner(FakeRunner):
 
     def execute(self, so, between_layers=None):
         self.steps.append(so)
-        if any(item.request_id == self.poisoned for item in so.classify):
+        if any(item.request_id == self.poisoned for item in so.one_pass):
             raise RuntimeError("cannot embed this input")
         out = RunnerOutput()
-        for item in so.classify:
+        for item in so.one_pass:
             out.embeddings[item.request_id] = [float(len(item.token_ids)), 1.0]
         return out
 
 
 def test_one_embedding_of_a_batch_that_breaks_the_model_fails_alone():
     core = EngineCore()
-    core.add_lane(Lane("emb", Scheduler(SchedulerConfig(), decode_ids), EmbedderRunner("bad"),
+    core.add_lane(Lane("emb", Scheduler(scheduler_config(), decode_ids), EmbedderRunner("bad"),
                        False))
     for request_id in ("first", "bad", "last"):
         core.add(fakes.embed(request_id, arrival_time=time.monotonic()), "emb")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.request import Request, RequestKind, RequestStatus
+from scheduler.request import Request, Task, RequestStatus
 from scheduler.slots import SlotPool
 
 FINISHED = [RequestStatus.FINISHED_LENGTH, RequestStatus.FINISHED_EOS, RequestStatus.FINISHED_STOP,
             RequestStatus.FINISHED_ABORTED, RequestStatus.FINISHED_ERROR,
-            RequestStatus.FINISHED_CLASSIFIED]
+            RequestStatus.FINISHED_ONE_PASS]
 
 
 def test_finished_states_sort_after_live_ones():
@@ -18,7 +18,7 @@ def test_finished_states_sort_after_live_ones():
 
 
 def test_finish_reason_is_recorded_once():
-    request = Request("r", RequestKind.GENERATE, [5, 6])
+    request = Request("r", Task.GENERATE, [5, 6])
     assert request.finish_reason is None
     assert request.finish(RequestStatus.FINISHED_EOS, now=3.0)
     assert not request.finish(RequestStatus.FINISHED_ABORTED, now=4.0, error="late")
@@ -31,16 +31,16 @@ def test_finish_reason_is_recorded_once():
     (RequestStatus.FINISHED_LENGTH, "length"), (RequestStatus.FINISHED_STOP, "stop_sequence"),
     (RequestStatus.FINISHED_ABORTED, "aborted"), (RequestStatus.FINISHED_ERROR, "error")])
 def test_finish_reasons(status, reason):
-    request = Request("r", RequestKind.GENERATE, [5])
+    request = Request("r", Task.GENERATE, [5])
     request.finish(status, now=0.0)
     assert request.finish_reason == reason
 
 
 def test_cannot_finish_into_a_live_state_nor_start_empty():
     with pytest.raises(ValueError):
-        Request("r", RequestKind.CLASSIFY, [5]).finish(RequestStatus.RUNNING, now=0.0)
+        Request("r", Task.CLASSIFY, [5]).finish(RequestStatus.RUNNING, now=0.0)
     with pytest.raises(ValueError):
-        Request("r", RequestKind.CLASSIFY, [])
+        Request("r", Task.CLASSIFY, [])
 
 
 def test_slots_are_handed_out_lowest_first_and_reused():

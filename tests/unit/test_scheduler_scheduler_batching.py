@@ -1,12 +1,12 @@
 """Continuous batching and the shared per-step budget, with a fabricated runner."""
 from __future__ import annotations
 
-from scheduler.scheduler import Scheduler, SchedulerConfig
-from tests.unit.fakes import EOS, FakeRunner, cls, decode_ids, gen, step
+from scheduler.scheduler import Scheduler
+from tests.unit.fakes import EOS, FakeRunner, cls, decode_ids, gen, scheduler_config, step
 
 
 def make(**config) -> Scheduler:
-    return Scheduler(SchedulerConfig(**config), decode_ids)
+    return Scheduler(scheduler_config(**config), decode_ids)
 
 
 def test_generations_join_and_leave_the_running_batch_every_step():
@@ -63,7 +63,7 @@ def test_token_budget_counts_prefill_tokens_and_one_per_decode():
     for i in range(5, 30):
         sched.add(cls(f"c{i}", num_tokens=1))
     so, _ = step(sched, runner)
-    assert len(so.decode_slots) + so.num_prefill_tokens + len(so.classify) <= 25
+    assert len(so.decode_slots) + so.num_prefill_tokens + len(so.one_pass) <= 25
 
 
 def test_classify_batch_is_bounded():
@@ -74,7 +74,7 @@ def test_classify_batch_is_bounded():
     sizes = []
     while sched.has_work:
         so, out = step(sched, runner)
-        sizes.append(len(so.classify))
+        sizes.append(len(so.one_pass))
         assert all(o.finished and o.request.probabilities == [0.25, 0.75] for o in out)
     assert sizes == [32, 32, 32, 4]
 
@@ -112,7 +112,7 @@ def test_steady_decodes_and_new_streams_do_not_starve_classification():
         so, _ = step(sched, runner)
         assert len(so.decode_slots) >= 4
         num_prefills += len(so.prefill)
-        for item in so.classify:
+        for item in so.one_pass:
             waited.pop(item.request_id)
         for rid in waited:
             waited[rid] += 1
@@ -130,7 +130,7 @@ def test_classification_backlog_does_not_starve_new_streams():
     sched.add(gen("g", num_prompt=8))
     first_two = [step(sched, runner)[0] for _ in range(2)]
     assert any(p.request_id == "g" for so in first_two for p in so.prefill)
-    assert sum(len(so.classify) for so in first_two) >= 1
+    assert sum(len(so.one_pass) for so in first_two) >= 1
 
 
 def test_huge_prefill_runs_alone_beside_the_decodes_and_never_starves():

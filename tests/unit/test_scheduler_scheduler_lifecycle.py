@@ -6,12 +6,13 @@ import pytest
 
 from scheduler.output import RunnerOutput
 from scheduler.request import RequestStatus
-from scheduler.scheduler import Scheduler, SchedulerConfig
-from tests.unit.fakes import EOS, ByteTokenizer, FakeRunner, cls, decode_ids, gen, step
+from scheduler.scheduler import Scheduler
+from tests.unit.fakes import EOS, ByteTokenizer, FakeRunner, cls, decode_ids, gen, scheduler_config, \
+    step
 
 
 def make(decode=decode_ids, **config) -> Scheduler:
-    return Scheduler(SchedulerConfig(**config), decode)
+    return Scheduler(scheduler_config(**config), decode)
 
 
 def run_to_end(sched, runner, now: float = 1.0) -> dict[str, list[str]]:

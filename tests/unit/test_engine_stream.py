@@ -1,5 +1,6 @@
-"""The OpenAI multi-choice stream merges its choices' streams; any failure of one reaches the
-reader as an API error instead of leaving it waiting."""
+"""`merged` reads several request streams at once (the OpenAI multi-choice stream): every piece
+arrives, each end is marked, and any failure of one reaches the reader as an API error instead of
+leaving it waiting."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,7 @@ import asyncio
 import pytest
 
 from takeoff.errors import ApiError
-from takeoff.api.openai import _merged
+from takeoff.engine.stream import merged
 
 
 class Pieces:
@@ -27,7 +28,7 @@ class Pieces:
 
 
 async def test_pieces_of_every_choice_arrive_and_each_end_is_marked():
-    got = [item async for item in _merged([Pieces(["a", "b"]), Pieces(["c"])])]
+    got = [item async for item in merged([Pieces(["a", "b"]), Pieces(["c"])])]
     assert sorted(got, key=str) == sorted([(0, "a"), (0, "b"), (0, None), (1, "c"), (1, None)],
                                           key=str)
 
@@ -36,7 +37,7 @@ async def test_pieces_of_every_choice_arrive_and_each_end_is_marked():
                                      RuntimeError("a bug in a stream")])
 async def test_any_failure_of_one_choice_reaches_the_reader(failure):
     async def read_all():
-        return [item async for item in _merged([Pieces(["a"], failure), Pieces(["b"] * 50)])]
+        return [item async for item in merged([Pieces(["a"], failure), Pieces(["b"] * 50)])]
 
     with pytest.raises(ApiError) as caught:
         await asyncio.wait_for(read_all(), timeout=5)
