@@ -1,4 +1,5 @@
-"""Operations endpoints: liveness, readiness (with the engine watchdog) and Prometheus metrics."""
+"""Operations endpoints: liveness, readiness (with the engine watchdog), Prometheus metrics and
+the API's OpenAPI document."""
 from __future__ import annotations
 
 from starlette.requests import Request
@@ -6,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from takeoff.api.http import engine_of
+from takeoff.api.openapi import openapi_document
 from takeoff.engine.metrics import CONTENT_TYPE
 from takeoff.errors import unavailable
 
@@ -27,6 +29,12 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
+async def openapi(request: Request) -> JSONResponse:
+    """This server's API as OpenAPI 3.1 (the feedback coach's endpoints where it serves them)."""
+    served = {getattr(route, "path", None) for route in request.app.router.routes}
+    return JSONResponse(openapi_document(with_feedback="/v1/feedback/analyze" in served))
+
+
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -36,4 +44,5 @@ def routes() -> list[BaseRoute]:
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
