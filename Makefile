@@ -8,7 +8,9 @@ PIP := $(PY) -m pip
 # for PyPI's default (CUDA on Linux x86_64).
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX_URL ?=
-HOST ?= 0.0.0.0
+# Loopback only: `make serve HOST=0.0.0.0` exposes the server to the network (then set
+# TAKEOFF_API_KEY=... too; takeoff serve warns without one).
+HOST ?= 127.0.0.1
 PORT ?= 3000
 DEVICE ?= cpu
 DTYPE ?= auto
