@@ -112,6 +112,12 @@ class Scheduler:
         return bool(self.num_waiting or self.num_running or self._expired)
 
     @property
+    def has_freed_slots(self) -> bool:
+        """Slots freed since the last schedule: the runner holds their sequences until a step
+        tells it to drop them."""
+        return bool(self._freed_slots)
+
+    @property
     def has_waiting_one_pass(self) -> bool:
         return bool(self._waiting_one_pass)
 

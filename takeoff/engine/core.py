@@ -128,7 +128,7 @@ class EngineCore:
 
     @property
     def has_work(self) -> bool:
-        return any(lane.scheduler.has_work for lane in self.lanes.values())
+        return any(_has_work(lane) for lane in self.lanes.values())
 
     @property
     def num_unfinished(self) -> int:
@@ -160,7 +160,7 @@ class EngineCore:
         self._num_rounds += 1
         outputs: list[EngineOutput] = []
         for lane in order:
-            if lane.reader_id in self.lanes and lane.scheduler.has_work:
+            if lane.reader_id in self.lanes and _has_work(lane):
                 if lane.holds_slots:
                     outputs += self._step_lane(lane)
                 else:  # not after the generators' steps that follow
@@ -269,6 +269,12 @@ class EngineCore:
     def _count_finished(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.finished_requests.labels(reason).inc()
+
+
+def _has_work(lane: Lane) -> bool:
+    """Requests to run, or freed slots whose sequences the runner still holds: a step then
+    drops them at once, not whenever the next request comes."""
+    return lane.scheduler.has_work or lane.scheduler.has_freed_slots
 
 
 def _split(scheduler_output: SchedulerOutput) -> list[SchedulerOutput]:
