@@ -12,8 +12,8 @@ from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator, mod
 
 from scheduler.sampling_params import SamplingRequest
 from takeoff.api.chat_template import Message
-from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Stop, \
-    schema_text, stop_field
+from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Penalty, Stop, \
+    schema_text, stop_field, temperature_field
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 # OpenAI's name of each sampling field -> SamplingParams' (max_tokens, max_completion_tokens and
@@ -67,7 +67,7 @@ class OpenAISampling(Body):
     temperature: Finite = Field(1.0, ge=0, le=2)
     top_p: Finite = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)  # an extension, as in vLLM
-    repetition_penalty: Finite = Field(1.0, gt=0)
+    repetition_penalty: Penalty = 1.0
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stop: Stop = ()
     n: int = Field(1, ge=1)
@@ -89,6 +89,7 @@ class OpenAISampling(Body):
     DEFAULT_MAX_TOKENS: ClassVar[int | None] = COMPLETION_DEFAULT_MAX_TOKENS
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
+    _check_temperature = field_validator("temperature")(temperature_field)
 
     @field_validator("n", "best_of")
     @classmethod

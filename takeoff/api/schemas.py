@@ -20,6 +20,18 @@ MAX_SEED = 2**63 - 1
 MAX_STOP_SEQUENCES = 16
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Dividing float32 logits by less than these overflows them to inf, and sampling from inf fails
+# (the schemathesis run found a repetition_penalty of 1e-185): 0 is greedy, anything between is a 400.
+MIN_TEMPERATURE = 1e-3
+PENALTY_RANGE = (0.01, 100.0)
+Penalty = Annotated[float, Field(allow_inf_nan=False, ge=PENALTY_RANGE[0], le=PENALTY_RANGE[1])]
+
+
+def temperature_field(value: float) -> float:
+    """0 (greedy), or at least MIN_TEMPERATURE."""
+    if 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+    return value
 # Fields whose before-validators take more than their Python type says, as /openapi.json
 # describes them.
 Stop = Annotated[tuple[str, ...], WithJsonSchema({

@@ -7,8 +7,8 @@ from pydantic import Field, field_validator
 
 from scheduler.sampling_params import SamplingParams, SamplingRequest
 from takeoff.api.openai_schemas import ChatMessage
-from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Stop, \
-    schema_text, stop_field, text_field, texts_field
+from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Penalty, Stop, \
+    schema_text, stop_field, temperature_field, text_field, texts_field
 
 _DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
 # Takeoff's name of each sampling field -> SamplingParams' (a new request field that shapes
@@ -27,7 +27,7 @@ class TakeoffSampling(Body):
     sampling_temperature: Finite = Field(_DEFAULT.temperature, ge=0)
     sampling_topp: Finite = Field(_DEFAULT.top_p, gt=0, le=1)
     sampling_topk: int = Field(_DEFAULT.top_k, ge=0)
-    repetition_penalty: Finite = Field(_DEFAULT.repetition_penalty, gt=0)
+    repetition_penalty: Penalty = _DEFAULT.repetition_penalty
     no_repeat_ngram_size: int = Field(_DEFAULT.no_repeat_ngram_size, ge=0)
     seed: int | None = Field(_DEFAULT.seed, ge=0, le=MAX_SEED)
     stop: Stop = ()
@@ -38,6 +38,7 @@ class TakeoffSampling(Body):
     constrained_decoding_backend: str | None = None  # accepted; this server has one (llguidance)
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
+    _check_temperature = field_validator("sampling_temperature")(temperature_field)
     _schema_as_text = field_validator("json_schema", mode="before")(
         lambda value: schema_text(value, "json_schema"))
 

@@ -152,6 +152,9 @@ def test_same_seed_same_sampled_text(client):
     (dict(top_p=0), "top_p"),
     (dict(stop=[""]), "stop"),
     (dict(logprobs=2), "logprobs"),
+    # found by the schemathesis run: either overflowed the logits to inf, and sampling failed (500)
+    (dict(extra_body={"repetition_penalty": 1.2245493632164874e-185}), "repetition_penalty"),
+    (dict(temperature=1e-200), "temperature"),
 ])
 def test_bad_completion_request_raises_bad_request(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as caught:
