@@ -30,7 +30,7 @@ from recipes.datasets import read_csv
 from recipes.metrics import classification_report, confusion, plot_confusion
 from recipes.rewrite_checks import invented_claims, is_echo, rewrite_checks
 from recipes.train_classifier import predict
-from takeoff.feedback.api import REWRITE_SAMPLING, AnalyzedSentence, Feedback
+from takeoff.feedback.coach import REWRITE_SAMPLING, AnalyzedSentence, Feedback
 from takeoff.feedback.sentences import split_sentences
 from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt, verdict
 
