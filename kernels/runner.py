@@ -69,16 +69,21 @@ class ModelRunner:
         return list(self.loras.adapters) if self.loras is not None else []
 
     def add_lora(self, adapter: LoraAdapter) -> None:
-        """Serve `adapter` (kernels.lora_adapter.load_lora) from the next step on; between steps only."""
+        """Serve `adapter` (kernels.lora_adapter.load_lora) from the next step on; between steps
+        only."""
         self._need(self.loras, "generator").add(adapter)
 
     def remove_lora(self, lora_id: str) -> None:
         """Stop serving an adapter; between steps only, and only once no running sequence uses it
         (the engine lets them finish first)."""
-        users = [s.request_id for s in self.slots.values() if s.lora_id == lora_id]
+        users = self.lora_users(lora_id)
         if users:
             raise LoraError(f"adapter '{lora_id}' is still used by {len(users)} running request(s)")
         self._need(self.loras, "generator").remove(lora_id)
+
+    def lora_users(self, lora_id: str) -> list[str]:
+        """The request ids of the sequences this runner holds that run with the adapter."""
+        return [s.request_id for s in self.slots.values() if s.lora_id == lora_id]
 
     def execute(self, scheduler_output: SchedulerOutput,
                 between_layers: Callable[[], None] | None = None) -> RunnerOutput:

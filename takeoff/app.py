@@ -32,14 +32,19 @@ HTTP_ERROR_TYPES = {404: "not_found_error", 405: "method_not_allowed", 413: "req
 
 
 def build_runner(config: ServerConfig, reader: Reader):
-    """The model runner of one reader (blocking: a generator's allocates its KV cache)."""
+    """The model runner of one reader (blocking: a generator's allocates its KV cache), with the
+    adapters the reader was loaded with."""
     from kernels.runner import ModelRunner
 
     info = reader.info
     if info.task is Task.GENERATE:
-        return ModelRunner(generator=reader.model, max_num_seqs=info.max_batch_size,
-                           max_len=config.max_new_tokens, max_input_len=info.max_input_len,
-                           grammars=reader.grammars)
+        runner = ModelRunner(generator=reader.model, max_num_seqs=info.max_batch_size,
+                             max_len=config.max_new_tokens, max_input_len=info.max_input_len,
+                             grammars=reader.grammars, max_loras=config.max_loras)
+        for adapter in reader.new_adapters:
+            runner.add_lora(adapter)
+        reader.new_adapters = []
+        return runner
     if info.task is Task.EMBED:
         return ModelRunner(embedder=reader.model, max_input_len=info.max_input_len)
     return ModelRunner(classifier=reader.model, max_input_len=info.max_input_len)

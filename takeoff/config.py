@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -20,6 +21,8 @@ from takeoff.api.chat_template import CHAT_TEMPLATES
 ENV_PREFIX = "TAKEOFF_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 FEEDBACK_APP = ("auto", "on", "off")
+# A LoRA adapter's name: a URL path segment (DELETE /reader/{id}/lora/{name}) and an OpenAI model.
+LORA_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 def option(default: Any, help: str, shown: str | None = None) -> Any:
@@ -40,6 +43,12 @@ class ServerConfig:
                                            "{model_name, device, consumer_group, max_batch_size, "
                                            "max_sequence_length}}) instead of --model/"
                                            "--classifier/--embedder")
+    lora: tuple[str, ...] = option((), "NAME=DIR: a LoRA adapter (PEFT's adapter_config.json and "
+                                       "adapter_model.safetensors) served on the --model "
+                                       "generator; requests pick it with lora_id (OpenAI: as "
+                                       "the model); repeat for more")
+    max_loras: int = option(8, "LoRA adapters a generator holds at once (--lora, a manifest's "
+                               "loras, and those added at run time)")
     device: str = option("cpu", "where the models run: cpu, cuda or cuda:N")
     dtype: str = option("auto", "auto, float32, bfloat16 or float16; auto is bfloat16 where the "
                                 "hardware computes it natively (CPUs with AMX or AVX512-BF16, CUDA "
@@ -103,6 +112,7 @@ class ServerConfig:
                               ("feedback_app", FEEDBACK_APP)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}")
+        self._check_loras()
         groups = (self.generator_group, self.classifier_group, self.embedder_group)
         if len(set(groups)) != len(groups):
             raise ValueError("the consumer groups of the start-up readers need different names")
@@ -117,6 +127,33 @@ class ServerConfig:
         return {name: port for name, port in ports.items()
                 if port and (name == "main" or port != self.port)}
 
+    @property
+    def loras(self) -> dict[str, str]:
+        """--lora NAME=DIR, as {NAME: DIR} in the order given."""
+        return dict(item.split("=", 1) for item in self.lora)
+
+    def _check_loras(self) -> None:
+        if self.max_loras < 0:
+            raise ValueError("--max-loras must be 0 or more")
+        if self.lora and not self.model:
+            raise ValueError("--lora serves an adapter on the --model generator: give --model "
+                             "(with --config, give each reader's loras in the manifest)")
+        names = []
+        for item in self.lora:
+            name, _, path = item.partition("=")
+            if not re.match(LORA_NAME, name) or not path:
+                raise ValueError(f"--lora {item!r}: expected NAME=DIR, NAME of letters, digits, "
+                                 f"'.', '_' and '-' (at most 64)")
+            if name in names:
+                raise ValueError(f"--lora: two adapters are named {name!r}")
+            if name in (self.generator_group, self.classifier_group, self.embedder_group):
+                raise ValueError(f"--lora {item!r}: {name!r} names a consumer group; an adapter "
+                                 f"needs another name (the OpenAI API takes both as its model)")
+            names.append(name)
+        if len(names) > self.max_loras:
+            raise ValueError(f"--lora: {len(names)} adapters, more than --max-loras "
+                             f"{self.max_loras}")
+
     def _check_ports(self) -> None:
         for name in ("management_port", "openai_port"):
             value = getattr(self, name)
@@ -127,6 +164,9 @@ class ServerConfig:
             raise ValueError(f"the main, management and OpenAI ports must differ (got "
                              f"{self.listen_ports}); set --management-port / --openai-port, or 0 "
                              f"to serve that API on the main port only")
+
+
+METAVARS = {"model": "DIR", "classifier": "DIR", "embedder": "DIR", "lora": "NAME=DIR"}
 
 
 def flag(name: str) -> str:
@@ -143,12 +183,14 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
     """One flag per field of `config_type`, its help and default from the field; all default to
     None so that the environment can fill in."""
     for item in fields(config_type):
-        shown = item.metadata["shown"] or (None if item.default is None else item.default)
+        shown = item.metadata["shown"] or (None if item.default in (None, ()) else item.default)
         default = "" if shown is None else f" (default: {shown})"
-        metavar = "DIR" if item.name in ("model", "classifier", "embedder") else item.name.upper()
+        metavar = METAVARS.get(item.name, item.name.upper())
+        repeated = _repeated(config_type, item.name)
+        env = f"{env_name(item.name)}, comma-separated" if repeated else env_name(item.name)
         parser.add_argument(flag(item.name), dest=item.name, type=_parser(config_type, item.name),
-                            default=None, metavar=metavar,
-                            help=f"{item.metadata['help']}{default} [env {env_name(item.name)}]")
+                            default=None, metavar=metavar, action="append" if repeated else None,
+                            help=f"{item.metadata['help']}{default} [env {env}]")
 
 
 def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -157,8 +199,12 @@ def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for item in fields(config_type):
+        repeated = _repeated(config_type, item.name)
         if args.get(item.name) is not None:
-            values[item.name] = args[item.name]
+            values[item.name] = tuple(args[item.name]) if repeated else args[item.name]
+        elif environ.get(env_name(item.name)) and repeated:
+            values[item.name] = tuple(part.strip() for part in
+                                      environ[env_name(item.name)].split(",") if part.strip())
         elif environ.get(env_name(item.name)):
             raw, kind = environ[env_name(item.name)], _parser(config_type, item.name)
             try:
@@ -169,9 +215,17 @@ def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     return config_type(**values)
 
 
+def _repeated(config_type: type, name: str) -> bool:
+    """A `tuple[X, ...]` field: a flag given once per value."""
+    return typing.get_origin(typing.get_type_hints(config_type)[name]) is tuple
+
+
 def _parser(config_type: type, name: str) -> type:
-    """What turns a flag's text into the field's value: its type (of `X | None`, X)."""
+    """What turns a flag's text into the field's value: its type (of `X | None`, X; of
+    `tuple[X, ...]`, X)."""
     kind = typing.get_type_hints(config_type)[name]
+    if typing.get_origin(kind) is tuple:
+        return typing.get_args(kind)[0]
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     return kind

@@ -12,14 +12,19 @@ STEP_DELAY_S = 0.02  # 200 tokens take about 4 s: long enough to disconnect mid-
 
 
 class SlowRunner:
-    """The real runner, sleeping before each step."""
+    """The real runner, sleeping before each step; `step_adapters` records the LoRA adapters
+    (None: the base) of each step's decoding rows."""
 
     def __init__(self, runner, delay_s: float = STEP_DELAY_S):
         self.runner = runner
         self.delay_s = delay_s
+        self.step_adapters: list[set[str | None]] = []
 
     def execute(self, scheduler_output, between_layers=None):
         time.sleep(self.delay_s)
+        slots = getattr(self.runner, "slots", {})
+        self.step_adapters.append({slots[s].lora_id for s in scheduler_output.decode_slots
+                                   if s in slots})
         return self.runner.execute(scheduler_output, between_layers)
 
     def __getattr__(self, name):

@@ -1,13 +1,36 @@
-"""The management API's answers, as /openapi.json describes them (its one request body,
-Takeoff's ReaderConfig, is takeoff.engine.manifest.ReaderConfig: a manifest's readers are checked
-by the same model)."""
+"""The management API's bodies and answers, as /openapi.json describes them (Takeoff's
+ReaderConfig, the body of POST /reader, is takeoff.engine.manifest.ReaderConfig: a manifest's
+readers are checked by the same model)."""
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import Field, RootModel
 
-from takeoff.api.schemas import Answer
+from takeoff.api.schemas import Answer, Body
+from takeoff.config import LORA_NAME
+
+
+class LoraBody(Body):
+    """POST /reader/{reader_id}/lora: a LoRA adapter for a generator reader."""
+    lora_id: str = Field(pattern=LORA_NAME, description="the name requests give as lora_id (and "
+                         "as the OpenAI API's model)")
+    path: str = Field(min_length=1, description="the adapter's directory on the server: PEFT's "
+                      "adapter_config.json and adapter_model.safetensors")
+
+
+class LoraDescription(Answer):
+    lora_id: str
+    path: str = Field(description="the adapter's directory")
+    r: int = Field(description="its rank (adapter_config.json)")
+    lora_alpha: float
+    target_modules: list[str] = Field(description="the kinds of linear layer it adapts")
+
+
+class LoraRemovedAnswer(Answer):
+    reader_id: str
+    lora_id: str
+    removed: Literal[True]
 
 
 class ReaderDescription(Answer):
@@ -26,6 +49,8 @@ class ReaderDescription(Answer):
     max_input_len: int
     max_batch_size: int
     max_new_tokens: int | None = Field(None, description="a generator's cap")
+    loras: list[LoraDescription] | None = Field(None, description="a generator's LoRA adapters")
+    max_loras: int | None = Field(None, description="the most adapters a generator holds")
 
 
 class ReaderGroups(RootModel[dict[str, list[ReaderDescription]]]):
@@ -66,6 +91,7 @@ class ReaderSettings(Answer):
     device: str
     max_batch_size: int | None = None
     max_sequence_length: int | None = None
+    loras: dict[str, str] | None = Field(None, description="the adapters it was loaded with")
 
 
 class RemovedAnswer(Answer):

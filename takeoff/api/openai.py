@@ -1,7 +1,9 @@
 """The OpenAI-compatible API: /v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings.
 
 The same engine serves it as the Takeoff API; only the field names, the defaults (OpenAI samples
-at temperature 1 unless told 0) and the answer shapes differ. A consumer group is a "model".
+at temperature 1 unless told 0) and the answer shapes differ. A consumer group is a "model", and
+so is each LoRA adapter of a generator group (as vLLM names adapters): `"model": "<adapter>"` runs
+the group's base with that adapter.
 """
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "lengt
 
 @dataclass(frozen=True)
 class Job:
-    """One parsed request: the group, the encoder inputs (one per choice) and the sampling."""
+    """One parsed request: the group (and adapter), the encoder inputs (one per choice) and the
+    sampling."""
     kind: str  # "text_completion" or "chat.completion"
     group: str
+    lora_id: str | None  # the adapter the model field named; None: the group's base
     prompts: list[str]
     sampling: SamplingRequest
     stream: bool
@@ -47,15 +51,20 @@ class Job:
 async def list_models(request: Request) -> JSONResponse:
     engine = engine_of(request)
     created = int(getattr(request.app.state, "started_at", time.time()))
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "takeoff",
-             "task": info.task.value} for name, info in engine.reader_set.groups().items()]
+    data = []
+    for name, readers in engine.reader_set.by_group().items():
+        card = {"object": "model", "created": created, "owned_by": "takeoff",
+                "task": readers[0].info.task.value}
+        data.append({"id": name, **card, "parent": None})
+        adapters = {n: None for r in readers if r.loras is not None for n in r.loras.serving}
+        data += [{"id": adapter, **card, "parent": name} for adapter in adapters]
     return JSONResponse({"object": "list", "data": data})
 
 
 async def completions(request: Request):
     body = parse(CompletionBody, await read_json(request))
     engine = engine_of(request)
-    job = Job("text_completion", model_group(engine, body.model, Task.GENERATE), body.prompt,
+    job = Job("text_completion", *model_target(engine, body.model), body.prompt,
               body.sampling(), body.stream, body.stream_options.include_usage)
     return await _run(request, engine, job)
 
@@ -63,12 +72,12 @@ async def completions(request: Request):
 async def chat_completions(request: Request):
     body = parse(ChatCompletionBody, await read_json(request))
     engine = engine_of(request)
-    group = model_group(engine, body.model, Task.GENERATE)
+    group, lora_id = model_target(engine, body.model)
     try:
         prompt = template_of(engine.config, group)(body.chat_messages())
     except ValueError as exc:
         raise bad_request(str(exc), "messages") from None
-    job = Job("chat.completion", group, [prompt], body.sampling(), body.stream,
+    job = Job("chat.completion", group, lora_id, [prompt], body.sampling(), body.stream,
               body.stream_options.include_usage)
     return await _run(request, engine, job)
 
@@ -82,15 +91,43 @@ def model_group(engine: Engine, model: str | None, task: Task) -> str:
                        "model") from None
 
 
+def model_target(engine: Engine, model: str | None) -> tuple[str, str | None]:
+    """The generator group, and the adapter, that the `model` field names: a consumer group
+    (its base model), else a LoRA adapter loaded in exactly one group (404 neither, 400 an
+    adapter of several groups: the Takeoff API's consumer_group and lora_id tell them apart)."""
+    try:
+        return model_group(engine, model, Task.GENERATE), None
+    except ApiError as exc:
+        groups = engine.reader_set.adapter_groups(model) if exc.status == 404 and model else []
+        if not groups:
+            raise
+    if len(groups) > 1:
+        raise bad_request(f"model '{model}' is an adapter of several consumer groups "
+                          f"({', '.join(groups)}); pick one with the Takeoff API's "
+                          f"consumer_group and lora_id", "model")
+    return groups[0], model
+
+
 # ---- answering -----------------------------------------------------------------------------
 async def _run(request: Request, engine: Engine, job: Job):
-    work = await engine.submit(Task.GENERATE, job.prompts, job.group, job.sampling,
-                               stream=job.stream)
+    work = await _submit(engine, job)
     if job.stream:
         return EventStream(_chunks(job, work), work, _error_chunk)
     async with work:
         results = await unless_disconnected(request, work.results())
     return JSONResponse(_answer(job, results))
+
+
+async def _submit(engine: Engine, job: Job) -> Submission:
+    """Admit the job's prompts; an adapter removed since the model was resolved is a 404 on
+    `model`."""
+    try:
+        return await engine.submit(Task.GENERATE, job.prompts, job.group, job.sampling,
+                                   stream=job.stream, lora_id=job.lora_id)
+    except ApiError as exc:
+        if exc.param == "lora_id":
+            raise ApiError(exc.status, exc.message, exc.type, "model") from None
+        raise
 
 
 def _answer(job: Job, results: list[GenerationResult]) -> dict:
@@ -115,7 +152,7 @@ def _usage(results: list[GenerationResult]) -> dict:
 
 def _envelope(job: Job, kind: str) -> dict:
     return {"id": ("chatcmpl-" if job.kind == "chat.completion" else "cmpl-") + uuid.uuid4().hex,
-            "object": kind, "created": int(time.time()), "model": job.group}
+            "object": kind, "created": int(time.time()), "model": job.lora_id or job.group}
 
 
 def _error_chunk(error: ApiError) -> ServerSentEvent:

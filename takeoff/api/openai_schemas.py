@@ -60,7 +60,9 @@ class ResponseFormat(Body):
 
 
 class OpenAISampling(Body):
-    model: str | None = None
+    model: str | None = Field(None, description="a generator consumer group, or a LoRA adapter "
+                              "loaded in one (GET /v1/models lists both); default: the first "
+                              "generator group")
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     min_tokens: int = Field(0, ge=0)
@@ -220,11 +222,13 @@ FinishReason = Literal["stop", "length"]
 
 
 class ModelCard(Answer):
-    id: str = Field(description="a consumer group")
+    id: str = Field(description="a consumer group, or a LoRA adapter of a generator group")
     object: Literal["model"]
     created: int
     owned_by: str
     task: Literal["generate", "classify", "embed"]
+    parent: str | None = Field(description="an adapter's consumer group (its base model); null "
+                                           "for a group")
 
 
 class ModelList(Answer):

@@ -20,7 +20,7 @@ from takeoff.feedback import schemas as feedback
 
 JSON, EVENTS, TEXT, HTML = "application/json", "text/event-stream", "text/plain", "text/html"
 REASONS = {200: "the answer", 201: "created", 400: "invalid body or parameter", 401:
-           "missing or wrong API key", 404: "unknown path, group or reader", 409: "a duplicate "
+           "missing or wrong API key", 404: "unknown path, group, reader or adapter", 409: "a duplicate "
            "reader", 413: "body or input over its limit", 429: "queue full (Retry-After)", 500:
            "the model failed on this request", 503: "starting, draining, or timed out in the "
            "queue", 507: "not enough free memory for the reader"}
@@ -80,8 +80,14 @@ OPERATIONS = [
               management.ReaderDescription, (400, 409, 413, 503, 507), status=201),
     Operation("delete", "/reader/{reader_id}", "Drain and remove a reader", "management", None,
               management.RemovedAnswer, READS),
-    Operation("get", "/v1/models", "One model per consumer group", "openai", None,
-              openai.ModelList, READS),
+    Operation("post", "/reader/{reader_id}/lora", "Load a LoRA adapter onto a generator reader "
+              "while serving", "management", management.LoraBody, management.LoraDescription,
+              (400, 404, 413, 503), status=201),
+    Operation("delete", "/reader/{reader_id}/lora/{lora_id}", "Refuse new requests for an "
+              "adapter, then remove it once its requests have finished", "management", None,
+              management.LoraRemovedAnswer, (400, 404, 503)),
+    Operation("get", "/v1/models", "One model per consumer group and per LoRA adapter",
+              "openai", None, openai.ModelList, READS),
     Operation("post", "/v1/completions", "OpenAI completions (`stream`: server-sent events)",
               "openai", openai.CompletionBody, openai.Completion, events=("message",)),
     Operation("post", "/v1/chat/completions", "OpenAI chat completions (`stream`: server-sent "

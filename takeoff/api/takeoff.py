@@ -29,7 +29,8 @@ async def generate(request: Request) -> JSONResponse:
     engine = engine_of(request)
     check_count(engine, body.consumer_group, Task.GENERATE, len(body.texts))
     async with engine.submit(Task.GENERATE, body.texts, body.consumer_group, body.sampling(),
-                             prompt_max_tokens=body.prompt_max_tokens) as work:
+                             prompt_max_tokens=body.prompt_max_tokens,
+                             lora_id=body.lora_id) as work:
         results = await unless_disconnected(request, work.results())
     one = not isinstance(body.text, list)
     answer: dict = {"text": results[0].text if one else [r.text for r in results]}
@@ -43,7 +44,8 @@ async def generate_stream(request: Request) -> EventStream:
     body = parse(GenerateStreamBody, await read_json(request))
     work = await engine_of(request).submit(Task.GENERATE, [body.text], body.consumer_group,
                                            body.sampling(), stream=True,
-                                           prompt_max_tokens=body.prompt_max_tokens)
+                                           prompt_max_tokens=body.prompt_max_tokens,
+                                           lora_id=body.lora_id)
     return EventStream(stream_events(work.streams[0]), work)
 
 

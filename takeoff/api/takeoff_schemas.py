@@ -32,6 +32,9 @@ class TakeoffSampling(Body):
     seed: int | None = Field(_DEFAULT.seed, ge=0, le=MAX_SEED)
     stop: Stop = ()
     consumer_group: str | None = None
+    lora_id: str | None = Field(None, min_length=1, description="a LoRA adapter loaded on the "
+                                "group's generator (GET /reader_groups lists them); none: the "
+                                "base model")
     prompt_max_tokens: int | None = Field(None, ge=1)
     regex_string: str | None = Field(None, min_length=1)
     json_schema: JsonSchemaText | None = None  # kept as JSON text (see below)

@@ -27,7 +27,7 @@ from takeoff.engine.readers import Reader, ReaderInfo
 from takeoff.engine.stream import GenerationResult, RequestStream, Result, engine_error
 from takeoff.engine.submission import Submission
 from takeoff.engine.thread import EngineThread
-from takeoff.errors import ApiError, bad_request, overloaded, unavailable
+from takeoff.errors import ApiError, bad_request, not_found, overloaded, unavailable
 
 logger = logging.getLogger(__name__)
 Input = str | tuple[str, str]  # a text, or a (text, text_pair) for a classifier
@@ -106,44 +106,54 @@ class Engine:
     # ---- submitting -----------------------------------------------------------------------
     def submit(self, task: Task, inputs: Sequence[Input], group: str | None = None,
                sampling: SamplingRequest | None = None, *, stream: bool = False,
-               prompt_max_tokens: int | None = None) -> Submission:
+               prompt_max_tokens: int | None = None, lora_id: str | None = None) -> Submission:
         """One request per input, for the least loaded reader of `group` (default: the first
         group that can do `task`), admitted all together or not at all when the Submission is
         awaited or entered. `sampling` (a generation's) is resolved for that reader;
         `stream=True` hands a generation's text over piece by piece; `prompt_max_tokens`
-        truncates longer inputs instead of refusing them (413)."""
+        truncates longer inputs instead of refusing them (413); `lora_id` runs a generation
+        with that LoRA adapter (404 when no reader of the group serves it; None: the base)."""
         return Submission(lambda work: self._admit(work, task, list(inputs), group, sampling,
-                                                   stream, prompt_max_tokens))
+                                                   stream, prompt_max_tokens, lora_id))
 
     async def _admit(self, work: Submission, task: Task, inputs: list[Input], group: str | None,
                      sampling: SamplingRequest | None, stream: bool,
-                     prompt_max_tokens: int | None) -> None:
+                     prompt_max_tokens: int | None, lora_id: str | None) -> None:
         self._check_accepting()
-        reader = self.reader_set.pick(group, task)
-        requests = self._requests(reader, task, inputs, sampling, prompt_max_tokens)
+        reader = self.reader_set.pick(group, task, lora_id)
+        requests = self._requests(reader, task, inputs, sampling, prompt_max_tokens, lora_id)
         if requests and task is Task.GENERATE:
             await _compile_grammar(reader, requests[0].sampling, sampling or SamplingRequest())
             self._check_accepting()  # the compile awaited: the server may be draining now
             if not self.reader_set.is_serving(reader.reader_id):
                 raise unavailable(f"reader '{reader.reader_id}' was removed meanwhile; retry")
+            if lora_id is not None and lora_id not in reader.loras.serving:
+                raise not_found(f"adapter '{lora_id}' was removed meanwhile", "lora_id")
         if not self.reader_set.admission[reader.reader_id].try_admit(len(requests)):
             raise overloaded(retry_after_s=1)
         work.reader = reader
         work.streams = [RequestStream(r.request_id, reader.reader_id, r.num_prompt_tokens,
-                                      self.abort) for r in requests]
+                                      self.abort, lora_id) for r in requests]
         self._streams.update((s.request_id, s) for s in work.streams)
         self._thread.send(lambda: [self.core.add(r, reader.reader_id, stream) for r in requests])
 
     def _requests(self, reader: Reader, task: Task, inputs: list[Input],
-                  sampling: SamplingRequest | None, prompt_max_tokens: int | None) -> list[Request]:
+                  sampling: SamplingRequest | None, prompt_max_tokens: int | None,
+                  lora_id: str | None) -> list[Request]:
         """Tokenized (413 over the reader's limit), sampling resolved (400)."""
         if task is Task.GENERATE:
             params = reader.sampling(sampling or SamplingRequest())
             return [Request(self._next_id(), task, reader.encode(text, prompt_max_tokens), params,
-                            eos_token_id=reader.model.eos_token_id) for text in inputs]
+                            eos_token_id=reader.model.eos_token_id, lora_id=lora_id)
+                    for text in inputs]
         encoded = [reader.encode_pair(*_as_pair(text)) for text in inputs]
         return [Request(self._next_id(), task, ids, token_type_ids=types)
                 for ids, types in encoded]
+
+    def num_unfinished(self, reader_id: str, lora_id: str) -> int:
+        """Admitted requests of the reader that name the adapter and have not finished."""
+        return sum(1 for s in self._streams.values()
+                   if s.reader_id == reader_id and s.lora_id == lora_id)
 
     def abort(self, request_id: str) -> None:
         """Forget a request in any state; the engine drops it at its next step boundary (or

@@ -10,6 +10,8 @@
           consumer_group: primary
           max_batch_size: 32             # optional: KV slots, or inputs per step
           max_sequence_length: 512       # optional: longest input in tokens
+          loras:                         # optional: LoRA adapters (PEFT) of a generator
+            support-tone: adapters/support-tone
         coach-classifier:
           model_name: models/feedback-classifier
           consumer_group: classifier
@@ -21,12 +23,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from scheduler.request import Task
-from takeoff.config import ServerConfig
+from takeoff.config import LORA_NAME, ServerConfig
 from takeoff.errors import validation_error
 
 
@@ -40,11 +42,15 @@ class ReaderSpec:
     max_sequence_length: int | None = None  # longest input in tokens; None: the server's
     reader_id: str | None = None  # None: one is made up
     task: Task | None = None  # None: told by its files (kernels.loader.model_task)
+    loras: tuple[tuple[str, str], ...] = ()  # (name, directory) of each LoRA adapter to load with it
 
     def config(self) -> dict:
         """Takeoff's ReaderConfig shape (GET /config/{reader_id}), unset fields left out."""
-        return {k: v for k, v in asdict(self).items()
-                if v is not None and k not in ("reader_id", "task")}
+        described = {k: v for k, v in asdict(self).items()
+                     if v not in (None, ()) and k not in ("reader_id", "task", "loras")}
+        if self.loras:
+            described["loras"] = dict(self.loras)
+        return described
 
 
 class ReaderConfig(BaseModel):
@@ -58,6 +64,10 @@ class ReaderConfig(BaseModel):
     max_batch_size: int | None = Field(None, ge=1, description="KV slots, or inputs per step")
     max_sequence_length: int | None = Field(None, ge=1, description="longest input in tokens")
     reader_id: str | None = Field(None, min_length=1, description="default: made up")
+    loras: dict[Annotated[str, StringConstraints(pattern=LORA_NAME)],
+                Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None, description="a generator's LoRA adapters, {name: directory} (PEFT's "
+                          "adapter_config.json and adapter_model.safetensors), loaded with it")
     # Takeoff's other reader fields: accepted, and ignored by this server.
     redis_host: Any = None
     backend: Any = None
@@ -76,7 +86,8 @@ class ReaderConfig(BaseModel):
 
     def spec(self, default_device: str) -> ReaderSpec:
         return ReaderSpec(self.model_name, self.consumer_group, self.device or default_device,
-                          self.max_batch_size, self.max_sequence_length, self.reader_id)
+                          self.max_batch_size, self.max_sequence_length, self.reader_id,
+                          loras=tuple((self.loras or {}).items()))
 
 
 def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
@@ -88,7 +99,9 @@ def startup_specs(config: ServerConfig) -> list[ReaderSpec]:
                               (config.classifier, config.classifier_group, Task.CLASSIFY),
                               (config.embedder, config.embedder_group, Task.EMBED)):
         if path:
-            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", task=task))
+            loras = tuple(config.loras.items()) if task is Task.GENERATE else ()
+            specs.append(ReaderSpec(path, group, config.device, reader_id=f"{group}-0", task=task,
+                                    loras=loras))
     return specs
 
 
@@ -117,4 +130,10 @@ def read_manifest(path: str, config: ServerConfig) -> list[ReaderSpec]:
             raise ValueError(f"--config {path}: reader {reader_id}: "
                              f"{validation_error(exc).message}") from None
         specs.append(reader.spec(config.device))
+    groups = {spec.consumer_group for spec in specs}
+    for spec in specs:
+        for name, _ in spec.loras:
+            if name in groups:
+                raise ValueError(f"--config {path}: reader {spec.reader_id}: adapter '{name}' has "
+                                 f"the name of a consumer group; an adapter needs another name")
     return specs

@@ -93,11 +93,15 @@ def check_fits(config: ServerConfig, spec: ReaderSpec) -> None:
 
 def load_checked(config: ServerConfig, spec: ReaderSpec,
                  runner_factory: Callable) -> tuple[Reader, object]:
-    """The reader and its runner; 400 naming the problem when the directory cannot be served."""
+    """The reader and its runner; 400 naming the problem when the directory (or one of its
+    adapters) cannot be served."""
     from kernels.loader import ModelLoadError
+    from kernels.lora_adapter import LoraError
 
     try:
         reader = load_reader(config, spec)
         return reader, runner_factory(config, reader)
+    except LoraError as exc:
+        raise bad_request(str(exc), "loras") from None
     except ModelLoadError as exc:
         raise bad_request(str(exc), "model_name") from None

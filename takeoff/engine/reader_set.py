@@ -39,10 +39,19 @@ class ReaderSet:
     def resolve(self, group: str | None, task: Task | None) -> str:
         return resolve_group(self.by_group(), group, task)
 
-    def pick(self, group: str | None, task: Task | None) -> Reader:
-        """The least-loaded reader of the group (404 unknown, 400 wrong task)."""
-        readers = self.by_group()[self.resolve(group, task)]
+    def pick(self, group: str | None, task: Task | None, lora_id: str | None = None) -> Reader:
+        """The least-loaded reader of the group (404 unknown, 400 wrong task); with a lora_id,
+        of its readers that serve that adapter (404 when none does)."""
+        name = self.resolve(group, task)
+        readers = self.by_group()[name]
+        if lora_id is not None:
+            readers = _serving_adapter(readers, name, lora_id)
         return min(readers, key=lambda r: self.admission[r.reader_id].num_unfinished)
+
+    def adapter_groups(self, lora_id: str) -> list[str]:
+        """The consumer groups with a reader that serves the adapter."""
+        return [name for name, readers in self.by_group().items()
+                if any(r.loras is not None and lora_id in r.loras.serving for r in readers)]
 
     def is_serving(self, reader_id: str) -> bool:
         """Loaded, and not draining."""
@@ -75,6 +84,11 @@ class ReaderSet:
             if other.consumer_group == spec.consumer_group and _resolved(other.model_name) == wanted:
                 raise ApiError(409, f"consumer group '{spec.consumer_group}' already has a "
                                f"reader of {spec.model_name}", "conflict_error", "model_name")
+        for name, _ in spec.loras:
+            if name in self.by_group() or name == spec.consumer_group:
+                raise bad_request(f"adapter '{name}' has the name of a consumer group; an "
+                                  f"adapter needs another name (the OpenAI API takes both as "
+                                  f"its model)", "loras")
         group = self.by_group().get(spec.consumer_group)
         if group and group[0].info.task is not task:
             raise bad_request(f"consumer group '{spec.consumer_group}' serves "
@@ -100,6 +114,18 @@ class ReaderSet:
         while f"{group}-{index}" in taken:
             index += 1
         return f"{group}-{index}"
+
+
+def _serving_adapter(readers: list[Reader], group: str, lora_id: str) -> list[Reader]:
+    if readers[0].loras is None:
+        raise bad_request(f"consumer group '{group}' serves {readers[0].info.task.value} "
+                          f"requests; LoRA adapters apply to a generator", "lora_id")
+    serving = [r for r in readers if lora_id in r.loras.serving]
+    if not serving:
+        names = sorted({n for r in readers for n in r.loras.serving})
+        raise not_found(f"adapter '{lora_id}' is not loaded in consumer group '{group}'; it has "
+                        f"{', '.join(repr(n) for n in names) or 'none'}", "lora_id")
+    return serving
 
 
 def _resolved(path: str) -> str:

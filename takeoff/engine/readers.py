@@ -13,6 +13,7 @@ from typing import Any
 from scheduler.request import Task
 from scheduler.sampling_params import SamplingError, SamplingParams, SamplingRequest
 from takeoff.config import ServerConfig
+from takeoff.engine.loras import LoraInfo, ReaderLoras, load_adapters
 from takeoff.engine.manifest import ReaderSpec, startup_specs
 from takeoff.errors import bad_request, not_found, too_large
 
@@ -49,6 +50,11 @@ class Reader:
     # SamplingRequest, between the API's defaults and what the client set. Empty for now;
     # a model's generation_config.json fills it (issue 26).
     sampling_defaults: dict[str, Any] = field(default_factory=dict)
+    # A generator's LoRA adapters as the event loop routes to them; None for other models.
+    loras: ReaderLoras | None = None
+    # The adapters (kernels.lora_adapter.LoraAdapter) loaded with the reader, until its runner
+    # takes them (takeoff.app.build_runner); after that only the runner holds them.
+    new_adapters: list[Any] = field(default_factory=list)
 
     @property
     def reader_id(self) -> str:
@@ -94,12 +100,14 @@ def _check_length(num_tokens: int, limit: int) -> None:
 
 
 def load_reader(config: ServerConfig, spec: ReaderSpec) -> Reader:
-    """Load one reader (blocking; raises kernels.loader.ModelLoadError for a bad directory)."""
+    """Load one reader and its adapters (blocking; raises kernels.loader.ModelLoadError for a
+    bad directory, and its subclass kernels.lora_adapter.LoraError for a bad adapter)."""
     from kernels.loader import model_task
 
     task = spec.task or model_task(spec.model_name)
-    return make_reader(config, spec, task, load_model(task, spec.model_name, spec.device,
-                                                      config.dtype, config.quantize))
+    model = load_model(task, spec.model_name, spec.device, config.dtype, config.quantize)
+    adapters = load_adapters(spec.loras, task, model, config.max_loras)
+    return make_reader(config, spec, task, model, adapters)
 
 
 def load_readers(config: ServerConfig) -> list[Reader]:
@@ -127,7 +135,8 @@ def batch_size(config: ServerConfig, spec: ReaderSpec, task: Task) -> int:
                                    else config.max_classify_batch)
 
 
-def make_reader(config: ServerConfig, spec: ReaderSpec, task: Task, model) -> Reader:
+def make_reader(config: ServerConfig, spec: ReaderSpec, task: Task, model,
+                adapters: list[Any] = ()) -> Reader:
     generates = task is Task.GENERATE
     info = ReaderInfo(
         reader_id=spec.reader_id or f"{spec.consumer_group}-0", group=spec.consumer_group,
@@ -137,12 +146,14 @@ def make_reader(config: ServerConfig, spec: ReaderSpec, task: Task, model) -> Re
         max_batch_size=batch_size(config, spec, task),
         max_new_tokens=config.max_new_tokens if generates else None,
         dimensions=getattr(model, "dim", None) if task is Task.EMBED else None)
-    grammars = None
+    grammars, loras = None, None
     if generates:
         from kernels.constrained import GrammarCompiler
 
         grammars = GrammarCompiler.for_model(model)
-    return Reader(info, model, replace(spec, reader_id=info.reader_id, task=task), grammars)
+        loras = ReaderLoras(config.max_loras, {a.name: LoraInfo.of(a) for a in adapters})
+    return Reader(info, model, replace(spec, reader_id=info.reader_id, task=task), grammars,
+                  loras=loras, new_adapters=list(adapters))
 
 
 def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: Task | None) -> str:

@@ -37,9 +37,10 @@ class RequestStream:
     unless it has finished."""
 
     def __init__(self, request_id: str, reader_id: str, num_prompt_tokens: int,
-                 abort: Callable[[str], None]) -> None:
+                 abort: Callable[[str], None], lora_id: str | None = None) -> None:
         self.request_id = request_id
         self.reader_id = reader_id
+        self.lora_id = lora_id  # the LoRA adapter it runs with; None: the base model
         self.num_prompt_tokens = num_prompt_tokens
         self.result: Result | None = None
         self._abort = abort

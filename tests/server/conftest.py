@@ -103,3 +103,58 @@ def learned_classifier(tmp_path_factory) -> str:
     """A classifier that knows tests.feedback_models.LEARNED by heart, so both kinds of feedback
     occur in one text."""
     return str(save_feedback_classifier(tmp_path_factory.mktemp("feedback-classifier")))
+
+
+# LoRA adapters of the tiny T5 (tiny_t5_dir): ranks, targets (a list, a regular expression) and
+# scalings (one rsLoRA) that differ; PEFT's B weights made non-zero so that each one changes text.
+LORAS = {
+    "qv": dict(r=4, lora_alpha=8, target_modules=["q", "v"]),
+    "all-rslora": dict(r=8, lora_alpha=16, use_rslora=True,
+                       target_modules=["q", "k", "v", "o", "wi_0", "wi_1", "wo"]),
+    "ff-regex": dict(r=2, lora_alpha=4, target_modules=r".*decoder.*DenseReluDense\.(wi_1|wo)"),
+}
+
+
+@pytest.fixture(scope="session")
+def lora_dirs(tiny_t5_dir, tmp_path_factory) -> dict[str, str]:
+    """name -> directory of each adapter of LORAS, saved by PEFT."""
+    from benchmarks.models import save_random_lora
+
+    root = tmp_path_factory.mktemp("loras")
+    return {name: str(save_random_lora(tiny_t5_dir, root / name, seed=i, b_scale=0.3, **options))
+            for i, (name, options) in enumerate(LORAS.items())}
+
+
+@pytest.fixture(scope="session")
+def peft_greedy(tiny_t5_dir, lora_dirs):
+    """peft_greedy(text, max_new_tokens, lora=None, **generate_options): the text of PEFT's
+    model for that adapter (`PeftModel.from_pretrained(base, dir).generate`), or of the base."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5_dir)
+    models = {}
+
+    def generate(text: str, max_new_tokens: int, lora: str | None = None, **options) -> str:
+        if lora not in models:
+            base = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir)
+            model = PeftModel.from_pretrained(base, lora_dirs[lora]) if lora else base
+            models[lora] = model.eval()
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            out = models[lora].generate(input_ids=ids, do_sample=False, num_beams=1,
+                                        max_new_tokens=max_new_tokens, **options)
+        return tokenizer.decode(out[0], skip_special_tokens=True)
+
+    return generate
+
+
+@pytest.fixture(scope="session")
+def lora_server(server_factory, lora_dirs):
+    """A slow-stepping server (tests.runners.SlowRunner, so concurrent requests share steps) with
+    the adapters qv and all-rslora on its generator, given with --lora."""
+    from tests.runners import slow_runner
+
+    return server_factory.server(runner_factory=slow_runner, lora=tuple(
+        f"{name}={lora_dirs[name]}" for name in ("qv", "all-rslora")))

@@ -1,7 +1,7 @@
 """Takeoff's own clients against a real server, unchanged: the official `takeoff-client`
 (sync and async, constructed as its docs show), LangChain's TitanTakeoff and TitanTakeoffEmbed
-(which create readers), and the openai package's embeddings. Texts equal Hugging Face greedy;
-vectors equal sentence-transformers'."""
+(which create readers), and the openai package's embeddings. Texts equal Hugging Face greedy
+(with the client's lora_id, PEFT's for that adapter); vectors equal sentence-transformers'."""
 from __future__ import annotations
 
 import json
@@ -47,7 +47,7 @@ def models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_t5_dir, tiny_classifier_dir, models):
+def server(tiny_t5_dir, tiny_classifier_dir, models, lora_dirs):
     sockets = consecutive_ports()
     try:
         sockets.append(bound_socket(OPENAI_PORT))
@@ -57,7 +57,8 @@ def server(tiny_t5_dir, tiny_classifier_dir, models):
     config = ServerConfig(**dict(TEST_DEFAULTS, port=port, management_port=port + 1,
                                  openai_port=OPENAI_PORT, model=str(tiny_t5_dir),
                                  classifier=str(tiny_classifier_dir),
-                                 embedder=str(models["encoder"])))
+                                 embedder=str(models["encoder"]),
+                                 lora=(f"qv={lora_dirs['qv']}",)))
     server = ThreadServer(config, sockets=sockets).start()
     server.port = port
     yield server
@@ -89,6 +90,19 @@ def test_generate_and_stream_equal_hf_greedy(client, tiny_t5_dir):
     pieces = [event.data for event in client.generate_stream(PROMPT, max_new_tokens=20)
               if event.event in (None, "message")]
     assert "".join(pieces) == expected
+
+
+def test_the_clients_lora_id_reaches_the_adapter(client, peft_greedy):
+    expected = peft_greedy(PROMPT, 20, "qv")
+    assert expected != peft_greedy(PROMPT, 20)
+    assert client.generate(PROMPT, max_new_tokens=20, lora_id="qv")["text"] == expected
+    pieces = [event.data for event in client.generate_stream(PROMPT, max_new_tokens=20,
+                                                             lora_id="qv")
+              if event.event in (None, "message")]
+    assert "".join(pieces) == expected
+    with pytest.raises(TakeoffException) as caught:
+        client.generate(PROMPT, lora_id="support-tone")
+    assert caught.value.status_code == 404 and "support-tone" in str(caught.value)
 
 
 async def test_the_async_calls_give_the_same(client, tiny_t5_dir):
