@@ -1,5 +1,6 @@
-"""The `takeoff` command: `serve` runs the server; `chat`, `generate`, `classify` talk to one;
-`bench` runs the load benchmark (benchmarks.load), passing its arguments on."""
+"""The `takeoff` command: `serve` runs the server; `triton` serves the same models through
+Triton; `chat`, `generate`, `classify` talk to a server; `bench` runs the load benchmark
+(benchmarks.load), passing its arguments on."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from clients.cli import add_client_commands
     from takeoff.serve import add_serve_command
+    from takeoff.triton.command import add_triton_command
 
     parser = argparse.ArgumentParser(
         prog="takeoff",
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and talk to a running server.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_serve_command(commands)
+    add_triton_command(commands)
     add_client_commands(commands)
     add_bench_command(commands)
     return parser

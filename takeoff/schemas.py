@@ -194,7 +194,14 @@ def parse(model: type[Body], body: dict, request: Request | None = None, **conte
 
 
 def validation_error_response(request: Request, exc: ValidationError) -> JSONResponse:
-    """The contract's 400 for the first mistake: `param` is the top-level field it is in, the
+    """The contract's 400 for the first mistake."""
+    param, message = first_mistake(exc)
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": param}}
+    return JSONResponse(body, status_code=400)
+
+
+def first_mistake(exc: ValidationError) -> tuple[str | None, str]:
+    """(`param`, message) of the first mistake: `param` is the top-level field it is in, the
     message names the full path ("messages[0].content: ...")."""
     error = exc.errors(include_url=False)[0]
     location = [part for part in error["loc"] if not _is_union_branch(part)]
@@ -202,8 +209,7 @@ def validation_error_response(request: Request, exc: ValidationError) -> JSONRes
     message = error["msg"].removeprefix("Value error, ")
     if location and not message.startswith("'"):
         message = f"{_path(location)}: {message}"
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": param}}
-    return JSONResponse(body, status_code=400)
+    return param, message
 
 
 def _is_union_branch(part: Any) -> bool:
