@@ -6,6 +6,7 @@
     slots.yaml             workplaces and the values of the other slots ({name}, {time}, {fix}, contexts, items)
     conduct.yaml           habits, and criticisms and rewrites about a habit or about a person in their role
     faults.yaml            what is wrong with a part of a piece of work, said alike on both sides of a pair
+    labels.yaml            what each label means and what tells it from its nearest neighbour
 
 Each loader reads its file once. Lists come back as tuples, in file order: the generator draws from them
 by index, so the order is part of the data.
@@ -152,6 +153,13 @@ def rewrite_parts() -> RewriteParts:
     problems = {name: Problem(re.compile(p["cues"], re.IGNORECASE) if p["cues"] else None, p["restate"], p["ask"])
                 for name, p in values.pop("problems").items()}
     return RewriteParts(problems=problems, **values)
+
+
+@functools.cache
+def label_definitions() -> dict[str, dict[str, str]]:
+    """label -> {"means": ..., "not": ...}, in the order of LABELS."""
+    values = read_yaml("labels.yaml")
+    return {label: values[label] for label in LABELS}
 
 
 @functools.cache

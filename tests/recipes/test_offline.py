@@ -148,6 +148,14 @@ def test_every_template_fills_its_slots_and_appears_once():
             seen.add(template.lower())
 
 
+def test_every_label_is_defined_against_its_nearest_neighbour():
+    from recipes import template_data
+    definitions = template_data.label_definitions()
+    assert list(definitions) == list(LABELS) and len(template_data.read_yaml("labels.yaml")) == len(LABELS)
+    for label, definition in definitions.items():
+        assert definition["means"] and any(other in definition["not"] for other in LABELS if other != label), label
+
+
 def test_a_suggestion_never_names_the_person_it_is_addressed_to():
     rng = random.Random(5)
     for _ in range(200):
