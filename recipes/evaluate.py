@@ -157,13 +157,14 @@ def improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, ro
 
 
 def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_dir: Path, num_rows: int,
-                     real_dev: Path | None = None, decoding: dict | None = None) -> dict:
+                     real_dev: Path | None = None, decoding: dict | None = None, only: tuple[str, ...] = ()) -> dict:
     def critical_inputs(path: Path) -> list[dict]:
         return [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
                 for r in read_csv(path) if kind_of(r["label"]) == "critical"]
     sets = {"validation": read_csv(data_dir / "rewrite" / "validation.csv")[:num_rows],
             "handwritten": critical_inputs(HANDWRITTEN), "development": critical_inputs(DEVSET),
             "paragraphs": read_csv(PARAGRAPHS)}
+    sets = {name: rows for name, rows in sets.items() if not only or name in only}
     figures = {}
 
     def judged(outputs: list[str]) -> list[str]:
@@ -189,17 +190,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("data/offline"), help="folder the generator wrote")
     parser.add_argument("--num-rewrites", type=int, default=200, help="validation pairs to rewrite")
     parser.add_argument("--skip-rewriter", action="store_true")
+    parser.add_argument("--skip-classifier", action="store_true", help="measure the rewriter only (the classifier "
+                        "still judges its rewrites)")
     parser.add_argument("--real-dev", type=Path, help="folder with the real development sets (e.g. ../shared)")
     parser.add_argument("--num-beams", type=int, help="decode with these instead of generation_config.json's")
     parser.add_argument("--no-repeat-ngram-size", type=int)
     parser.add_argument("--length-penalty", type=float)
     parser.add_argument("--out-name", default="metrics.json", help="file name of the figures in each model folder")
+    parser.add_argument("--rewrite-sets", default="", help="comma-separated rewrite sets to measure (default: all), "
+                        "e.g. 'development' to choose decoding settings")
     args = parser.parse_args(argv)
     cls_tokenizer = AutoTokenizer.from_pretrained(args.classifier)
     classifier = AutoModelForSequenceClassification.from_pretrained(args.classifier, dtype=torch.float32).eval()
-    cls = classifier_figures(classifier, cls_tokenizer, args.classifier, args.data, args.real_dev)
-    (args.classifier / args.out_name).write_text(json.dumps(cls, indent=2))
-    print(json.dumps(cls, indent=2))
+    if not args.skip_classifier:
+        cls = classifier_figures(classifier, cls_tokenizer, args.classifier, args.data, args.real_dev)
+        (args.classifier / args.out_name).write_text(json.dumps(cls, indent=2))
+        print(json.dumps(cls, indent=2))
     if args.skip_rewriter:
         return
     gen_tokenizer = AutoTokenizer.from_pretrained(args.rewriter)
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     decoding = decoding_of(generator, num_beams=args.num_beams, no_repeat_ngram_size=args.no_repeat_ngram_size,
                            length_penalty=args.length_penalty)
     rw = dict(rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, args.data, args.num_rewrites,
-                               args.real_dev, decoding), decoding=decoding)
+                               args.real_dev, decoding, tuple(filter(None, args.rewrite_sets.split(",")))),
+              decoding=decoding)
     (args.rewriter / args.out_name).write_text(json.dumps(rw, indent=2))
     print(json.dumps(rw, indent=2))
     print_rewrite_table(rw)
