@@ -82,7 +82,8 @@ def copy_rows(tokenizer, num_rows: int, seed: int, num_words: int = 30000) -> li
 
 def pretrain_copying(model, tokenizer, args) -> None:
     rows = copy_rows(tokenizer, args.copy_steps * args.copy_batch_size, args.seed)
-    train(model, lambda idx: seq2seq_loss(model, rows, rows, idx), len(rows), num_epochs=1,
+    targets = decoder_targets(tokenizer, rows)
+    train(model, lambda idx: seq2seq_loss(model, rows, targets, idx), len(rows), num_epochs=1,
           batch_size=args.copy_batch_size, lr=args.copy_lr, seed=args.seed, bf16=args.bf16, desc="copying",
           lengths=[len(r) for r in rows])
 
@@ -91,10 +92,14 @@ def encode_pairs(tokenizer, rows: list[dict], max_input_len: int, max_target_len
     prompts = [rewrite_prompt(r["context"], r["negative"]) for r in rows]
     inputs = tokenizer(prompts, truncation=True, max_length=max_input_len)["input_ids"]
     targets = tokenizer([r["constructive"] for r in rows], truncation=True, max_length=max_target_len)["input_ids"]
-    if tokenizer.cls_token_id is not None:
-        # A BERT tokenizer starts every text with [CLS]; the decoder starts from it, so labels must not.
-        targets = [t[1:] if t[0] == tokenizer.cls_token_id else t for t in targets]
-    return inputs, targets
+    return inputs, decoder_targets(tokenizer, targets)
+
+
+def decoder_targets(tokenizer, rows: list[list[int]]) -> list[list[int]]:
+    """A BERT tokenizer starts every text with [CLS]; the decoder starts from it, so labels must not."""
+    if tokenizer.cls_token_id is None:
+        return rows
+    return [row[1:] if row[0] == tokenizer.cls_token_id else row for row in rows]
 
 
 def seq2seq_loss(model, inputs, targets, indices: list[int]) -> torch.Tensor:
@@ -150,6 +155,61 @@ class BestCheckpoint:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
+    all_val_rows = read_csv(args.data / "validation.csv")
+    val_rows = all_val_rows[:args.num_validation_rows]
+    tokenizer, model = load_start(args, train_rows)
+    if args.copy_steps and not args.init:
+        pretrain_copying(model, tokenizer, args)
+    inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
+    val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
+    hooks = [(args.checkpoint_every, lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))]
+    picker = None
+    if args.pick_every:
+        picker = BestCheckpoint(model, tokenizer, all_val_rows[-args.pick_rows:])
+        hooks.append((args.pick_every, picker))
+        if args.init:
+            picker(0)
+    losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
+                   num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
+                   seed=args.seed, bf16=args.bf16, desc="rewriter", hooks=hooks,
+                   # Grouped by target length first: decoder tokens cost most (the output layer).
+                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)])
+    summary = dict(num_train_rows=len(inputs), num_steps=len(losses), epochs=args.epochs, seed=args.seed,
+                   copy_steps=0 if args.init else args.copy_steps, family=args.family)
+    if picker:
+        picker(len(losses))
+        summary.update(picker.restore(), pick_every=args.pick_every)
+        print(f"kept the weights of step {summary['picked_step']}")
+    val_loss = validation_loss(model, val_inputs, val_targets)
+    print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
+    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), **summary))
+
+
+def load_start(args, train_rows: list[dict]):
+    """(tokenizer, model) to train: --init, a BERT2BERT from MiniLM, or a small T5 from nothing; with
+    the decoding settings asked for in its generation_config."""
+    if args.init:
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
+        model = AutoModelForSeq2SeqLM.from_pretrained(args.init, dtype=torch.float32)
+    elif args.family == "bert2bert":
+        tokenizer, model = bert2bert_from_minilm()
+    else:
+        texts = [rewrite_prompt(r["context"], r["negative"]) for r in train_rows] + [r["constructive"] for r in train_rows]
+        tokenizer = build_tokenizer(texts, args.out, args.vocab_size, args.num_common_words)
+        model = small_t5(len(tokenizer), args.d_model, args.num_layers)
+    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}")
+    for name in ("num_beams", "no_repeat_ngram_size", "length_penalty"):
+        if getattr(args, name) is not None:
+            setattr(model.generation_config, name, getattr(args, name))
+    return tokenizer, model
+
+
+def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/offline/rewrite"), help="folder with train.csv, validation.csv")
     parser.add_argument("--out", type=Path, default=Path("models/feedback-rewriter"))
@@ -177,51 +237,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pick-rows", type=int, default=160, help="validation pairs the pick rewrites")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spinning on a busy machine)")
     parser.add_argument("--copy-steps", type=int, default=0,
-                        help="from scratch only: first train N steps on writing back random English words")
+                        help="without --init: first train N steps on writing back random English words")
     parser.add_argument("--copy-batch-size", type=int, default=64)
+    parser.add_argument("--num-beams", type=int, help="decoding written into generation_config.json (the server and "
+                        "recipes.evaluate decode as it says; the checkpoint pick too)")
+    parser.add_argument("--no-repeat-ngram-size", type=int)
+    parser.add_argument("--length-penalty", type=float)
     parser.add_argument("--copy-lr", type=float, default=2e-3)
-    args = parser.parse_args(argv)
-    seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
-    all_val_rows = read_csv(args.data / "validation.csv")
-    val_rows = all_val_rows[:args.num_validation_rows]
-    if args.init:
-        tokenizer = AutoTokenizer.from_pretrained(args.init)
-        model = AutoModelForSeq2SeqLM.from_pretrained(args.init, dtype=torch.float32)
-    elif args.family == "bert2bert":
-        tokenizer, model = bert2bert_from_minilm()
-    else:
-        texts = [rewrite_prompt(r["context"], r["negative"]) for r in train_rows] + [r["constructive"] for r in train_rows]
-        tokenizer = build_tokenizer(texts, args.out, args.vocab_size, args.num_common_words)
-        model = small_t5(len(tokenizer), args.d_model, args.num_layers)
-    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}")
-    if args.copy_steps and not args.init and args.family == "t5":
-        pretrain_copying(model, tokenizer, args)
-    inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
-    val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
-    hooks = [(args.checkpoint_every, lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))]
-    picker = None
-    if args.pick_every:
-        picker = BestCheckpoint(model, tokenizer, all_val_rows[-args.pick_rows:])
-        hooks.append((args.pick_every, picker))
-        if args.init:
-            picker(0)
-    losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
-                   num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
-                   seed=args.seed, bf16=args.bf16, desc="rewriter", hooks=hooks,
-                   # Grouped by target length first: decoder tokens cost most (the output layer).
-                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)])
-    summary = dict(num_train_rows=len(inputs), num_steps=len(losses), epochs=args.epochs, seed=args.seed,
-                   copy_steps=0 if args.init or args.family != "t5" else args.copy_steps, family=args.family)
-    if picker:
-        picker(len(losses))
-        summary.update(picker.restore(), pick_every=args.pick_every)
-        print(f"kept the weights of step {summary['picked_step']}")
-    val_loss = validation_loss(model, val_inputs, val_targets)
-    print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
-    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), **summary))
+    return parser.parse_args(argv)
 
 
 def save(model, tokenizer, out: Path, summary: dict) -> None:
