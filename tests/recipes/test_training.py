@@ -161,3 +161,19 @@ def test_bert2bert_targets_do_not_start_with_the_decoder_start_token():
     tokenizer, _ = warm_start.bert2bert_from_minilm()
     _, targets = train_rewriter.encode_pairs(tokenizer, PAIRS[:2], 64, 64)
     assert targets[0][0] != tokenizer.cls_token_id and targets[0][-1] == tokenizer.sep_token_id
+
+
+def test_evaluation_decodes_as_the_saved_generation_config_says(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from recipes.evaluate import decoding_of
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
+    # A model whose config says nothing decodes greedily with the app's 6-token no-repeat block.
+    assert decoding_of(model) == dict(num_beams=1, no_repeat_ngram_size=6)
+    model.generation_config.update(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
+    train_rewriter.save(model, tokenizer, tmp_path, {})
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert decoding_of(reloaded) == dict(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
+    assert decoding_of(reloaded, num_beams=1, length_penalty=None) == dict(num_beams=1, no_repeat_ngram_size=4)
