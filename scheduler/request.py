@@ -1,4 +1,5 @@
-"""One request and the state it owns: kind, status, token ids, KV slot, timing."""
+"""One request and the state it owns: task, status, token ids, KV slot, timing; and `Task`, the
+one name for what a model does, used from the loader to the management API."""
 from __future__ import annotations
 
 import enum
@@ -20,7 +21,7 @@ class RequestStatus(enum.IntEnum):
     FINISHED_STOP = 4
     FINISHED_ABORTED = 5
     FINISHED_ERROR = 6
-    FINISHED_CLASSIFIED = 7  # a one-pass request (classification, embedding) whose result is in
+    FINISHED_ONE_PASS = 7  # a one-pass request (classification, embedding) whose result is in
 
     @property
     def is_finished(self) -> bool:
@@ -33,21 +34,29 @@ _FINISH_REASONS = {
     RequestStatus.FINISHED_STOP: "stop_sequence",
     RequestStatus.FINISHED_ABORTED: "aborted",
     RequestStatus.FINISHED_ERROR: "error",
-    RequestStatus.FINISHED_CLASSIFIED: "classified",
 }
 
 
-class RequestKind(enum.Enum):
+class Task(enum.Enum):
+    """What a model does, and so what its requests ask for."""
     GENERATE = "generate"  # owns a KV slot from prefill until it finishes
     CLASSIFY = "classify"  # one forward pass, no slot: label probabilities
     EMBED = "embed"  # one forward pass, no slot: a vector
+
+    @property
+    def holds_slots(self) -> bool:
+        return self is Task.GENERATE
+
+
+# The finish reason of a one-pass request, by task.
+_ONE_PASS_REASONS = {Task.CLASSIFY: "classified", Task.EMBED: "embedded"}
 
 
 class Request:
     def __init__(
         self,
         request_id: str,
-        kind: RequestKind,
+        task: Task,
         prompt_ids: list[int],
         sampling: SamplingParams | None = None,
         token_type_ids: list[int] | None = None,
@@ -57,7 +66,7 @@ class Request:
         if not prompt_ids:
             raise ValueError("a request needs at least one prompt token")
         self.request_id = request_id
-        self.kind = kind
+        self.task = task
         self.prompt_ids = list(prompt_ids)
         self.sampling = sampling if sampling is not None else SamplingParams()
         self.token_type_ids = token_type_ids
@@ -92,12 +101,11 @@ class Request:
 
     @property
     def finish_reason(self) -> str | None:
-        return self.finish_reason_of(self.status)
-
-    @staticmethod
-    def finish_reason_of(status: RequestStatus) -> str | None:
-        """`length`, `eos_token`, `stop_sequence`, `aborted`, `error`, `classified`, or None."""
-        return _FINISH_REASONS.get(status)
+        """`length`, `eos_token`, `stop_sequence`, `aborted`, `error`, `classified` or
+        `embedded` (a one-pass request's result is in), or None while unfinished."""
+        if self.status is RequestStatus.FINISHED_ONE_PASS:
+            return _ONE_PASS_REASONS[self.task]
+        return _FINISH_REASONS.get(self.status)
 
     def finish(self, status: RequestStatus, now: float, error: str | None = None) -> bool:
         """Enter a terminal state. The first reason sticks; later calls return False."""
@@ -112,5 +120,5 @@ class Request:
         return True
 
     def __repr__(self) -> str:
-        return (f"Request({self.request_id!r}, {self.kind.name}, {self.status.name}, "
+        return (f"Request({self.request_id!r}, {self.task.name}, {self.status.name}, "
                 f"slot={self.slot}, prompt={len(self.prompt_ids)}, out={len(self.output_ids)})")

@@ -19,16 +19,21 @@ from takeoff.triton.platform import wheel_misfit
 logger = logging.getLogger("takeoff")
 
 
-def add_triton_command(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "triton", help="serve the same models through NVIDIA Triton (PyTriton)",
+def main(argv: list[str] | None = None) -> int:
+    """`takeoff triton ARGS` (the `takeoff.commands` entry point): the exit status."""
+    return run_triton(build_parser().parse_args(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="takeoff triton",
         description="Serve a generator, classifier and/or embedder as Triton models (one per "
                     "consumer group) over Triton's HTTP and gRPC APIs, with this server's "
                     "continuous batching behind them (docs/triton.md). Needs the [triton] extra. "
                     "Every flag can also be set with the TAKEOFF_* environment variable named "
                     "after it.")
     add_triton_arguments(parser)
-    parser.set_defaults(func=run_triton)
+    return parser
 
 
 def missing_requirement() -> str | None:
@@ -58,7 +63,7 @@ def run_triton(args: argparse.Namespace) -> int:
     if config.log_level != "debug":  # PyTriton logs every model's endpoints at INFO
         logging.getLogger("pytriton").setLevel(logging.WARNING)
     from kernels.loader import ModelLoadError
-    from takeoff.readers import load_readers
+    from takeoff.engine.readers import load_readers
     from takeoff.triton.server import TritonDeployment, check_ports_free
 
     try:
@@ -90,3 +95,7 @@ def _on_exit_signals(stop: threading.Event) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
-from takeoff.readers import CLASSIFY, EMBED, GENERATE, GroupInfo
+from scheduler.request import Task
+from takeoff.engine.readers import ReaderInfo
 from takeoff.triton.engine_link import EngineLink
 from takeoff.triton.parameters import decode_text, generate_body, refusing, single_pass_texts
 
@@ -39,17 +40,17 @@ class TritonModel:
 
 
 def triton_models(link: EngineLink) -> list[TritonModel]:
-    builders = {GENERATE: generator_model, CLASSIFY: classifier_model, EMBED: embedder_model}
+    builders = {Task.GENERATE: generator_model, Task.CLASSIFY: classifier_model,
+                Task.EMBED: embedder_model}
     return [builders[info.task](link, info) for info in link.groups().values()]
 
 
-def generator_model(link: EngineLink, info: GroupInfo) -> TritonModel:
+def generator_model(link: EngineLink, info: ReaderInfo) -> TritonModel:
     async def infer(requests):
         (request,) = requests  # without a batcher, Triton hands over one request at a time
         with refusing():
-            body = generate_body(_text(request), request.parameters,
-                                 link.config.max_new_tokens)
-            pieces = link.generate(body.text, body.sampling_params(), info.name,
+            body = generate_body(_text(request), request.parameters)
+            pieces = link.generate(body.text, body.sampling(), info.group,
                                    body.prompt_max_tokens)
             try:
                 async for piece in pieces:
@@ -57,17 +58,17 @@ def generator_model(link: EngineLink, info: GroupInfo) -> TritonModel:
             finally:
                 await pieces.aclose()  # ends the request at once if PyTriton stops reading
 
-    return TritonModel(info.name, [infer], [TEXT], [TEXT],
+    return TritonModel(info.group, [infer], [TEXT], [TEXT],
                        ModelConfig(batching=False, decoupled=True))
 
 
-def classifier_model(link: EngineLink, info: GroupInfo) -> TritonModel:
-    labels = link.labels(info.name)
+def classifier_model(link: EngineLink, info: ReaderInfo) -> TritonModel:
+    labels = link.labels(info.group)
 
     async def infer(requests):
         with refusing():
             texts = single_pass_texts(_raw_texts(requests), _parameters(requests))
-            rows, _ = await link.classify(texts, info.name)
+            rows = await link.classify(texts, info.group)
         probabilities = np.array(rows, dtype=np.float32)  # [num_texts, num_labels]
         names = np.array([[labels[i].encode()] for i in probabilities.argmax(axis=1)],
                          dtype=np.object_)  # [num_texts, 1]
@@ -75,25 +76,25 @@ def classifier_model(link: EngineLink, info: GroupInfo) -> TritonModel:
 
     outputs = [Tensor(name="probabilities", dtype=np.float32, shape=(len(labels),)),
                Tensor(name="label", dtype=bytes, shape=(1,))]
-    return TritonModel(info.name, [infer], [TEXT], outputs, _batching(info))
+    return TritonModel(info.group, [infer], [TEXT], outputs, _batching(info))
 
 
-def embedder_model(link: EngineLink, info: GroupInfo) -> TritonModel:
+def embedder_model(link: EngineLink, info: ReaderInfo) -> TritonModel:
     async def infer(requests):
         with refusing():
             texts = single_pass_texts(_raw_texts(requests), _parameters(requests))
-            vectors = await link.embed(texts, info.name)
+            vectors = await link.embed(texts, info.group)
         return _split(requests, embedding=np.array(vectors, dtype=np.float32))  # [num_texts, dim]
 
-    outputs = [Tensor(name="embedding", dtype=np.float32, shape=(link.embedding_dim(info.name),))]
-    return TritonModel(info.name, [infer], [TEXT], outputs, _batching(info))
+    outputs = [Tensor(name="embedding", dtype=np.float32, shape=(info.dimensions,))]
+    return TritonModel(info.group, [infer], [TEXT], outputs, _batching(info))
 
 
 def _text(request) -> str:
     return decode_text(request.data["text"][0])
 
 
-def _batching(info: GroupInfo) -> ModelConfig:
+def _batching(info: ReaderInfo) -> ModelConfig:
     # No queue delay: a request that finds the model idle runs at once; those that arrive while
     # a batch runs are batched together behind it.
     return ModelConfig(batching=True, max_batch_size=info.max_batch_size,

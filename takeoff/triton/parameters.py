@@ -3,11 +3,12 @@ refusal reaches the client.
 
 The generator's /generate fields arrive as Triton request parameters (gRPC `parameters={...}`, or
 the fields beside `text` in Triton's HTTP generate extension) and are validated by
-`GenerateStreamBody`, so every rule and message is /generate_stream's. Two differences, both
-because Triton has no other place to say it: a parameter the body does not know is refused rather
-than ignored, and `text`/`consumer_group` are refused as parameters (the text is the input tensor,
-the group is the Triton model). Triton parameters are scalars: `stop` is one sequence, and
-`json_schema` is JSON text.
+`GenerateStreamBody`, then resolved by the Engine for the reader it picks, exactly as
+/generate_stream's are: the same layered defaults, the same --max-new-tokens cap, the same
+messages. Two differences, both because Triton has no other place to say it: a parameter the body
+does not know is refused rather than ignored, and `text`/`consumer_group` are refused as
+parameters (the text is the input tensor, the group is the Triton model). Triton parameters are
+scalars: `stop` is one sequence, and `json_schema` is JSON text.
 
 PyTriton answers a failed request with `traceback.format_exception()` of whatever the callable
 raised, under gRPC status INTERNAL (HTTP 500): `Refused` has no traceback, so that text is one
@@ -20,8 +21,9 @@ from typing import Iterator
 
 from pydantic import ConfigDict, ValidationError
 
-from takeoff.errors import ApiError, bad_request
-from takeoff.schemas import GenerateStreamBody, first_mistake, text_field
+from takeoff.api.schemas import parse, text_field
+from takeoff.api.takeoff_schemas import GenerateStreamBody
+from takeoff.errors import ApiError, bad_request, validation_error
 
 NOT_PARAMETERS = {
     "text": "'text' is the model's input tensor, not a parameter",
@@ -64,14 +66,13 @@ def refusing() -> Iterator[None]:
         raise Refused(_bad_body(exc)) from None
 
 
-def generate_body(text: str, parameters: dict, max_new_tokens: int) -> GenerateParameters:
+def generate_body(text: str, parameters: dict) -> GenerateParameters:
     """The generator's request as /generate_stream would see it (raises ApiError or
-    ValidationError, for `refusing` to turn into Refused)."""
+    ValidationError, for `refusing` to turn into Refused); its `sampling()` goes to the Engine."""
     for name, reason in NOT_PARAMETERS.items():
         if name in parameters:
             raise bad_request(reason, name)
-    return GenerateParameters.model_validate({**parameters, "text": text},
-                                             context={"max_new_tokens": max_new_tokens})
+    return parse(GenerateParameters, {**parameters, "text": text})
 
 
 def single_pass_texts(raw_texts, parameters: dict) -> list[str]:
@@ -100,5 +101,4 @@ def _bad_body(exc: ValidationError) -> ApiError:
         name = str(error["loc"][0])
         known = ", ".join(n for n in GenerateParameters.model_fields if n not in NOT_PARAMETERS)
         return bad_request(f"'{name}' is not a parameter of this model; it takes {known}", name)
-    param, message = first_mistake(exc)
-    return bad_request(message, param)
+    return validation_error(exc)

@@ -25,7 +25,7 @@ from pytriton.utils.workspace import Workspace
 
 from takeoff.app import build_runner
 from takeoff.config import ServerConfig
-from takeoff.readers import Reader
+from takeoff.engine.readers import Reader
 from takeoff.triton.engine_link import EngineLink
 from takeoff.triton.models import triton_models
 from takeoff.triton.options import TritonOptions

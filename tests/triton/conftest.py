@@ -52,7 +52,7 @@ def deploy(tmp_path_factory, tiny_t5_dir, tiny_classifier_dir, tiny_embedder_dir
     `while_starting(deployment)` is called just before it starts."""
     from takeoff.app import build_runner
     from takeoff.config import ServerConfig
-    from takeoff.readers import load_readers
+    from takeoff.engine.readers import load_readers
     from takeoff.triton.options import TritonOptions
     from takeoff.triton.server import TritonDeployment
 
