@@ -23,6 +23,13 @@ once: its slot is free for the very next schedule, and reported in that step's `
 A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
 queue").
 
+Beam search (num_beams = k > 1): the request holds k slots, one per beam, taken all at once
+when the oldest waiting request is this one and k are free (policy.prefill_group); one that
+needs more slots than the reader has fails when added. Each of its beams decodes every step (k
+tokens of the budget); each step's candidates go to its BeamSearch (scheduler/beams.py), whose
+choice of how the beams go on is the next schedule's `beam_steps`. Its text comes at the end,
+all at once: `sequences` holds the returned hypotheses, and an abort frees all k slots.
+
 The rules a caller keeps (EngineCore.step does, and tests/unit/test_core.py holds them):
 - `schedule()` and `update()` alternate: every `schedule()` is followed by exactly one
   `update()` with that step's output before the next `schedule()`, even when the step was empty
@@ -43,8 +50,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from scheduler.beams import BeamSearch
 from scheduler.detokenizer import IncrementalDetokenizer
-from scheduler.output import ClassifyInput, PrefillInput, RunnerOutput, SchedulerOutput
+from scheduler.output import (BeamCandidates, ClassifyInput, PrefillInput, RunnerOutput,
+                              SchedulerOutput)
 from scheduler.policy import prefill_group
 from scheduler.request import Request, RequestKind, RequestStatus
 from scheduler.slots import SlotPool
@@ -86,10 +95,13 @@ class Scheduler:
         # Insertion-ordered dicts: FIFO queues with O(1) removal on abort.
         self._waiting_generate: dict[str, Request] = {}
         self._waiting_classify: dict[str, Request] = {}
-        self._slot_owner: dict[int, Request] = {}  # running generations, in join order
+        self._running: dict[str, Request] = {}  # running generations, in join order
+        self._slot_owner: dict[int, Request] = {}  # the running generation in each slot in use
         self._classifying: dict[str, Request] = {}  # classifications scheduled, results due
         self._freed_slots: list[int] = []  # freed since the last schedule
-        self._expired: list[RequestOutput] = []  # timed out in schedule(), returned by update()
+        # Finished outside update() (timed out in schedule(), refused by add()): returned by
+        # the next update().
+        self._unreported: list[RequestOutput] = []
 
     # ---- counters -------------------------------------------------------------------------
     @property
@@ -98,7 +110,7 @@ class Scheduler:
 
     @property
     def num_running(self) -> int:
-        return len(self._slot_owner) + len(self._classifying)
+        return len(self._running) + len(self._classifying)
 
     @property
     def num_free_slots(self) -> int:
@@ -106,7 +118,7 @@ class Scheduler:
 
     @property
     def has_work(self) -> bool:
-        return bool(self.num_waiting or self.num_running or self._expired)
+        return bool(self.num_waiting or self.num_running or self._unreported)
 
     @property
     def has_waiting_classify(self) -> bool:
@@ -130,11 +142,16 @@ class Scheduler:
         if request.status is not RequestStatus.WAITING:
             raise ValueError("only a new, waiting request can be added")
         self._requests[request.request_id] = request
-        if request.kind is RequestKind.GENERATE:
-            request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
-            self._waiting_generate[request.request_id] = request
-        else:
+        if request.kind is not RequestKind.GENERATE:
             self._waiting_classify[request.request_id] = request
+        elif request.num_slots > self.config.max_num_seqs:
+            self._unreported += self.fail([request.request_id], (
+                f"num_beams {request.num_slots} needs {request.num_slots} KV slots at once; this "
+                f"reader has {self.config.max_num_seqs} (max_num_seqs)"))
+        else:
+            request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
+            request.beam = BeamSearch.of(request, self._decode)
+            self._waiting_generate[request.request_id] = request
 
     def abort(self, request_id: str, now: float | None = None) -> Request | None:
         """Finish a request as aborted, in whatever state it is. Returns it, or None when it is
@@ -175,16 +192,19 @@ class Scheduler:
         self._waiting_generate.pop(request.request_id, None)
         self._waiting_classify.pop(request.request_id, None)
         self._classifying.pop(request.request_id, None)
-        if request.slot is not None:
-            del self._slot_owner[request.slot]
-            self._slots.free(request.slot)
-            self._freed_slots.append(request.slot)
+        self._running.pop(request.request_id, None)
+        for slot in request.slots:
+            del self._slot_owner[slot]
+            self._slots.free(slot)
+            self._freed_slots.append(slot)
 
     # ---- schedule -------------------------------------------------------------------------
     def schedule(self, now: float | None = None) -> SchedulerOutput:
         now = _now(now)
-        self._expired.extend(self.expire(now))
-        output = SchedulerOutput(decode_slots=list(self._slot_owner), freed_slots=self._freed_slots)
+        self._unreported.extend(self.expire(now))
+        output = SchedulerOutput(decode_slots=list(self._slot_owner), freed_slots=self._freed_slots,
+                                 beam_steps=[r.beam.pending for r in self._running.values()
+                                             if r.beam is not None and r.beam.pending])
         self._freed_slots = []
         budget = self.config.max_num_batched_tokens - len(output.decode_slots)
         budget = self._admit_classify(output, budget, now)
@@ -210,10 +230,11 @@ class Scheduler:
         for request in chosen:
             del self._waiting_generate[request.request_id]
             self._start(request, now)
-            request.slot = self._slots.allocate()
-            self._slot_owner[request.slot] = request
-            output.prefill.append(
-                PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling))
+            request.slots = [self._slots.allocate() for _ in range(request.num_slots)]
+            self._slot_owner.update((slot, request) for slot in request.slots)
+            self._running[request.request_id] = request
+            output.prefill.append(PrefillInput(request.request_id, request.slot, request.prompt_ids,
+                                               request.sampling, request.slots[1:]))
 
     def _prefill_group(self, budget: int) -> list[Request]:
         num_free = self._slots.num_free
@@ -234,16 +255,15 @@ class Scheduler:
         """Apply one step's results; also returns the requests `schedule` found timed out.
         Requests aborted while the step ran are skipped."""
         now = _now(now)
-        outputs, self._expired = self._expired, []
+        outputs, self._unreported = self._unreported, []
         for item in scheduler_output.classify:
             request = self._classifying.get(item.request_id)
             if request is not None:
                 outputs.append(self._apply(request, runner_output, now))
         slots = [p.slot for p in scheduler_output.prefill] + scheduler_output.decode_slots
-        for slot in slots:
-            request = self._slot_owner.get(slot)
-            if request is not None:
-                outputs.append(self._apply(request, runner_output, now))
+        owners = {id(r): r for r in map(self._slot_owner.get, slots) if r is not None}
+        for request in owners.values():  # a beam search holds several of these slots
+            outputs.append(self._apply(request, runner_output, now))
         return outputs
 
     def _apply(self, request: Request, runner_output: RunnerOutput, now: float) -> RequestOutput:
@@ -252,6 +272,9 @@ class Scheduler:
         try:
             if request_id in runner_output.errors:
                 raise RuntimeError(runner_output.errors[request_id])
+            if request.beam is not None:
+                return self._advance_beams(request, runner_output.beam_candidates.get(request_id),
+                                           now)
             if request.kind is RequestKind.GENERATE:
                 return self._append_token(request, runner_output.next_token_ids.get(request_id),
                                           now)
@@ -295,6 +318,19 @@ class Scheduler:
         elif at_length:
             self._finish(request, RequestStatus.FINISHED_LENGTH, now)
         return RequestOutput(request, delta, request.is_finished, new_token=True)
+
+    def _advance_beams(self, request: Request, candidates: BeamCandidates | None,
+                       now: float) -> RequestOutput:
+        """One step of a beam search; when it ends, its best text goes out in one piece."""
+        if candidates is None:
+            raise RuntimeError("the generator gave no beam candidates")
+        request.first_token_time = request.first_token_time or now
+        request.beam.step(candidates)
+        if not request.beam.is_done:
+            return RequestOutput(request, "", False)
+        request.take_sequences(request.beam.results())
+        self._finish(request, request.sequences[0].status, now)
+        return RequestOutput(request, request.text, True)
 
 
 def _now(now: float | None) -> float:
