@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
@@ -41,6 +41,8 @@ class SystemResult:
     cpu_s: float = 0.0  # CPU seconds of this process (all threads): steadier than wall time
     kv_cache_bytes: int | None = None  # the engine's preallocated cache
     dtype: str = "float32"  # the weights' dtype (CTranslate2: its compute type)
+    # Beam searches: each request's returned hypotheses (scheduler.beams.BeamSequence), best first.
+    sequences: list[list] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:
@@ -142,7 +144,8 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
             bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
             observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
-                        time.process_time() - cpu_start, runner.kv_cache_bytes)
+                        time.process_time() - cpu_start, runner.kv_cache_bytes,
+                        sequences=[list(r.sequences) for r in submitted])
 
 
 class _ObservedRunner:
