@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm import tqdm
@@ -97,20 +97,22 @@ def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
 
 
 def warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
-    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
-    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
+    """Two requests of 4 tokens (their own other parameters kept, num_beams among them): each
+    system's first call pays for allocations and kernel choice."""
+    return [BenchRequest(r.prompt_ids, 4, params=replace(r.sampling, max_new_tokens=4, min_new_tokens=4))
+            for r in requests[:2]]
 
 
 def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
-            name: str) -> SystemResult:
-    """CTranslate2 translate_batch on the same static batches."""
+            name: str, beam_size: int = 1) -> SystemResult:
+    """CTranslate2 translate_batch on the same static batches (greedy, or beam_size beams)."""
     index = {token: i for i, token in enumerate(vocab)}
     outputs = []
     start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         longest = max(r.num_tokens for r in chunk)
         results = translator.translate_batch([[vocab[t] for t in r.prompt_ids] for r in chunk],
-                                             max_batch_size=batch_size, beam_size=1,
+                                             max_batch_size=batch_size, beam_size=beam_size,
                                              max_decoding_length=longest, min_decoding_length=longest)
         outputs += [[index[t] for t in res.hypotheses[0][:r.num_tokens]] for r, res in zip(chunk, results)]
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)

@@ -97,7 +97,7 @@ class ElasticKV:
         self.values[:, target] = self.values[:, source]
 
     def copy_rows(self, sources: list[int], targets: list[int]) -> None:
-        """Copy whole rows, every layer, in two ops; no target may be a source."""
+        """Copy whole rows, every layer, in two ops (the sources are read before any is written)."""
         source = torch.tensor(sources, device=self.k.device)
         target = torch.tensor(targets, device=self.k.device)
         self.keys[:, target] = self.keys[:, source]

@@ -253,7 +253,7 @@ class ModelRunner:
         in_beams = {i for _, beams in searches for i in beams}
         single = [i for i in range(len(states)) if i not in in_beams]
         tokens = {}
-        if single:
+        if single:  # before beam_candidates overwrites the logits
             chosen = choose_tokens(logits[single] if searches else logits, [states[i] for i in single],
                                    model.eos_token_id)
             for i, token in zip(single, chosen):

@@ -90,18 +90,24 @@ def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: i
     return tokens
 
 
-def process_logits(scores: torch.Tensor, states: list[SlotState], eos_token_id: int) -> None:
+def process_logits(scores: torch.Tensor, states: list[SlotState], eos_token_id: int,
+                   rows: list[int] | None = None) -> None:
     """Grammar masks, penalties and min_new_tokens, in place on scores [n, vocab] (logits, or a
-    beam search's log-probabilities), one row per state."""
-    constrained = [i for i, state in enumerate(states) if state.matcher is not None]
-    grammar_only = mask_logits(scores, constrained, [states[i].matcher for i in constrained])
-    apply_penalties(scores, states, eos_token_id)
+    beam search's log-probabilities): states[i]'s in row rows[i] (default: row i)."""
+    rows = list(range(len(states))) if rows is None else rows
+    constrained = [row for row, state in zip(rows, states) if state.matcher is not None]
+    matchers = [state.matcher for state in states if state.matcher is not None]
+    grammar_only = mask_logits(scores, constrained, matchers)
+    apply_penalties(scores, states, eos_token_id, rows)
     unban_grammar_tokens(scores, constrained, grammar_only)
 
 
-def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> None:
-    """Repetition penalty, no-repeat n-gram and min_new_tokens, in place on logits [n, vocab]."""
-    for i, state in enumerate(states):
+def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id: int,
+                    rows: list[int] | None = None) -> None:
+    """Repetition penalty, no-repeat n-gram and min_new_tokens, in place on logits [n, vocab]:
+    states[i]'s in row rows[i] (default: row i)."""
+    rows = list(range(len(states))) if rows is None else rows
+    for i, state in zip(rows, states):
         penalty = state.sampling.repetition_penalty
         if penalty != 1.0:
             seen = torch.tensor(state.token_ids, device=logits.device)
@@ -111,7 +117,7 @@ def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id:
         banned = state.banned_tokens()
         if banned:
             logits[i, list(banned)] = float("-inf")
-    suppress_eos = [i for i, s in enumerate(states) if s.num_generated < s.sampling.min_new_tokens]
+    suppress_eos = [i for i, s in zip(rows, states) if s.num_generated < s.sampling.min_new_tokens]
     if suppress_eos:
         logits[suppress_eos, eos_token_id] = float("-inf")
 
