@@ -23,12 +23,10 @@ once: its slot is free for the very next schedule, and reported in that step's `
 A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
 queue").
 
-Beam search (num_beams = k > 1): the request holds k slots, one per beam, taken all at once
-when the oldest waiting request is this one and k are free (policy.prefill_group); one that
-needs more slots than the reader has fails when added. Each of its beams decodes every step (k
-tokens of the budget); each step's candidates go to its BeamSearch (scheduler/beams.py), whose
-choice of how the beams go on is the next schedule's `beam_steps`. Its text comes at the end,
-all at once: `sequences` holds the returned hypotheses, and an abort frees all k slots.
+Beam search (num_beams = k): k slots taken at once (policy.prefill_group; more than the reader
+has: it fails when added), k decode tokens a step, its candidates taken by its BeamSearch
+(scheduler/beams.py), whose choice is the next schedule's `beam_steps`; its text comes in one
+piece at the end, its hypotheses in `sequences`; an abort frees all k slots.
 
 The rules a caller keeps (EngineCore.step does, and tests/unit/test_core.py holds them):
 - `schedule()` and `update()` alternate: every `schedule()` is followed by exactly one
@@ -56,7 +54,7 @@ from scheduler.output import (BeamCandidates, ClassifyInput, PrefillInput, Runne
                               SchedulerOutput)
 from scheduler.policy import prefill_group
 from scheduler.request import Request, RequestKind, RequestStatus
-from scheduler.slots import SlotPool
+from scheduler.slots import RunningTable
 
 QUEUE_TIMEOUT_MESSAGE = "timed out in queue"
 
@@ -90,15 +88,12 @@ class Scheduler:
     def __init__(self, config: SchedulerConfig, decode: Callable[[list[int]], str]) -> None:
         self.config = config
         self._decode = decode
-        self._slots = SlotPool(config.max_num_seqs)
+        self._running = RunningTable(config.max_num_seqs)  # generations holding slots
         self._requests: dict[str, Request] = {}  # every request not yet finished
         # Insertion-ordered dicts: FIFO queues with O(1) removal on abort.
         self._waiting_generate: dict[str, Request] = {}
         self._waiting_classify: dict[str, Request] = {}
-        self._running: dict[str, Request] = {}  # running generations, in join order
-        self._slot_owner: dict[int, Request] = {}  # the running generation in each slot in use
         self._classifying: dict[str, Request] = {}  # classifications scheduled, results due
-        self._freed_slots: list[int] = []  # freed since the last schedule
         # Finished outside update() (timed out in schedule(), refused by add()): returned by
         # the next update().
         self._unreported: list[RequestOutput] = []
@@ -110,11 +105,11 @@ class Scheduler:
 
     @property
     def num_running(self) -> int:
-        return len(self._running) + len(self._classifying)
+        return len(self._running.requests) + len(self._classifying)
 
     @property
     def num_free_slots(self) -> int:
-        return self._slots.num_free
+        return self._running.pool.num_free
 
     @property
     def has_work(self) -> bool:
@@ -128,7 +123,7 @@ class Scheduler:
         return self._requests.get(request_id)
 
     def request_in_slot(self, slot: int) -> Request | None:
-        return self._slot_owner.get(slot)
+        return self._running.owner.get(slot)
 
     @property
     def request_ids(self) -> list[str]:
@@ -192,20 +187,16 @@ class Scheduler:
         self._waiting_generate.pop(request.request_id, None)
         self._waiting_classify.pop(request.request_id, None)
         self._classifying.pop(request.request_id, None)
-        self._running.pop(request.request_id, None)
-        for slot in request.slots:
-            del self._slot_owner[slot]
-            self._slots.free(slot)
-            self._freed_slots.append(slot)
+        self._running.release(request)
 
     # ---- schedule -------------------------------------------------------------------------
     def schedule(self, now: float | None = None) -> SchedulerOutput:
         now = _now(now)
         self._unreported.extend(self.expire(now))
-        output = SchedulerOutput(decode_slots=list(self._slot_owner), freed_slots=self._freed_slots,
-                                 beam_steps=[r.beam.pending for r in self._running.values()
+        running = self._running
+        output = SchedulerOutput(decode_slots=list(running.owner), freed_slots=running.take_freed(),
+                                 beam_steps=[r.beam.pending for r in running.requests.values()
                                              if r.beam is not None and r.beam.pending])
-        self._freed_slots = []
         budget = self.config.max_num_batched_tokens - len(output.decode_slots)
         budget = self._admit_classify(output, budget, now)
         self._admit_prefill(output, budget, now)
@@ -230,14 +221,12 @@ class Scheduler:
         for request in chosen:
             del self._waiting_generate[request.request_id]
             self._start(request, now)
-            request.slots = [self._slots.allocate() for _ in range(request.num_slots)]
-            self._slot_owner.update((slot, request) for slot in request.slots)
-            self._running[request.request_id] = request
+            self._running.admit(request)
             output.prefill.append(PrefillInput(request.request_id, request.slot, request.prompt_ids,
                                                request.sampling, request.slots[1:]))
 
     def _prefill_group(self, budget: int) -> list[Request]:
-        num_free = self._slots.num_free
+        num_free = self._running.pool.num_free
         if not self._waiting_generate or not num_free:
             return []
         window = list(itertools.islice(self._waiting_generate.values(),
@@ -261,7 +250,7 @@ class Scheduler:
             if request is not None:
                 outputs.append(self._apply(request, runner_output, now))
         slots = [p.slot for p in scheduler_output.prefill] + scheduler_output.decode_slots
-        owners = {id(r): r for r in map(self._slot_owner.get, slots) if r is not None}
+        owners = {id(r): r for r in map(self._running.owner.get, slots) if r is not None}
         for request in owners.values():  # a beam search holds several of these slots
             outputs.append(self._apply(request, runner_output, now))
         return outputs
