@@ -68,8 +68,8 @@ def run_hf_beams(model, requests: list[BenchRequest], batch_size: int, name: str
         lengths = [r.num_tokens for r in chunk]
         minimum = MinNewTokensPerRow([n for n in lengths for _ in range(num_beams)], model.config.eos_token_id)
         with torch.inference_mode():
-            out = model.generate(input_ids.to(model.device), attention_mask=(input_ids != 0).long().to(model.device),
-                                 do_sample=False, num_beams=num_beams, max_new_tokens=max(lengths),
+            out = model.generate(input_ids.to(model.device),
+                                 attention_mask=(input_ids != 0).long().to(model.device), do_sample=False, num_beams=num_beams, max_new_tokens=max(lengths),
                                  logits_processor=[minimum],
                                  stopping_criteria=StoppingCriteriaList([MaxNewTokensPerRow(lengths, num_beams)]))
         outputs += [row[1:1 + n] for n, row in zip(lengths, out.tolist())]
@@ -83,7 +83,8 @@ def beam_report(workload: Workload, device: str) -> dict:
 
     generator = load_generator(workload.model_dir, device=device)
     requests = workload.requests[:NUM_REPLAYED]
-    max_len, input_len = max(r.num_tokens for r in workload.requests), max(len(r.prompt_ids) for r in workload.requests)
+    max_len = max(r.num_tokens for r in workload.requests)
+    input_len = max(len(r.prompt_ids) for r in workload.requests)
     num_slots = NUM_BEAMS * len(requests)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max_len, max_input_len=input_len)
     recorder = _MoveRecorder(runner)
@@ -125,8 +126,8 @@ class _MoveRecorder:
         with torch.inference_mode():
             for capacity, num_used, moves in self.steps:
                 kv.fit(capacity, num_used)
-                kept = [c for rows, parents in moves
-                        for c in follow([SlotState("", SamplingParams(), 1, [0], row=r) for r in rows], parents)[1]]
+                beams = [[SlotState("", SamplingParams(), 1, [0], row=row) for row in rows] for rows, _ in moves]
+                kept = [copy for states, (_, parents) in zip(beams, moves) for copy in follow(states, parents)[1]]
                 every = [(rows[p], row) for rows, parents in moves for p, row in zip(parents, rows)]
                 for way, copies in (("first child keeps the row", kept), ("every row copied", every)):
                     start = time.perf_counter()

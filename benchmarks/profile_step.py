@@ -5,10 +5,11 @@
 
 A runner holds `batch_size` sequences at decoder position `position` with `input_len` encoder
 tokens (with --num-beams k: `batch_size` beam searches of k beams, each step going on from the
-last one's k best candidates as the scheduler would); each of `repeats` decode steps is profiled. Ops are grouped into the step's parts; what
-the ops leave of the profiled step's wall time is Python, dispatch (the runner's bookkeeping, the
-sampling loop, building tensors) and the profiler's own cost per op, which makes profiled steps
-slower: step_ms is the median step without the profiler.
+last one's k best candidates as the scheduler would); each of `repeats` decode steps is
+profiled. Ops are grouped into the step's parts; what the ops leave of the profiled step's wall
+time is Python, dispatch (the runner's bookkeeping, the sampling loop, building tensors) and the
+profiler's own cost per op, which makes profiled steps slower: step_ms is the median step
+without the profiler.
 """
 from __future__ import annotations
 
@@ -147,8 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     result = profile_decode_step(args.model_dir, args.device, args.dtype, args.batch, args.position,
                                  args.input_len, num_beams=args.num_beams)
-    print(f"decode step ({args.dtype}, {args.threads} threads), batch {args.batch} x {args.num_beams} beams at position "
-          f"{args.position}, input {args.input_len}: {result['step_ms']:.1f} ms wall "
+    print(f"decode step ({args.dtype}, {args.threads} threads), batch {args.batch} x {args.num_beams} "
+          f"beams at position {args.position}, input {args.input_len}: {result['step_ms']:.1f} ms wall "
           f"({result['profiled_step_ms']:.1f} ms profiled)")
     for part, ms in result["ms_by_part"].items():
         print(f"  {part:<48}{ms:8.2f} ms")
