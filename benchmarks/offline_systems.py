@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from tqdm import tqdm
 
-from scheduler.request import Request, RequestKind
+from scheduler.request import Request, Task
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import Scheduler, SchedulerConfig
-from takeoff.core import EngineCore, Lane
+from takeoff.engine.core import EngineCore, Lane
 
 
 @dataclass
@@ -126,7 +126,7 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
     on_step(step, scheduler_output) sees what each step ran."""
     scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs,
                                           max_num_batched_tokens=max_num_batched_tokens,
-                                          queue_timeout_s=1e9),
+                                          max_classify_batch=1, queue_timeout_s=1e9),
                           decode=lambda ids: tokenizer.decode(ids, skip_special_tokens=True))
     core = EngineCore()
     observed = _ObservedRunner(runner, on_step)
@@ -138,7 +138,7 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
         while pending or core.has_work:
             while pending and pending[0][1].arrival_step <= observed.num_steps:
                 i, r = pending.pop(0)
-                submitted[i] = Request(str(i), RequestKind.GENERATE, r.prompt_ids, r.sampling,
+                submitted[i] = Request(str(i), Task.GENERATE, r.prompt_ids, r.sampling,
                                        eos_token_id=eos_token_id)
                 core.add(submitted[i], name, stream=False)
             before = sum(len(r.output_ids) for r in submitted if r is not None)

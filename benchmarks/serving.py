@@ -217,19 +217,25 @@ def hf_ratios(http: dict, hf_static: dict) -> dict:
 
 
 async def measure_engine(args, model_dir: Path, requests, prompts: list[str]) -> dict:
+    from scheduler.request import Task
+    from scheduler.sampling_params import SamplingRequest
     from takeoff.app import build_runner, build_runners
-    from takeoff.engine import Engine
-    from takeoff.readers import load_readers
+    from takeoff.engine.engine import Engine
+    from takeoff.engine.readers import load_readers
+
+    async def generate(prompt: str, request):
+        sampling = SamplingRequest.fixed(request.sampling)
+        async with engine.submit(Task.GENERATE, [prompt], sampling=sampling) as work:
+            return (await work.results())[0]
 
     config = server_config(args, model_dir, None, server_slots(args))
     readers = load_readers(config)
     engine = Engine(config, readers, build_runners(config, readers, build_runner))
     engine.start()
     try:
-        await engine.generate(prompts[0], requests[0].sampling)  # warm-up
+        await generate(prompts[0], requests[0])  # warm-up
         start = time.perf_counter()
-        results = await asyncio.gather(*(engine.generate(p, r.sampling)
-                                         for p, r in zip(prompts, requests)))
+        results = await asyncio.gather(*(generate(p, r) for p, r in zip(prompts, requests)))
         seconds = time.perf_counter() - start
     finally:
         await engine.stop()

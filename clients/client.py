@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 
-from clients.errors import RequestTimeoutError, TakeoffError, UnreachableError, error_for_status
+from clients.errors import error_for_status, translated_errors
 from clients.streams import ChatStream, TextStream
 
 DEFAULT_URL = "http://localhost:3000"
@@ -88,7 +87,7 @@ class TakeoffClient:
                         consumer_group: str | None = None) -> TextStream:
         """POST /generate_stream; an async iterator of text pieces (see `TextStream`)."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
-        return TextStream(self, "/generate_stream", request_body(text, **fields))
+        return TextStream(self._send, self.url, "/generate_stream", request_body(text, **fields))
 
     def chat_stream(self, messages: list[dict[str, str]], *, model: str | None = None,
                     max_tokens: int | None = None, temperature: float | None = None,
@@ -100,7 +99,7 @@ class TakeoffClient:
         fields = {"model": model, "max_tokens": max_tokens, "temperature": temperature,
                   "top_k": top_k}
         body.update({name: value for name, value in fields.items() if value is not None})
-        return ChatStream(self, "/v1/chat/completions", body)
+        return ChatStream(self._send, self.url, "/v1/chat/completions", body)
 
     async def classify(self, text: str | list[str] | list[list[str]],
                        consumer_group: str | None = None) -> dict[str, Any]:
@@ -154,21 +153,6 @@ class TakeoffClient:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._session = aiohttp.ClientSession(headers=headers)
         return self._session
-
-
-@contextlib.contextmanager
-def translated_errors(url: str) -> Iterator[None]:
-    """Turns aiohttp's and asyncio's exceptions into this package's typed errors."""
-    try:
-        yield
-    except TakeoffError:
-        raise
-    except asyncio.TimeoutError as error:
-        raise RequestTimeoutError(f"no answer from {url} in time") from error
-    except aiohttp.ClientConnectorError as error:
-        raise UnreachableError(f"cannot reach the server at {url} ({error.os_error})") from error
-    except aiohttp.ClientError as error:
-        raise UnreachableError(f"connection to {url} failed: {error}") from error
 
 
 class _SyncTextStream:

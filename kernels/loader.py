@@ -16,6 +16,7 @@ import torch
 from kernels.devices import DTYPE_CHOICES, resolve_dtype
 from kernels.linear import QUANTIZE_CHOICES, prepack_module, prepare_linears
 from kernels.t5 import T5Weights, t5_weights
+from scheduler.request import Task
 
 logger = logging.getLogger(__name__)
 
@@ -121,36 +122,22 @@ def load_classifier(path, device: str = "cpu", dtype: str = "float32") -> Classi
                            labels=labels, pad_token_id=int(pad_id))
 
 
-def model_kind(path) -> str:
-    """"generator", "classifier" or "embedder": what a model directory holds, from its files."""
+def model_task(path) -> Task:
+    """What a model directory's model does (a generator, a classifier, a sentence-transformers
+    embedder), from its files."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"model directory {path} does not exist (or is not a directory).")
     if (path / "modules.json").is_file():  # the sentence-transformers layout (kernels/embedder.py)
-        return "embedder"
+        return Task.EMBED
     path, config = _read_config(path, "model")
     if config.model_type in SEQ2SEQ_MODEL_TYPES:
-        return "generator"
+        return Task.GENERATE
     if any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
-        return "classifier"
+        return Task.CLASSIFY
     raise ModelLoadError(f"{path} holds a '{config.model_type}' model that is neither a T5-family "
                          f"generator, a sequence classifier, nor a sentence-transformers embedder "
                          f"(no modules.json).")
-
-
-def load_model(kind: str, path, device: str = "cpu", dtype: str = "float32",
-               quantize: str = "none") -> tuple[Any, str]:
-    """Load a model of `kind` (see model_kind); returns it and why it runs in its dtype.
-    `quantize` applies to a generator only."""
-    if kind == "generator":
-        model = load_generator(path, device, dtype, quantize)
-    elif kind == "classifier":
-        model = load_classifier(path, device, dtype)
-    else:
-        from kernels.embedder import load_embedder
-
-        model = load_embedder(path, device, dtype)
-    return model, model.dtype_reason
 
 
 def _read_config(path, role: str):

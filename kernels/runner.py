@@ -35,7 +35,7 @@ PREFILL_LENGTH_STEP = 16
 class ModelRunner:
     def __init__(self, generator: Seq2SeqModel | None = None, classifier: ClassifierModel | None = None,
                  max_num_seqs: int = 64, max_len: int = 256, max_input_len: int = 512,
-                 embedder=None):
+                 embedder=None, grammars: GrammarCompiler | None = None):
         self.generator, self.classifier, self.embedder = generator, classifier, embedder
         self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
         self.slots: dict[int, SlotState] = {}
@@ -43,7 +43,9 @@ class ModelRunner:
         self.cross_slots: list[list[int]] = []  # the slots whose sequences read each cross row
         self.beams: dict[str, BeamRows] = {}  # running beam searches, by request id
         self.cache: KVCache | None = None
-        self._grammars: GrammarCompiler | None = None
+        # The compiler the server checked each request's pattern with, off its event loop, so a
+        # prefill finds it in the cache; None: made on first use.
+        self._grammars = grammars
         if generator is not None:
             w = generator.weights
             with torch.inference_mode():
@@ -70,10 +72,11 @@ class ModelRunner:
             for slot in scheduler_output.freed_slots:
                 self._free(slot)
             self._follow_beams(scheduler_output.beam_steps)
-            if scheduler_output.classify:
+            if scheduler_output.one_pass:
                 start = time.perf_counter()
                 self._one_pass(scheduler_output, output)
-                output.step_seconds["classify"] = time.perf_counter() - start
+                kind = "embed" if self.embedder is not None else "classify"
+                output.step_seconds[kind] = time.perf_counter() - start
             matchers: dict = {}  # request id -> its grammar matcher (constrained requests)
             prefills = self._accepted(scheduler_output.prefill, output.errors, matchers)
             if prefills:
@@ -91,7 +94,7 @@ class ModelRunner:
 
     def _one_pass(self, scheduler_output: SchedulerOutput, output: RunnerOutput) -> None:
         """Classifications (a classifier) or embeddings (an embedder), in one forward pass."""
-        items = scheduler_output.classify
+        items = scheduler_output.one_pass
         if self.embedder is not None:
             from kernels.embedder import embed
 
@@ -275,8 +278,7 @@ class ModelRunner:
 
     @property
     def grammars(self) -> GrammarCompiler:
-        """Compiles the generator's regex / JSON-schema constraints (made on first use). The HTTP
-        layer compiles each request's pattern here first, so a bad one is a 400, not a failed step."""
+        """Compiles the generator's regex / JSON-schema constraints."""
         if self._grammars is None:
             self._grammars = GrammarCompiler.for_model(self._need(self.generator, "generator"))
         return self._grammars

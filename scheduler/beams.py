@@ -30,8 +30,8 @@ from typing import Callable
 
 from scheduler.detokenizer import IncrementalDetokenizer
 from scheduler.output import BeamCandidates, BeamStep
-from scheduler.request import RequestStatus
 from scheduler.sampling_params import SamplingParams
+from scheduler.status import FINISH_REASONS, RequestStatus
 
 NOT_A_SCORE = -1.0e9  # HF's mark of a beam or hypothesis that must not be chosen
 
@@ -52,11 +52,7 @@ class BeamSequence:
 
     @property
     def finish_reason(self) -> str | None:
-        return _REASONS.get(self.status)
-
-
-_REASONS = {RequestStatus.FINISHED_EOS: "eos_token", RequestStatus.FINISHED_STOP: "stop_sequence",
-            RequestStatus.FINISHED_LENGTH: "length"}
+        return FINISH_REASONS.get(self.status)
 
 
 @dataclass

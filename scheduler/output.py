@@ -6,13 +6,13 @@ belong to another request by the time a result is read.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from scheduler.sampling_params import SamplingParams
 
 
 @dataclass
-class ClassifyInput:
+class OnePassInput:
     """One forward pass with no slot: a classification, or an embedding on an embedder."""
     request_id: str
     token_ids: list[int]  # already tokenized and truncated, special tokens included
@@ -55,7 +55,7 @@ class BeamCandidates:
 @dataclass
 class SchedulerOutput:
     # One-pass requests to run this step: classifications or embeddings (no KV slot).
-    classify: list[ClassifyInput] = field(default_factory=list)
+    one_pass: list[OnePassInput] = field(default_factory=list)
     # New generations: encoder pass, cross-attention K/V into `slot`, and their first token.
     prefill: list[PrefillInput] = field(default_factory=list)
     # Slots already holding a sequence that need exactly one more token each (a beam search's
@@ -70,7 +70,7 @@ class SchedulerOutput:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.classify or self.prefill or self.decode_slots)
+        return not (self.one_pass or self.prefill or self.decode_slots)
 
     @property
     def num_prefill_tokens(self) -> int:
@@ -83,7 +83,7 @@ class SchedulerOutput:
     def request_ids(self) -> list[str]:
         """The requests whose results this step owes, except the decodes (the scheduler knows
         which request holds each decode slot)."""
-        return [c.request_id for c in self.classify] + [p.request_id for p in self.prefill]
+        return [c.request_id for c in self.one_pass] + [p.request_id for p in self.prefill]
 
 
 @dataclass
@@ -99,5 +99,17 @@ class RunnerOutput:
     # request_id -> why this request alone could not run (its input or output broke); the
     # others of the step have their results above.
     errors: dict[str, str] = field(default_factory=dict)
-    # Wall-clock seconds spent per kind of work this step ("classify", "prefill", "decode").
+    # Wall-clock seconds spent per kind of work this step ("classify" or "embed", "prefill",
+    # "decode").
     step_seconds: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: RunnerOutput) -> None:
+        """Take in the results of another run of part of the same step (EngineCore re-runs a
+        failed batch one request at a time): every per-request field, the seconds added up."""
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if item.name == "step_seconds":
+                for kind, seconds in theirs.items():
+                    mine[kind] = mine.get(kind, 0.0) + seconds
+            else:
+                mine.update(theirs)

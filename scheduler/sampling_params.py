@@ -1,11 +1,39 @@
-"""How one generation request wants its tokens chosen. Values arrive already checked (the
-HTTP edge validates requests, takeoff/schemas.py); this is plain data, except that the beam
-block refuses combinations the engine cannot run (a ValueError naming the field). The defaults
-here are Takeoff's (`/generate` with no sampling fields): the edge takes them from this class."""
+"""How one generation request wants its tokens chosen.
+
+`SamplingParams` is the resolved, plain data a request carries into the scheduler and the
+kernels; its defaults are Takeoff's (`/generate` with no sampling fields). It refuses only what
+no layer may ask for (a beam setting the engine cannot run), with a SamplingError naming the
+field.
+
+`SamplingRequest` is what a front end hands the engine before the reader is known: three layers
+of SamplingParams fields, each over the one before, resolved once the reader is picked:
+  1. `defaults`: the API's own (Takeoff's are SamplingParams'; OpenAI's differ),
+  2. the reader's defaults (`Reader.sampling_defaults`: its model's generation_config.json),
+  3. `explicit`: the fields the client set (pydantic's `model_fields_set`).
+The reader's cap on new tokens clamps a max_new_tokens that came from a default layer; one the
+client set above the cap is an error, as is a min_new_tokens above the resolved maximum.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+
+class SamplingError(ValueError):
+    """A request whose sampling fields contradict each other or the server's cap; `field` is
+    the name the client used for the field at fault (quoted in the message)."""
+
+    def __init__(self, message: str, field_name: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+    def renamed(self, names: Mapping[str, str]) -> SamplingError:
+        """The same error in the client's names (SamplingParams name -> the client's)."""
+        message = str(self)
+        for name, client_name in names.items():
+            message = message.replace(f"'{name}'", f"'{client_name}'")
+        return SamplingError(message, names.get(self.field, self.field))
 
 
 @dataclass(frozen=True)
@@ -33,17 +61,20 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if type(self.num_beams) is not int or self.num_beams < 1:
-            raise ValueError(f"num_beams must be an integer of at least 1, not {self.num_beams!r}")
+            raise SamplingError(f"'num_beams' must be an integer of at least 1, not "
+                                f"{self.num_beams!r}", "num_beams")
         if not 1 <= self.num_return_sequences <= self.num_beams:
-            raise ValueError(f"num_return_sequences must be 1..num_beams ({self.num_beams}), "
-                             f"not {self.num_return_sequences!r}")
+            raise SamplingError(f"'num_return_sequences' must be 1..'num_beams' ({self.num_beams}), "
+                                f"not {self.num_return_sequences!r}", "num_return_sequences")
         if not (isinstance(self.early_stopping, bool) or self.early_stopping == "never"):
-            raise ValueError(f"early_stopping must be true, false or \"never\", not {self.early_stopping!r}")
+            raise SamplingError(f"'early_stopping' must be true, false or \"never\", not "
+                                f"{self.early_stopping!r}", "early_stopping")
         if not math.isfinite(self.length_penalty):
-            raise ValueError(f"length_penalty must be a finite number, not {self.length_penalty!r}")
+            raise SamplingError(f"'length_penalty' must be a finite number, not "
+                                f"{self.length_penalty!r}", "length_penalty")
         if self.is_beam_search and not self.is_greedy:
-            raise ValueError("num_beams > 1 decodes greedily: beam sampling (top_k other than 1 "
-                             "with a temperature above 0) is not supported")
+            raise SamplingError("'num_beams' above 1 decodes greedily: beam sampling ('temperature' "
+                                "above 0 with 'top_k' other than 1) is not supported", "num_beams")
 
     @property
     def is_greedy(self) -> bool:
@@ -52,3 +83,51 @@ class SamplingParams:
     @property
     def is_beam_search(self) -> bool:
         return self.num_beams > 1
+
+
+FIELD_NAMES = frozenset(f.name for f in fields(SamplingParams))
+
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """A request's sampling in layers (SamplingParams field names throughout; see above)."""
+    explicit: Mapping[str, Any] = field(default_factory=dict)  # what the client set
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # the API's, over SamplingParams'
+    # SamplingParams field -> the client's name for it, for errors ("max_new_tokens": "max_tokens")
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.explicit) | set(self.defaults)) - FIELD_NAMES
+        if unknown:
+            raise ValueError(f"not SamplingParams fields: {sorted(unknown)}")
+
+    @classmethod
+    def fixed(cls, params: SamplingParams) -> SamplingRequest:
+        """Every field as `params` has it, as if the client had set them all."""
+        return cls({name: getattr(params, name) for name in FIELD_NAMES})
+
+    def resolve(self, reader_defaults: Mapping[str, Any], max_new_tokens: int) -> SamplingParams:
+        """The request's SamplingParams on a reader with these defaults and this cap on new
+        tokens. A default max_new_tokens of None means the cap. Raises SamplingError in the
+        client's names."""
+        values = {**self.defaults, **reader_defaults, **self.explicit}
+        wanted = values.get("max_new_tokens")
+        if "max_new_tokens" in self.explicit and wanted > max_new_tokens:
+            raise SamplingError(f"'{self.name('max_new_tokens')}' must be at most "
+                                f"{max_new_tokens} on this server", self.name("max_new_tokens"))
+        if wanted is None or wanted > max_new_tokens:
+            values["max_new_tokens"] = max_new_tokens
+        try:
+            params = SamplingParams(**values)
+        except SamplingError as exc:
+            raise exc.renamed(self.names) from None
+        if params.min_new_tokens > params.max_new_tokens:
+            raise SamplingError(f"'{self.name('min_new_tokens')}' must be at most "
+                                f"{self.name('max_new_tokens')} ({params.max_new_tokens})",
+                                self.name("min_new_tokens"))
+        return params
+
+    def name(self, field_name: str) -> str:
+        """The client's name for a SamplingParams field."""
+        return self.names.get(field_name, field_name)

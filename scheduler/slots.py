@@ -1,4 +1,6 @@
-"""KV-slot bookkeeping. A slot is an integer index into the runner's preallocated KV buffers."""
+"""KV-slot bookkeeping. A slot is the number a generation holds from its prefill to its end, at
+most `num_slots` at once; the runner keeps the sequence's state under it and maps it to a row of
+its KV cache (rows stay packed as slots come and go: kernels/runner.py)."""
 from __future__ import annotations
 
 import heapq
@@ -9,8 +11,8 @@ if TYPE_CHECKING:
 
 
 class SlotPool:
-    """A free list of `num_slots` integers. The lowest free slot is handed out first, so the
-    slots in use stay packed at the front of the KV buffers and reuse is predictable."""
+    """A free list of `num_slots` integers. The lowest free slot is handed out first, so reuse
+    is predictable."""
 
     def __init__(self, num_slots: int) -> None:
         if num_slots < 1:
@@ -40,9 +42,6 @@ class SlotPool:
         self._in_use.remove(slot)
         heapq.heappush(self._free, slot)
 
-    def is_used(self, slot: int) -> bool:
-        return slot in self._in_use
-
 
 class RunningTable:
     """The running generations and the KV slots they hold (one each; a beam search num_beams),
@@ -69,6 +68,10 @@ class RunningTable:
             del self.owner[slot]
             self.pool.free(slot)
             self._freed.append(slot)
+
+    @property
+    def has_freed(self) -> bool:
+        return bool(self._freed)
 
     def take_freed(self) -> list[int]:
         freed, self._freed = self._freed, []

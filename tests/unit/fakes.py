@@ -1,9 +1,13 @@
 """Stand-ins for the tokenizer and the model runner, so the scheduler is tested without a model."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scheduler.output import BeamCandidates, RunnerOutput, SchedulerOutput
-from scheduler.request import Request, RequestKind
+from scheduler.request import Request, Task
 from scheduler.sampling_params import SamplingParams
+from scheduler.scheduler import SchedulerConfig
+from takeoff.config import ServerConfig
 
 EOS = 1
 
@@ -73,7 +77,7 @@ class FakeRunner:
             if item.sampling.is_beam_search:
                 self.num_beams[item.request_id] = len(item.slots)
         out = RunnerOutput()
-        for item in so.classify:
+        for item in so.one_pass:
             out.probabilities[item.request_id] = [0.25, 0.75]
         slots = [s for p in so.prefill for s in p.slots] + so.decode_slots
         for request_id in dict.fromkeys(self.slot_owner[slot] for slot in slots):
@@ -102,6 +106,14 @@ class FakeRunner:
         return script[i]
 
 
+def scheduler_config(**overrides) -> SchedulerConfig:
+    """The server's defaults (takeoff/config.py), as the engine passes them, with overrides."""
+    return replace(SchedulerConfig(max_num_seqs=ServerConfig.max_num_seqs,
+                                   max_num_batched_tokens=ServerConfig.max_num_batched_tokens,
+                                   max_classify_batch=ServerConfig.max_classify_batch,
+                                   queue_timeout_s=ServerConfig.queue_timeout), **overrides)
+
+
 def step(scheduler, runner: FakeRunner, now: float = 1.0):
     """One engine step: schedule, run, update. Returns (scheduler_output, request_outputs)."""
     so = scheduler.schedule(now=now)
@@ -110,12 +122,17 @@ def step(scheduler, runner: FakeRunner, now: float = 1.0):
 
 def gen(request_id: str, num_prompt: int = 4, arrival_time: float = 0.0, **sampling) -> Request:
     sampling.setdefault("max_new_tokens", 100)
-    return Request(request_id, RequestKind.GENERATE, list(range(2, 2 + num_prompt)),
+    return Request(request_id, Task.GENERATE, list(range(2, 2 + num_prompt)),
                    SamplingParams(**sampling), eos_token_id=EOS, arrival_time=arrival_time)
 
 
 def cls(request_id: str, num_tokens: int = 4, arrival_time: float = 0.0) -> Request:
-    return Request(request_id, RequestKind.CLASSIFY, list(range(2, 2 + num_tokens)),
+    return Request(request_id, Task.CLASSIFY, list(range(2, 2 + num_tokens)),
+                   arrival_time=arrival_time)
+
+
+def embed(request_id: str, num_tokens: int = 4, arrival_time: float = 0.0) -> Request:
+    return Request(request_id, Task.EMBED, list(range(2, 2 + num_tokens)),
                    arrival_time=arrival_time)
 
 
