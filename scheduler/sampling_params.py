@@ -10,8 +10,10 @@ of SamplingParams fields, each over the one before, resolved once the reader is 
   1. `defaults`: the API's own (Takeoff's are SamplingParams'; OpenAI's differ),
   2. the reader's defaults (`Reader.sampling_defaults`: its model's generation_config.json),
   3. `explicit`: the fields the client set (pydantic's `model_fields_set`).
-The reader's cap on new tokens clamps a max_new_tokens that came from a default layer; one the
-client set above the cap is an error, as is a min_new_tokens above the resolved maximum.
+The reader's caps (new tokens, beams) clamp a value that came from a default layer; one the
+client set above a cap is an error, as is a min_new_tokens above the resolved maximum. A beam
+search decodes greedily unless the client set a sampling field (a default temperature is not a
+request to sample), and beam sampling is an error.
 """
 from __future__ import annotations
 
@@ -86,6 +88,7 @@ class SamplingParams:
 
 
 FIELD_NAMES = frozenset(f.name for f in fields(SamplingParams))
+SAMPLING_FIELDS = frozenset({"temperature", "top_k", "top_p"})  # what makes a request sample
 
 
 
@@ -107,18 +110,18 @@ class SamplingRequest:
         """Every field as `params` has it, as if the client had set them all."""
         return cls({name: getattr(params, name) for name in FIELD_NAMES})
 
-    def resolve(self, reader_defaults: Mapping[str, Any], max_new_tokens: int) -> SamplingParams:
-        """The request's SamplingParams on a reader with these defaults and this cap on new
-        tokens. A default max_new_tokens of None means the cap. Raises SamplingError in the
-        client's names."""
+    def resolve(self, reader_defaults: Mapping[str, Any], max_new_tokens: int,
+                beam_limit: tuple[int, str] | None = None) -> SamplingParams:
+        """The request's SamplingParams on a reader with these defaults, this cap on new tokens
+        (a default of None means the cap) and `beam_limit`: (the most beams, why; None: no
+        limit). Raises SamplingError in the client's names."""
         values = {**self.defaults, **reader_defaults, **self.explicit}
-        wanted = values.get("max_new_tokens")
-        if "max_new_tokens" in self.explicit and wanted > max_new_tokens:
-            raise SamplingError(f"'{self.name('max_new_tokens')}' must be at most "
-                                f"{max_new_tokens} on this server", self.name("max_new_tokens"))
-        if wanted is None or wanted > max_new_tokens:
-            values["max_new_tokens"] = max_new_tokens
         try:
+            self._cap(values, "max_new_tokens", max_new_tokens, "on this server")
+            if beam_limit is not None and "num_beams" in values:
+                self._cap(values, "num_beams", *beam_limit)
+            if values.get("num_beams", 1) > 1:
+                self._beam_defaults(values)
             params = SamplingParams(**values)
         except SamplingError as exc:
             raise exc.renamed(self.names) from None
@@ -127,6 +130,23 @@ class SamplingRequest:
                                 f"{self.name('max_new_tokens')} ({params.max_new_tokens})",
                                 self.name("min_new_tokens"))
         return params
+
+    def _cap(self, values: dict[str, Any], name: str, cap: int, why: str) -> None:
+        """Lower a default above `cap` (or None) to it; refuse the client's above it."""
+        wanted = values.get(name)
+        if name in self.explicit and wanted > cap:
+            raise SamplingError(f"'{name}' must be at most {cap} {why}", name)
+        if wanted is None or wanted > cap:
+            values[name] = cap
+
+    def _beam_defaults(self, values: dict[str, Any]) -> None:
+        """A beam search from the default layers' point of view: it decodes greedily unless the
+        client set a sampling field, and returns at most num_beams sequences."""
+        if not SAMPLING_FIELDS & self.explicit.keys():
+            values["top_k"] = 1
+        if "num_return_sequences" not in self.explicit:
+            values["num_return_sequences"] = min(values.get("num_return_sequences", 1),
+                                                 values["num_beams"])
 
     def name(self, field_name: str) -> str:
         """The client's name for a SamplingParams field."""
