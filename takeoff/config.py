@@ -66,6 +66,8 @@ class ServerConfig:
                                      "model's own limit)")
     max_new_tokens: int = option(512, "largest max_new_tokens a request may ask for; a default "
                                       "above it is lowered to it")
+    max_num_beams: int = option(8, "largest num_beams a request may ask for (a beam search holds "
+                                   "one KV slot per beam); a default above it is lowered to it")
     queue_timeout: float = option(60.0, "seconds a request may wait for a slot before it fails")
     api_key: str | None = option(None, "require 'Authorization: Bearer KEY' on every endpoint "
                                        "but /health")
@@ -93,7 +95,8 @@ class ServerConfig:
             raise ValueError("--config FILE names the readers: leave out --model, --classifier "
                              "and --embedder")
         for name in ("port", "max_num_seqs", "max_queue", "max_num_batched_tokens",
-                     "max_classify_batch", "max_input_len", "max_new_tokens", "max_body_bytes"):
+                     "max_classify_batch", "max_input_len", "max_new_tokens", "max_num_beams",
+                     "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag(name)} must be at least 1")
         for name in ("queue_timeout", "drain_timeout", "watchdog_timeout"):
