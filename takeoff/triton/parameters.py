@@ -21,7 +21,7 @@ from typing import Iterator
 
 from pydantic import ConfigDict, ValidationError
 
-from takeoff.api.schemas import parse, text_field
+from takeoff.api.schemas import BeamFields, parse, text_field
 from takeoff.api.takeoff_schemas import GenerateStreamBody
 from takeoff.errors import ApiError, bad_request, validation_error
 
@@ -99,6 +99,10 @@ def _bad_body(exc: ValidationError) -> ApiError:
     error = exc.errors(include_url=False)[0]
     if error["type"] == "extra_forbidden":
         name = str(error["loc"][0])
-        known = ", ".join(n for n in GenerateParameters.model_fields if n not in NOT_PARAMETERS)
+        # the decoding parameters first, beam search's (a base class's, so listed first by
+        # pydantic) after them
+        names = [n for n in GenerateParameters.model_fields if n not in NOT_PARAMETERS]
+        beam = set(BeamFields.model_fields)
+        known = ", ".join([n for n in names if n not in beam] + [n for n in names if n in beam])
         return bad_request(f"'{name}' is not a parameter of this model; it takes {known}", name)
     return validation_error(exc)
