@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm import tqdm
@@ -42,6 +42,8 @@ class SystemResult:
     cpu_s: float = 0.0  # CPU seconds of this process (all threads): steadier than wall time
     kv_cache_bytes: int | None = None  # the engine's preallocated cache
     dtype: str = "float32"  # the weights' dtype (CTranslate2: its compute type)
+    # Beam searches: each request's returned hypotheses (scheduler.beams.BeamSequence), best first.
+    sequences: list[list] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:
@@ -96,20 +98,22 @@ def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
 
 
 def warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
-    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
-    return [BenchRequest(r.prompt_ids, 4, lora_id=r.lora_id) for r in requests[:2]]
+    """Two requests of 4 tokens (their own other parameters kept, num_beams among them): each
+    system's first call pays for allocations and kernel choice."""
+    return [BenchRequest(r.prompt_ids, 4, params=replace(r.sampling, max_new_tokens=4, min_new_tokens=4),
+                         lora_id=r.lora_id) for r in requests[:2]]
 
 
 def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
-            name: str) -> SystemResult:
-    """CTranslate2 translate_batch on the same static batches."""
+            name: str, beam_size: int = 1) -> SystemResult:
+    """CTranslate2 translate_batch on the same static batches (greedy, or beam_size beams)."""
     index = {token: i for i, token in enumerate(vocab)}
     outputs = []
     start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         longest = max(r.num_tokens for r in chunk)
         results = translator.translate_batch([[vocab[t] for t in r.prompt_ids] for r in chunk],
-                                             max_batch_size=batch_size, beam_size=1,
+                                             max_batch_size=batch_size, beam_size=beam_size,
                                              max_decoding_length=longest, min_decoding_length=longest)
         outputs += [[index[t] for t in res.hypotheses[0][:r.num_tokens]] for r, res in zip(chunk, results)]
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
@@ -117,14 +121,14 @@ def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_si
 
 def run_takeoff(args, model_dir, requests: list[BenchRequest], dtype: str, quantize: str = "none",
                 adapters: dict | None = None, name: str = "takeoff engine") -> SystemResult:
-    """The engine on `requests`, after a warm-up, with one KV slot per request unless
-    args.max_num_seqs; `adapters` (name -> PEFT LoRA directory) are loaded first."""
+    """The engine on `requests`, after a warm-up, with one KV slot per sequence (num_beams per
+    request) unless args.max_num_seqs; `adapters` (name -> PEFT LoRA directory) are loaded first."""
     from kernels.loader import load_generator
     from kernels.lora_adapter import load_lora
     from kernels.runner import ModelRunner
 
     generator = load_generator(model_dir, device=args.device, dtype=dtype, quantize=quantize)
-    num_slots = args.max_num_seqs or len(requests)
+    num_slots = args.max_num_seqs or sum(r.sampling.num_beams for r in requests)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
                          max_input_len=max(len(r.prompt_ids) for r in requests), max_loras=len(adapters or {}))
     for lora_id, path in (adapters or {}).items():
@@ -161,7 +165,8 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
             bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
             observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
-                        time.process_time() - cpu_start, runner.kv_cache_bytes)
+                        time.process_time() - cpu_start, runner.kv_cache_bytes,
+                        sequences=[list(r.sequences) for r in submitted])
 
 
 class _ObservedRunner:

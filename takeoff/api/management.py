@@ -37,6 +37,8 @@ def reader_description(reader: Reader) -> dict:
     if reader.loras is not None:
         described["loras"] = [lora_description(a) for a in reader.loras.serving.values()]
         described["max_loras"] = reader.loras.max_loras
+    if info.beam_limit is not None:
+        described["max_num_beams"] = info.beam_limit[0]
     return described
 
 

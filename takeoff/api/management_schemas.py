@@ -51,6 +51,8 @@ class ReaderDescription(Answer):
     max_new_tokens: int | None = Field(None, description="a generator's cap")
     loras: list[LoraDescription] | None = Field(None, description="a generator's LoRA adapters")
     max_loras: int | None = Field(None, description="the most adapters a generator holds")
+    max_num_beams: int | None = Field(None, description="a generator's largest num_beams: "
+                                                        "--max-num-beams, or its KV slots if fewer")
 
 
 class ReaderGroups(RootModel[dict[str, list[ReaderDescription]]]):

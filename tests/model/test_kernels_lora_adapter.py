@@ -111,7 +111,7 @@ def test_the_runner_serves_on_after_refusing_bad_adapters(tiny_t5_dir, good_adap
     runner.add_lora(load_lora("good", good_adapter, generator))
     prompt = generator.tokenizer("Thanks for the clear sprint demo")["input_ids"]
     params = SamplingParams(max_new_tokens=8, min_new_tokens=8)
-    first = runner.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompt, params, "good")]))
+    first = runner.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompt, params, lora_id="good")]))
     bad = shutil.copytree(good_adapter, tmp_path / "bad")
     with_config(bad, target_modules=["query"])
     with pytest.raises(LoraError):
@@ -121,7 +121,7 @@ def test_the_runner_serves_on_after_refusing_bad_adapters(tiny_t5_dir, good_adap
     tokens = [first.next_token_ids["a"]] + next_tokens(runner, 7)
     alone = ModelRunner(generator, max_num_seqs=2, max_len=16, max_input_len=64)
     alone.add_lora(load_lora("good", good_adapter, generator))
-    start = alone.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompt, params, "good")]))
+    start = alone.execute(SchedulerOutput(prefill=[PrefillInput("a", 0, prompt, params, lora_id="good")]))
     assert tokens == [start.next_token_ids["a"]] + next_tokens(alone, 7)
     assert runner.lora_ids == ["good"]
 

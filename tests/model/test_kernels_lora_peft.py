@@ -143,7 +143,8 @@ class StepDriver:
 
         slot = next(s for s in range(self.runner.max_num_seqs) if s not in self.slot_of.values())
         self.slot_of[request_id] = slot
-        self.prefill.append(PrefillInput(request_id, slot, prompt_ids, SamplingParams(max_new_tokens=64), lora_id))
+        self.prefill.append(PrefillInput(request_id, slot, prompt_ids, SamplingParams(max_new_tokens=64),
+                                         lora_id=lora_id))
 
     def finish(self, request_id: str) -> None:
         self.freed.append(self.slot_of.pop(request_id))

@@ -33,7 +33,8 @@ def test_cli_writes_both_tasks_with_their_columns(tmp_path):
                 reader = csv.DictReader(f)
                 rows = list(reader)
             assert tuple(reader.fieldnames) == columns
-            assert rows and all(all(row[c] for c in columns) for row in rows)
+            # A criticism with nothing to name ("You're useless.") has no subject; every other cell is filled.
+            assert rows and all(all(row[c] for c in columns if c != "subject") for row in rows)
 
 
 def test_every_label_in_both_splits(data):
@@ -147,6 +148,14 @@ def test_every_template_fills_its_slots_and_appears_once():
             seen.add(template.lower())
 
 
+def test_every_label_is_defined_against_its_nearest_neighbour():
+    from recipes import template_data
+    definitions = template_data.label_definitions()
+    assert list(definitions) == list(LABELS) and len(template_data.read_yaml("labels.yaml")) == len(LABELS)
+    for label, definition in definitions.items():
+        assert definition["means"] and any(other in definition["not"] for other in LABELS if other != label), label
+
+
 def test_a_suggestion_never_names_the_person_it_is_addressed_to():
     rng = random.Random(5)
     for _ in range(200):
@@ -214,6 +223,27 @@ def test_a_rewrite_restates_only_the_problem_its_criticism_names(negative, item,
         if problem != "late":
             rest = answer.lower().replace(item, "")
             assert not any(word in rest for word in ("late", "on time", "timeline", "slip")), answer
+
+
+def test_no_constructive_side_is_garbled(data):
+    from takeoff.feedback.fluency import garbles
+    train, validation = data["rewrite"]
+    for row in train + validation:
+        assert not garbles(row["constructive"], row["negative"], row["context"]), row
+
+
+def test_a_fault_is_restated_in_the_criticisms_words_and_its_parts_stay_on_one_side(data):
+    from recipes.rewrite_checks import keeps_problem
+    train, validation = data["rewrite"]
+    with_fault = [row for row in train if row.get("problem") == "fault"]
+    assert 0.3 < len(with_fault) / sum(row["kind"] == "work" for row in train) < 0.7
+    for row in with_fault:
+        assert row["fault"] in row["negative"].lower() and row["fault"] in row["constructive"].lower(), row
+        assert keeps_problem(row["negative"], row["constructive"], row["subject"]), row
+    part = lambda fault: next(p for p in offline_fill.FAULTS.singular_parts + offline_fill.FAULTS.plural_parts  # noqa: E731
+                              if fault.startswith(p + " "))
+    train_parts = {part(row["fault"]) for row in with_fault}
+    assert not train_parts & {part(row["fault"]) for row in validation if row.get("problem") == "fault"}
 
 
 def test_a_criticism_with_nothing_to_name_is_answered_by_asking_what_would_help(data):

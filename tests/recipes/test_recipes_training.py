@@ -130,3 +130,50 @@ def test_the_picker_keeps_the_weights_that_rewrote_cleanest(tmp_path, monkeypatc
     assert [c["clean"] for c in summary["checkpoints"]] == [0.5, 1.0, 0.0]
     assert [c["stutter"] for c in summary["checkpoints"]] == [0.5, 0.0, 0.0]
     assert torch.equal(model.lm_head.weight, weights[1]) and model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()
+
+
+def test_bert2bert_starts_from_minilm_and_reloads_as_saved(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM, GenerationConfig
+
+    from recipes import warm_start
+    tokenizer, model = warm_start.bert2bert_from_minilm()
+    bert = BertModel.from_pretrained(warm_start.minilm_dir(), add_pooling_layer=False)
+    for name, weight in bert.state_dict().items():
+        if name.startswith("encoder.layer.0.attention") or name.startswith("embeddings.word"):
+            torch.testing.assert_close(model.encoder.state_dict()[name], weight)
+            torch.testing.assert_close(model.decoder.bert.state_dict()[name], weight)  # a copy, cross-attention new
+    assert "crossattention" in " ".join(n for n, _ in model.decoder.named_parameters())
+    train_rewriter.save(model, tokenizer, tmp_path, dict(family="bert2bert"))
+    config = GenerationConfig.from_pretrained(tmp_path)
+    assert (config.decoder_start_token_id, config.eos_token_id, config.pad_token_id) == (
+        tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path, dtype=torch.float32).eval()
+    enc = tokenizer(["The sprint demo was late again."], return_tensors="pt")
+    labels = tokenizer(["thanks for the sprint demo."], return_tensors="pt")["input_ids"][:, 1:]
+    with torch.no_grad():
+        expected = model.eval()(**enc, labels=labels).logits
+        actual = reloaded(**enc, labels=labels).logits
+    torch.testing.assert_close(actual, expected, atol=0.05, rtol=0.05)  # saved in fp16
+
+
+def test_bert2bert_targets_do_not_start_with_the_decoder_start_token():
+    from recipes import warm_start
+    tokenizer, _ = warm_start.bert2bert_from_minilm()
+    _, targets = train_rewriter.encode_pairs(tokenizer, PAIRS[:2], 64, 64)
+    assert targets[0][0] != tokenizer.cls_token_id and targets[0][-1] == tokenizer.sep_token_id
+
+
+def test_evaluation_decodes_as_the_saved_generation_config_says(tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from recipes.evaluate import decoding_of
+    texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
+    tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
+    model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
+    # A model whose config says nothing decodes greedily with the app's 6-token no-repeat block.
+    assert decoding_of(model) == dict(num_beams=1, no_repeat_ngram_size=6)
+    model.generation_config.update(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
+    train_rewriter.save(model, tokenizer, tmp_path, {})
+    reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert decoding_of(reloaded) == dict(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
+    assert decoding_of(reloaded, num_beams=1, length_penalty=None) == dict(num_beams=1, no_repeat_ngram_size=4)

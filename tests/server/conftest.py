@@ -128,7 +128,8 @@ def lora_dirs(tiny_t5_dir, tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def peft_greedy(tiny_t5_dir, lora_dirs):
     """peft_greedy(text, max_new_tokens, lora=None, **generate_options): the text of PEFT's
-    model for that adapter (`PeftModel.from_pretrained(base, dir).generate`), or of the base."""
+    model for that adapter (`PeftModel.from_pretrained(base, dir).generate`), or of the base;
+    greedy unless the options say num_beams (the best sequence of a beam search)."""
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer, T5ForConditionalGeneration
@@ -143,8 +144,8 @@ def peft_greedy(tiny_t5_dir, lora_dirs):
             models[lora] = model.eval()
         ids = tokenizer(text, return_tensors="pt").input_ids
         with torch.inference_mode():
-            out = models[lora].generate(input_ids=ids, do_sample=False, num_beams=1,
-                                        max_new_tokens=max_new_tokens, **options)
+            out = models[lora].generate(input_ids=ids, do_sample=False, max_new_tokens=max_new_tokens,
+                                        **{"num_beams": 1, **options})
         return tokenizer.decode(out[0], skip_special_tokens=True)
 
     return generate

@@ -1,6 +1,6 @@
 """`lora_id` on /generate and /generate_stream: requests of different adapters and of the base
 share the server's steps over real HTTP, and each gets the text of PEFT's model for its own
-adapter; an adapter the group does not have is a 404 naming it."""
+adapter (beam searches too); an adapter the group does not have is a 404 naming it."""
 from __future__ import annotations
 
 import asyncio
@@ -63,6 +63,17 @@ async def test_a_list_of_texts_runs_with_the_one_adapter_it_names(lora_server, h
                                   generate_body(PROMPTS[:2], "qv", return_metadata=True))
     assert status == 200
     assert body["text"] == [peft_greedy(t, MAX_NEW, "qv") for t in PROMPTS[:2]]
+
+
+async def test_a_beam_search_runs_with_its_adapter_beside_greedy_requests(lora_server, http, peft_greedy):
+    """Every beam of a search (beams fork as they go) keeps the request's adapter."""
+    jobs = [(PROMPTS[1], "all-rslora", 3), (PROMPTS[3], "qv", 1), (PROMPTS[1], None, 3), (PROMPTS[0], "qv", 2)]
+    answers = await asyncio.gather(*[generate(http, lora_server.url, generate_body(t, lora, num_beams=k))
+                                     for t, lora, k in jobs])
+    assert [status for status, _ in answers] == [200] * len(jobs)
+    texts = [body["text"] for _, body in answers]
+    assert texts == [peft_greedy(t, MAX_NEW, lora, num_beams=k) for t, lora, k in jobs]
+    assert texts[0] != texts[2]  # the same prompt and search, with and without the adapter
 
 
 @pytest.mark.parametrize("path", ["/generate", "/generate_stream"])
