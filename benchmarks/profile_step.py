@@ -88,7 +88,7 @@ def _running_batch(generator, batch_size: int, position: int, input_len: int, re
     max_len = position + 2 * repeats + 8  # warm-up, timed and profiled steps
     runner = ModelRunner(generator, max_num_seqs=batch_size, max_len=max_len, max_input_len=input_len)
     rng = random.Random(0)
-    vocab = generator.weights.embed.shape[0]
+    vocab = generator.vocab_size
     params = SamplingParams(max_new_tokens=max_len, min_new_tokens=max_len)
     prefill = [PrefillInput(str(i), i, [rng.randrange(3, vocab) for _ in range(input_len - 1)] + [1], params)
                for i in range(batch_size)]

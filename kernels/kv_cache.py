@@ -30,7 +30,9 @@ class StepBatch:
     rows: torch.Tensor  # [n] cache row of each sequence
     row_range: tuple[int, int] | None  # (first, stop) when the rows are consecutive: read by slicing
     positions: torch.Tensor  # [n] position of the token each sequence feeds in this step
-    self_bias: torch.Tensor  # [n, num_heads, 1, self capacity]: relative bias, -inf after own position
+    # [num_tables, n, num_heads or 1, 1, self capacity]: relative bias (one table per layer, or
+    # one for all), or none with absolute positions; -inf after each sequence's own position
+    self_bias: torch.Tensor
     cross_mask: torch.Tensor  # [n, 1, 1, cross capacity]: 0 on the input, -inf after it
 
 
@@ -107,7 +109,8 @@ class KVCache:
                                  device, dtype)
         self.cross_kv = ElasticKV(num_layers, num_rows, num_heads, d_kv, max_input_len,
                                   CROSS_CAPACITY_STEP, device, dtype)
-        self.bias_table = bias_table.to(device=device, dtype=dtype)  # [max_len, num_heads, max_len]
+        # [num_tables, max_len, num_heads or 1, max_len] (kernels.seq2seq.decoder_bias_table)
+        self.bias_table = bias_table.to(device=device, dtype=dtype)
 
     @property
     def nbytes(self) -> int:
@@ -148,7 +151,7 @@ class KVCache:
         first = rows[0]
         consecutive = rows == list(range(first, first + len(rows)))
         self_capacity, cross_capacity = self.self_kv.capacity, self.cross_kv.capacity
-        self_bias = self.bias_table.index_select(0, position_tensor)[:, :, None, :self_capacity]
+        self_bias = self.bias_table.index_select(1, position_tensor)[:, :, :, None, :self_capacity]
         lens = torch.tensor(input_lens, device=device)
         padding = torch.arange(cross_capacity, device=device)[None, :] >= lens[:, None]
         cross_mask = torch.zeros(padding.shape, dtype=self.bias_table.dtype, device=device)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from kernels import t5
+from kernels import seq2seq
 from kernels.classifier import classify
 from kernels.constrained import GrammarCompiler, GrammarError
 from kernels.kv_cache import KVCache
@@ -39,9 +39,13 @@ class ModelRunner:
         self.cache: KVCache | None = None
         self._grammars: GrammarCompiler | None = None
         if generator is not None:
+            if generator.max_target_len is not None and max_len > generator.max_target_len:
+                logger.info("max_len %d cut to the %d decoder positions of %s", max_len,
+                            generator.max_target_len, generator.path)
+                self.max_len = max_len = generator.max_target_len
             w = generator.weights
             with torch.inference_mode():
-                bias_table = t5.decoder_bias_table(w, max_len)
+                bias_table = seq2seq.decoder_bias_table(w, max_len)
                 # fp32 whatever the model's dtype: attention scores rounded to bf16 cost 6 points of
                 # agreement with Hugging Face (whose SDPA computes in fp32), and on CPU the
                 # single-query matmuls run about as fast in fp32 (12% more step time in bf16).
@@ -109,6 +113,8 @@ class ModelRunner:
             elif p.sampling.max_new_tokens > self.max_len:
                 errors[p.request_id] = (f"max_new_tokens {p.sampling.max_new_tokens} exceeds the "
                                         f"runner's max_len {self.max_len}")
+            elif self._bad_prefix(p) is not None:
+                errors[p.request_id] = self._bad_prefix(p)
             else:
                 try:
                     matchers[p.request_id] = self._matcher(p)
@@ -141,7 +147,7 @@ class ModelRunner:
         for i, p in enumerate(prefills):  # [batch, width], right-padded
             input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
         device = model.device
-        encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device),
+        encoded = seq2seq.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device),
                             between_layers)
         for p, length in zip(prefills, lengths):
             matcher = matchers.get(p.request_id)
@@ -154,7 +160,7 @@ class ModelRunner:
         self._fit_cache(between_layers)
         rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
         for i, layer in enumerate(model.weights.decoder):
-            keys, values = t5.cross_keys_values(model.weights, encoded, layer)
+            keys, values = seq2seq.cross_keys_values(model.weights, encoded, layer)
             self.cache.write_cross(i, rows, keys, values)
             if between_layers is not None:
                 between_layers()
@@ -193,7 +199,7 @@ class ModelRunner:
         batch = self.cache.step_batch([s.row for s in states], [s.position for s in states],
                                       [s.input_len for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
-        logits = t5.decode_step(model.weights, self.cache, batch, last_tokens,
+        logits = seq2seq.decode_step(model.weights, self.cache, batch, last_tokens,
                                 between_layers)  # [n, vocab]
         tokens = choose_tokens(logits, states, model.eos_token_id)
         for state, token in zip(states, tokens):
@@ -212,6 +218,20 @@ class ModelRunner:
         if p.sampling.regex is None and p.sampling.json_schema is None:
             return None
         return self.grammars.matcher(p.sampling.regex, p.sampling.json_schema)
+
+    def _bad_prefix(self, p: PrefillInput) -> str | None:
+        """Why this request's decoder prefix cannot be decoded, or None."""
+        prefix = p.sampling.decoder_prefix
+        if not prefix:
+            return None
+        if len(prefix) > p.sampling.max_new_tokens:
+            return f"the decoder prefix ({len(prefix)} tokens) is longer than max_new_tokens"
+        if p.sampling.regex is not None or p.sampling.json_schema is not None:
+            return "a decoder prefix cannot be combined with a regex or JSON schema constraint"
+        vocab_size = self._need(self.generator, "generator").vocab_size
+        if not all(0 <= token < vocab_size for token in prefix):
+            return f"the decoder prefix has token ids outside the vocabulary (0 to {vocab_size - 1})"
+        return None
 
     @staticmethod
     def _need(model, role: str):
