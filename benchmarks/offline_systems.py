@@ -25,6 +25,7 @@ class BenchRequest:
     num_tokens: int  # tokens this request wants, exactly
     arrival_step: int = 0  # engine driver: the step at which the request is submitted
     params: SamplingParams | None = None  # engine driver: other parameters than "exactly num_tokens"
+    stream: bool = False  # engine driver: the core hands over every text piece, not only the end
 
     @property
     def sampling(self) -> SamplingParams:
@@ -116,10 +117,11 @@ def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_si
 
 def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],
                max_num_seqs: int, max_num_batched_tokens: int = 4096, name: str = "engine",
-               on_step=None) -> SystemResult:
+               on_step=None, on_output=None) -> SystemResult:
     """Continuous batching: the server's own EngineCore.step() over the project's scheduler and
-    runner, with no server around them. Requests are submitted at their arrival_step;
-    on_step(step, scheduler_output) sees what each step ran."""
+    runner, with no server around them. Requests are submitted at their arrival_step (request i
+    has id str(i)); on_step(step, scheduler_output) sees what each step ran, on_output(output)
+    every EngineOutput the core hands over."""
     scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs,
                                           max_num_batched_tokens=max_num_batched_tokens,
                                           queue_timeout_s=1e9),
@@ -136,9 +138,11 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
                 i, r = pending.pop(0)
                 submitted[i] = Request(str(i), RequestKind.GENERATE, r.prompt_ids, r.sampling,
                                        eos_token_id=eos_token_id)
-                core.add(submitted[i], name, stream=False)
+                core.add(submitted[i], name, stream=r.stream)
             before = sum(len(r.output_ids) for r in submitted if r is not None)
-            core.step()
+            for output in core.step():
+                if on_output is not None:
+                    on_output(output)
             bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
             observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
