@@ -3,7 +3,8 @@
     python -m benchmarks.offline --json artifacts/offline.json [--workload long-prompt]
         [--dtype float32,bfloat16] [--threads 2] [--quick] [--skip-ct2]
 
-Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt) is a random model
+Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt;
+benchmarks/offline_families.py: marian, bart) is a random model
 answering seeded requests that each want an exact number of tokens. In every dtype asked for,
 Hugging Face static batching runs at the workload's batch sizes and then the engine (the
 server's EngineCore.step() over the scheduler and runner) in the same dtype; then the engine with
@@ -25,10 +26,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_engine, run_hf, warm_up
-from benchmarks.offline_workloads import WORKLOADS, Workload
+from benchmarks.offline_families import FAMILY_WORKLOADS
+from benchmarks.offline_workloads import T5_WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
 from kernels.devices import DTYPES
+
+WORKLOADS = {**T5_WORKLOADS, **FAMILY_WORKLOADS}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -54,7 +58,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the results here (and a .png chart next to it)")
     parser.add_argument("--workload", type=_names(WORKLOADS), default=list(WORKLOADS),
-                        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: both)")
+                        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--dtype", type=_names(DTYPES), default=["float32", "bfloat16"],
                         help="comma-separated dtypes of the HF and engine rows (default: float32,bfloat16)")
     parser.add_argument("--num-requests", type=int, help="default: the workload's (8 with --quick)")

@@ -72,25 +72,28 @@ def spread(count: int, bounds: tuple[int, int]) -> list[int]:
 def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> SystemResult:
     """Hugging Face generate on static batches: each batch runs until its longest request is done."""
     outputs = []
+    pad = model.config.pad_token_id
     start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         width = max(len(r.prompt_ids) for r in chunk)
-        input_ids = torch.tensor([r.prompt_ids + [0] * (width - len(r.prompt_ids)) for r in chunk])
+        input_ids = torch.tensor([r.prompt_ids + [pad] * (width - len(r.prompt_ids)) for r in chunk])
+        mask = torch.tensor([[1] * len(r.prompt_ids) + [0] * (width - len(r.prompt_ids)) for r in chunk])
         longest = max(r.num_tokens for r in chunk)
         with torch.inference_mode():
-            out = model.generate(input_ids.to(model.device), attention_mask=(input_ids != 0).long().to(model.device),
-                                 do_sample=False, max_new_tokens=longest, min_new_tokens=longest)
+            out = model.generate(input_ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
+                                 num_beams=1, max_new_tokens=longest, min_new_tokens=longest)
         outputs += [row[1:1 + r.num_tokens] for r, row in zip(chunk, out.tolist())]
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
 def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
-    """Hugging Face's T5 from `model_dir` in `dtype` on `device`, warmed up on `requests`."""
-    from transformers import T5ForConditionalGeneration
+    """Hugging Face's encoder-decoder (T5, BART, Marian, ...) from `model_dir` in `dtype` on
+    `device`, warmed up on `requests`."""
+    from transformers import AutoModelForSeq2SeqLM
 
     from kernels.devices import DTYPES
 
-    model = T5ForConditionalGeneration.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
     run_hf(model, warm_up(requests), 2, "warm-up")
     return model
 

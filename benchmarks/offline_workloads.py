@@ -54,7 +54,7 @@ def long_prompt(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> 
     return Workload("long-prompt", model_dir, requests, _batch_sizes((16, 48), num_requests), texts)
 
 
-WORKLOADS = {"flan-t5-small": flan_t5_small, "long-prompt": long_prompt}
+T5_WORKLOADS = {"flan-t5-small": flan_t5_small, "long-prompt": long_prompt}
 
 
 def english_words() -> list[str]:

@@ -124,7 +124,8 @@ def target_prefix_ids(tokenizer, text: str, max_new_tokens: int, eos_token_id: i
     prefix is part of the output)."""
     if not text:
         raise TargetPrefixError("target_prefix is empty")
-    ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # As target text: Marian's tokenizer has a SentencePiece model of its own for the target side.
+    ids = tuple(tokenizer(text_target=text, add_special_tokens=False)["input_ids"])
     if not ids:
         raise TargetPrefixError(f"target_prefix {text!r} encodes to no tokens")
     unknown = tokenizer.unk_token_id

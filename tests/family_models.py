@@ -7,16 +7,19 @@ words, min length), so tests decode each family as its authors configured it.
 """
 from __future__ import annotations
 
+import io
+import json
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (AutoModelForSeq2SeqLM, BartConfig, BertConfig, ElectraConfig, EncoderDecoderConfig,
                           EncoderDecoderModel, GenerationConfig, M2M100Config, MarianConfig, MBartConfig,
                           MT5Config, PegasusConfig, PreTrainedTokenizerFast, RobertaConfig, UMT5Config)
 
-from tests.tiny_models import CORPUS, build_wordpiece_tokenizer, teach_to_copy
+from tests.tiny_models import CORPUS, teach_to_copy
 
 # fairseq's order (BART, mBART, M2M100, NLLB): <s> 0, <pad> 1, </s> 2, <unk> 3; then language codes.
 FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -45,6 +48,36 @@ def build_fairseq_tokenizer(template: str = "$A </s>") -> PreTrainedTokenizerFas
                                    unk_token="<unk>", additional_special_tokens=LANGUAGES, model_max_length=128)
 
 
+def build_marian_tokenizer():
+    """opus-mt's layout: a MarianTokenizer with SentencePiece models of its own for the source and
+    the target side and one vocab.json over both (</s> 0, <unk> 1, <pad> last)."""
+    import sentencepiece
+    from transformers import MarianTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pieces = set()
+        for side in ("source", "target"):
+            proto = io.BytesIO()
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(CORPUS * 4), model_writer=proto, vocab_size=120, model_type="unigram",
+                eos_id=0, unk_id=1, pad_id=-1, bos_id=-1, character_coverage=1.0, minloglevel=2, num_threads=1)
+            Path(tmp, f"{side}.spm").write_bytes(proto.getvalue())
+            model = sentencepiece.SentencePieceProcessor(model_proto=proto.getvalue())
+            pieces |= {model.id_to_piece(i) for i in range(model.get_piece_size())}
+        vocab = ["</s>", "<unk>"] + sorted(pieces - {"</s>", "<unk>"}) + ["<pad>"]
+        Path(tmp, "vocab.json").write_text(json.dumps({piece: i for i, piece in enumerate(vocab)}))
+        with warnings.catch_warnings():  # it recommends sacremoses, which only its normaliser needs
+            warnings.simplefilter("ignore")
+            return MarianTokenizer(source_spm=f"{tmp}/source.spm", target_spm=f"{tmp}/target.spm",
+                                   vocab=f"{tmp}/vocab.json", model_max_length=128)
+
+
+def _marian(tokenizer, **options):
+    pad = tokenizer.pad_token_id
+    return _bart_like(MarianConfig, tokenizer, bos_token_id=None, eos_token_id=0, pad_token_id=pad,
+                      decoder_start_token_id=pad, **options)
+
+
 def _bart_like(config_class, tokenizer, **options):
     ids = dict(bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2)
     return AutoModelForSeq2SeqLM.from_config(config_class(vocab_size=len(tokenizer), **{**SMALL, **ids, **options}))
@@ -70,13 +103,25 @@ def _bert2bert(encoder_type: str, tokenizer):
 
 
 def _wordpiece():
-    tokenizer = build_wordpiece_tokenizer()
-    tokenizer.model_max_length = 128
-    tokenizer.eos_token, tokenizer.bos_token = "[SEP]", "[CLS]"  # what teach_to_copy ends spans with
-    return tokenizer
+    """BERT's uncased WordPiece over every word and character of the corpus, in sorted order (the
+    WordPiece trainer numbers tokens of equal count differently from run to run)."""
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = sorted({word for text in CORPUS
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))})
+    chars = sorted({char for word in words for char in word})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = specials + chars + [f"##{c}" for c in chars] + [w for w in words if len(w) > 1]
+    tok = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    # bos/eos: what the decoder starts with and teach_to_copy ends its spans with
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]",
+                                   model_max_length=128)
 
 
-# family -> (tokenizer builder, model builder, generation_config.json fields beyond the token ids)
+# family -> (tokenizer builder, model builder, generation_config.json fields beyond the token ids,
+# each a value or a function of the tokenizer)
 FAMILIES = {
     # bart-large-cnn's kind of settings: forced BOS, no repeated trigram, a minimum length.
     "bart": (lambda: build_fairseq_tokenizer("<s> $A </s>"), lambda t: _bart_like(BartConfig, t),
@@ -84,10 +129,10 @@ FAMILIES = {
     # mBART-50 translating into German: the target language code is forced first.
     "mbart": (build_fairseq_tokenizer, lambda t: _bart_like(MBartConfig, t, scale_embedding=True),
               dict(forced_eos_token_id=2)),
-    # opus-mt: <pad> is the decoder start and a bad word, SiLU, scaled embeddings.
-    "marian": (build_fairseq_tokenizer, lambda t: _bart_like(
-        MarianConfig, t, decoder_start_token_id=1, activation_function="swish", scale_embedding=True),
-        dict(bad_words_ids=[[1]], forced_eos_token_id=2, num_beams=4, max_length=512)),
+    # opus-mt: its tokenizer files; <pad> is the decoder start and a bad word; SiLU, scaled embeddings.
+    "marian": (build_marian_tokenizer, lambda t: _marian(t, activation_function="swish", scale_embedding=True),
+               dict(bad_words_ids=lambda t: [[t.pad_token_id]], forced_eos_token_id=0, num_beams=4,
+                    max_length=512)),
     "marian-untied": (build_fairseq_tokenizer, lambda t: _bart_like(
         MarianConfig, t, decoder_start_token_id=1, share_encoder_decoder_embeddings=False,
         tie_word_embeddings=False, scale_embedding=True), dict(bad_words_ids=[[1]])),
@@ -120,7 +165,7 @@ def save_tiny_family(path: Path, family: str, seed: int = 0, steps: int = 300, l
     with warnings.catch_warnings():  # EncoderDecoderModel warns about how its loss was once computed
         warnings.simplefilter("ignore", FutureWarning)
         teach_to_copy(model, tokenizer, steps=steps, lr=lr)
-    settings = dict(generation)
+    settings = {key: value(tokenizer) if callable(value) else value for key, value in generation.items()}
     if family in FORCED_LANGUAGE:
         settings["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(FORCED_LANGUAGE[family])
     config = model.config
