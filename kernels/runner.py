@@ -107,22 +107,25 @@ class ModelRunner:
         for p in prefills:
             if not 0 <= p.slot < self.max_num_seqs:
                 raise ValueError(f"slot {p.slot} is outside 0..{self.max_num_seqs - 1}")
-            if not 0 < len(p.prompt_ids) <= self.max_input_len:
-                errors[p.request_id] = (f"{len(p.prompt_ids)} input tokens; 1 to "
-                                        f"{self.max_input_len} allowed")
-            elif p.sampling.max_new_tokens > self.max_len:
-                errors[p.request_id] = (f"max_new_tokens {p.sampling.max_new_tokens} exceeds the "
-                                        f"runner's max_len {self.max_len}")
-            elif self._bad_prefix(p) is not None:
-                errors[p.request_id] = self._bad_prefix(p)
-            else:
+            reason = self._refusal(p)
+            if reason is None:
                 try:
                     matchers[p.request_id] = self._matcher(p)
                 except GrammarError as exc:
-                    errors[p.request_id] = str(exc)
-                    continue
+                    reason = str(exc)
+            if reason is None:
                 accepted.append(p)
+            else:
+                errors[p.request_id] = reason
         return accepted
+
+    def _refusal(self, p: PrefillInput) -> str | None:
+        """Why this runner cannot take the prefill, or None."""
+        if not 0 < len(p.prompt_ids) <= self.max_input_len:
+            return f"{len(p.prompt_ids)} input tokens; 1 to {self.max_input_len} allowed"
+        if p.sampling.max_new_tokens > self.max_len:
+            return f"max_new_tokens {p.sampling.max_new_tokens} exceeds the runner's max_len {self.max_len}"
+        return self._bad_prefix(p)
 
     def _prefill(self, prefills: list[PrefillInput], matchers: dict,
                  between_layers: Callable[[], None] | None = None) -> None:
