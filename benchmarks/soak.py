@@ -12,7 +12,8 @@ max_num_seqs + max_queue + --burst-excess generations arrives at once, so some m
 Per minute: calls answered, errors by status, abandoned calls, p99 latency of the calls that
 completed, and the server's RSS and KV slots in use at its end. At the end (after the last
 answers): slots still in use, and how long they took to reach 0. Targets: no 5xx, no slot in
-use at the end, RSS growth from minute 2 to the last below 5%. Writes JSON and a PNG plot.
+use at the end, RSS growth from minute 2 to the last below 5%, and from minute 5 (after the
+warm-up) below 1%. Writes JSON and a PNG plot.
 """
 from __future__ import annotations
 
@@ -117,9 +118,7 @@ def build_report(args, log: list[MinuteLog], drained: bool, slots: float | None,
     for m in minutes:
         for status, count in m["statuses"].items():
             statuses[status] = statuses.get(status, 0) + count
-    growth = None
-    if len(minutes) >= 3 and minutes[1]["rss_mb"] and minutes[-1]["rss_mb"]:
-        growth = (minutes[-1]["rss_mb"] - minutes[1]["rss_mb"]) / minutes[1]["rss_mb"]
+    growth, settled = rss_growth(minutes, 2), rss_growth(minutes, 5)
     num_5xx = sum(count for status, count in statuses.items() if status.startswith("5"))
     return {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
@@ -130,9 +129,19 @@ def build_report(args, log: list[MinuteLog], drained: bool, slots: float | None,
         "all_answered_before_drain_limit": drained,
         "slots_in_use_at_end": slots, "slots_zero_after_s": slots_zero_after_s,
         "rss_growth_minute_2_to_last": None if growth is None else round(growth, 4),
+        "rss_growth_minute_5_to_last": None if settled is None else round(settled, 4),
         "targets": {"no_5xx": num_5xx == 0, "no_slots_in_use_at_end": slots == 0,
-                    "rss_growth_below_5pct": None if growth is None else growth < 0.05},
+                    "rss_growth_below_5pct": None if growth is None else growth < 0.05,
+                    "rss_growth_after_warm_up_below_1pct": None if settled is None
+                    else settled < 0.01},
     }
+
+
+def rss_growth(minutes: list[dict], start: int) -> float | None:
+    """RSS growth from the end of minute `start` to the last minute's, as a fraction."""
+    if len(minutes) <= start or not minutes[start - 1]["rss_mb"] or not minutes[-1]["rss_mb"]:
+        return None
+    return (minutes[-1]["rss_mb"] - minutes[start - 1]["rss_mb"]) / minutes[start - 1]["rss_mb"]
 
 
 def print_summary(report: dict) -> None:
@@ -148,7 +157,8 @@ def print_summary(report: dict) -> None:
           f"statuses {totals['statuses']}, 5xx {totals['responses_5xx']}")
     print(f"slots in use at the end: {report['slots_in_use_at_end']} (0 after "
           f"{report['slots_zero_after_s']} s); RSS growth minute 2 -> last: "
-          f"{report['rss_growth_minute_2_to_last']}; targets {report['targets']}")
+          f"{report['rss_growth_minute_2_to_last']}, minute 5 -> last: "
+          f"{report['rss_growth_minute_5_to_last']}; targets {report['targets']}")
 
 
 def plot(report: dict, path: Path) -> None:

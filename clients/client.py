@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import aiohttp
 
-from clients.errors import RequestTimeoutError, TakeoffError, UnreachableError, error_for_status
+from clients.errors import error_for_status, translated_errors
 from clients.streams import ChatStream, TextStream
 
 DEFAULT_URL = "http://localhost:3000"
@@ -71,9 +70,13 @@ class TakeoffClient:
                        repetition_penalty: float | None = None,
                        no_repeat_ngram_size: int | None = None, seed: int | None = None,
                        stop: str | list[str] | None = None, prompt_max_tokens: int | None = None,
+                       num_beams: int | None = None, length_penalty: float | None = None,
+                       early_stopping: bool | str | None = None,
+                       num_return_sequences: int | None = None,
                        return_metadata: bool | None = None,
                        consumer_group: str | None = None) -> dict[str, Any]:
-        """POST /generate; the server's answer: `{"text": ...}` (plus `metadata` when asked)."""
+        """POST /generate; the server's answer: `{"text": ...}` (plus `metadata` when asked).
+        With num_return_sequences n > 1 (beam search), each input's text is a list of n."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
         return await self._json("POST", "/generate", request_body(text, **fields))
 
@@ -84,11 +87,14 @@ class TakeoffClient:
                         repetition_penalty: float | None = None,
                         no_repeat_ngram_size: int | None = None, seed: int | None = None,
                         stop: str | list[str] | None = None,
-                        prompt_max_tokens: int | None = None,
+                        prompt_max_tokens: int | None = None, num_beams: int | None = None,
+                        length_penalty: float | None = None,
+                        early_stopping: bool | str | None = None,
                         consumer_group: str | None = None) -> TextStream:
-        """POST /generate_stream; an async iterator of text pieces (see `TextStream`)."""
+        """POST /generate_stream; an async iterator of text pieces (see `TextStream`); a beam
+        search's one piece is its best sequence."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
-        return TextStream(self, "/generate_stream", request_body(text, **fields))
+        return TextStream(self._send, self.url, "/generate_stream", request_body(text, **fields))
 
     def chat_stream(self, messages: list[dict[str, str]], *, model: str | None = None,
                     max_tokens: int | None = None, temperature: float | None = None,
@@ -100,7 +106,7 @@ class TakeoffClient:
         fields = {"model": model, "max_tokens": max_tokens, "temperature": temperature,
                   "top_k": top_k}
         body.update({name: value for name, value in fields.items() if value is not None})
-        return ChatStream(self, "/v1/chat/completions", body)
+        return ChatStream(self._send, self.url, "/v1/chat/completions", body)
 
     async def classify(self, text: str | list[str] | list[list[str]],
                        consumer_group: str | None = None) -> dict[str, Any]:
@@ -154,21 +160,6 @@ class TakeoffClient:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._session = aiohttp.ClientSession(headers=headers)
         return self._session
-
-
-@contextlib.contextmanager
-def translated_errors(url: str) -> Iterator[None]:
-    """Turns aiohttp's and asyncio's exceptions into this package's typed errors."""
-    try:
-        yield
-    except TakeoffError:
-        raise
-    except asyncio.TimeoutError as error:
-        raise RequestTimeoutError(f"no answer from {url} in time") from error
-    except aiohttp.ClientConnectorError as error:
-        raise UnreachableError(f"cannot reach the server at {url} ({error.os_error})") from error
-    except aiohttp.ClientError as error:
-        raise UnreachableError(f"connection to {url} failed: {error}") from error
 
 
 class _SyncTextStream:

@@ -1,8 +1,13 @@
 """Typed errors for the client: one class per kind of failure a caller may handle differently."""
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import json
+from typing import Iterator
+
+import aiohttp
 
 
 class TakeoffError(Exception):
@@ -107,3 +112,18 @@ def _parse_retry_after(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+@contextlib.contextmanager
+def translated_errors(url: str) -> Iterator[None]:
+    """Turns aiohttp's and asyncio's exceptions into this package's typed errors."""
+    try:
+        yield
+    except TakeoffError:
+        raise
+    except asyncio.TimeoutError as error:
+        raise RequestTimeoutError(f"no answer from {url} in time") from error
+    except aiohttp.ClientConnectorError as error:
+        raise UnreachableError(f"cannot reach the server at {url} ({error.os_error})") from error
+    except aiohttp.ClientError as error:
+        raise UnreachableError(f"connection to {url} failed: {error}") from error

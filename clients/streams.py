@@ -4,15 +4,15 @@ the server abort the request and free its slot."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
-from clients.errors import error_from_event
+from clients.errors import error_from_event, translated_errors
 from clients.sse import ServerSentEvent, SSEDecoder
 
-if TYPE_CHECKING:
-    from clients.client import TakeoffClient
+# TakeoffClient._send: (method, path, body, stream=...) -> the response once its status is good
+Send = Callable[..., Awaitable[aiohttp.ClientResponse]]
 
 
 class TextStream:
@@ -22,8 +22,9 @@ class TextStream:
     closes the connection, which makes the server abort the request and free its slot.
     """
 
-    def __init__(self, client: TakeoffClient, path: str, body: dict[str, Any]):
-        self._client = client
+    def __init__(self, send: Send, url: str, path: str, body: dict[str, Any]):
+        self._send = send
+        self._url = url
         self._path = path
         self._body = body
         self._response: aiohttp.ClientResponse | None = None
@@ -56,11 +57,9 @@ class TextStream:
             self._response = None
 
     async def _read(self) -> AsyncIterator[str]:
-        from clients.client import translated_errors
-
-        self._response = await self._client._send("POST", self._path, self._body, stream=True)
+        self._response = await self._send("POST", self._path, self._body, stream=True)
         decoder = SSEDecoder()
-        with translated_errors(self._client.url):
+        with translated_errors(self._url):
             async for chunk in self._response.content.iter_any():
                 for event in decoder.feed(chunk):
                     piece = self._piece(event)

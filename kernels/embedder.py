@@ -4,7 +4,7 @@ The layout: modules.json lists the modules in order: a Transformer (a Hugging Fa
 own directory, "" for the root), a Pooling module (its config.json names the pooling: cls, mean,
 max or mean_sqrt_len_tokens, several concatenated in that order) and optionally Normalize. We load
 the encoder with transformers' AutoModel from the local directory and pool as sentence-transformers
-does, so vectors match its `encode` (checked in tests/model/test_embedder.py).
+does, so vectors match its `encode` (checked in tests/model/test_kernels_embedder.py).
 """
 from __future__ import annotations
 

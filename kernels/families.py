@@ -125,7 +125,9 @@ def _t5(config) -> FamilySpec:
                          rms_norm=True, relative_bias=bias if per_layer else bias.replace("{i}", "0"),
                          final_norm=f"{side}.final_layer_norm")
 
-    tied = getattr(config, "scale_decoder_outputs", config.tie_word_embeddings)
+    # MT5's forward never scales its decoder output (its config says tied, whatever the file
+    # says); greedy tokens cannot tell, beam scores can.
+    tied = config.model_type != "mt5" and getattr(config, "scale_decoder_outputs", config.tie_word_embeddings)
     return FamilySpec(config.model_type, layout, stack("encoder"), stack("decoder"), lm_head="lm_head",
                       output_scale=config.d_model ** -0.5 if tied else 1.0,
                       num_buckets=config.relative_attention_num_buckets,

@@ -18,9 +18,10 @@ from kernels.generator import Seq2SeqModel, load_generator
 from kernels.linear import prepack_module
 from kernels.model_files import (UNBOUNDED_LENGTH, device_and_dtype, from_pretrained, load_tokenizer,
                                  read_config, tokenizer_limit)
+from scheduler.request import Task
 
 __all__ = ["ClassifierModel", "ModelLoadError", "Seq2SeqModel", "load_classifier", "load_generator",
-           "load_model", "model_kind"]
+           "model_task"]
 
 # Encoder families with a sequence-classification head that this server has reason to serve.
 CLASSIFIER_MODEL_TYPES = ("electra", "bert", "roberta", "xlm-roberta", "distilbert", "albert",
@@ -68,33 +69,19 @@ def load_classifier(path, device: str = "cpu", dtype: str = "float32") -> Classi
                            labels=labels, pad_token_id=int(pad_id))
 
 
-def model_kind(path) -> str:
-    """"generator", "classifier" or "embedder": what a model directory holds, from its files."""
+def model_task(path) -> Task:
+    """What a model directory's model does (a generator, a classifier, a sentence-transformers
+    embedder), from its files."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"model directory {path} does not exist (or is not a directory).")
     if (path / "modules.json").is_file():  # the sentence-transformers layout (kernels/embedder.py)
-        return "embedder"
+        return Task.EMBED
     path, config = read_config(path, "model")
     if any(name.endswith("ForSequenceClassification") for name in config.architectures or []):
-        return "classifier"
+        return Task.CLASSIFY
     if config.model_type in SUPPORTED_MODEL_TYPES:
-        return "generator"
+        return Task.GENERATE
     raise ModelLoadError(f"{path} holds a '{config.model_type}' model that is neither an encoder-decoder "
                          f"generator ({', '.join(SUPPORTED_MODEL_TYPES)}), a sequence classifier, nor a "
                          f"sentence-transformers embedder (no modules.json).")
-
-
-def load_model(kind: str, path, device: str = "cpu", dtype: str = "float32",
-               quantize: str = "none") -> tuple[Any, str]:
-    """Load a model of `kind` (see model_kind); returns it and why it runs in its dtype.
-    `quantize` applies to a generator only."""
-    if kind == "generator":
-        model = load_generator(path, device, dtype, quantize)
-    elif kind == "classifier":
-        model = load_classifier(path, device, dtype)
-    else:
-        from kernels.embedder import load_embedder
-
-        model = load_embedder(path, device, dtype)
-    return model, model.dtype_reason

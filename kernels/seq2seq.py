@@ -263,6 +263,9 @@ def decode_step(w: Seq2SeqWeights, cache: KVCache, batch, token_ids: torch.Tenso
     n, heads, head_dim = token_ids.shape[0], spec.num_heads, spec.head_dim
     x = embed(w.decoder_embedding, token_ids, batch.positions)  # [n, d_model]
 
+    def scaled_attend(q, keys, values, bias):
+        return attend(q, keys, values, bias, spec.attention_scale)
+
     def self_attention(i: int, layer: Layer, h: torch.Tensor) -> torch.Tensor:
         q, k, v = linear(h, layer.self_qkv).view(n, 3, heads, head_dim).unbind(1)  # each [n, heads, head_dim]
         cache.write_self(i, batch, k, v)
@@ -273,8 +276,7 @@ def decode_step(w: Seq2SeqWeights, cache: KVCache, batch, token_ids: torch.Tenso
 
     def cross_attention(i: int, layer: Layer, h: torch.Tensor) -> torch.Tensor:
         q = linear(h, layer.cross_q).view(n, heads, 1, head_dim)
-        keys, values = cache.read_cross(i, batch)  # [n, heads, cross capacity, head_dim]
-        attn = attend(q, keys, values, batch.cross_mask, spec.attention_scale)
+        attn = cache.attend_cross(i, batch, q, scaled_attend)  # [n, heads, 1, head_dim]
         return linear(attn.view(n, heads * head_dim).to(h.dtype), layer.cross_out)
 
     for i, layer in enumerate(w.decoder):

@@ -1,6 +1,7 @@
 """What both generators share: row cleaning, dedupe, shuffle, grouped split and CSV files.
 
-Classification rows have the columns `sentence,label`; rewrite rows `context,negative,constructive`.
+Classification rows have the columns `sentence,label`; rewrite rows `context,negative,constructive,subject`
+(the subject: what the criticism is about, so a measure can tell keeping it from keeping the problem).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 from pathlib import Path
 
 CLASSIFY_COLUMNS = ("sentence", "label")
-REWRITE_COLUMNS = ("context", "negative", "constructive")
+REWRITE_COLUMNS = ("context", "negative", "constructive", "subject")
 
 
 def normalise(text: str) -> str:

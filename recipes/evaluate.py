@@ -6,11 +6,15 @@ Classifier: accuracy, macro-F1 and binary critical/constructive accuracy on the 
 and on the hand-written test set, with confusion-matrix PNGs, and how the app reads the sentences
 (`takeoff.feedback.task.verdict`: the kind by probability mass, unsure below its threshold). Rewriter:
 share of rewrites the classifier labels constructive, echoes, how often the rewrite keeps the subject
-(reuses a content word of the input), breaks a word (writes one that is neither in the input nor
-English), stutters (says a short phrase twice in a row) or invents a claim (a time, deadline, number,
-name or event its input and context lack: `takeoff.feedback.claims`), with examples; on sets that give
-the subject (`paragraphs_handwritten.csv`), also how often the rewrite names it. Writes `metrics.json`
-into each model folder.
+(reuses a content word of the input), keeps the problem (reuses a content word of the input beyond its
+subject: the row's `subject` where the set gives one, else a guess), reads as garbled (a repeated
+trigram, a word said three times, a word of the prompt, an unfinished sentence:
+`takeoff.feedback.fluency`), breaks a word (writes one that is neither in the input nor English),
+stutters (says a short phrase twice in a row) or invents a claim (a time, deadline, number, name or
+event its input and context lack: `takeoff.feedback.claims`), with examples; on sets that give the
+subject (`paragraphs_handwritten.csv`), also how often the rewrite names it. The rewriter decodes as
+its generation_config.json says (`--num-beams`, `--no-repeat-ngram-size`, `--length-penalty` override
+it to compare settings). Writes `metrics.json` (or `--out-name`) into each model folder.
 
 `--real-dev DIR` also reads `real_feedback_dev.csv` and `real_rewrite_dev.jsonl` from DIR (the
 project's real development sets, in ../shared: read there, never copied, never trained on) and
@@ -24,15 +28,17 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5ForConditionalGeneration
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from recipes.datasets import read_csv
 from recipes.metrics import classification_report, confusion, plot_confusion
 from recipes.rewrite_checks import invented_claims, is_echo, rewrite_checks
 from recipes.train_classifier import predict
-from takeoff.feedback.api import REWRITE_SAMPLING, AnalyzedSentence, Feedback
+from recipes.warm_start import is_uncased
+from takeoff.feedback.coach import REWRITE_SAMPLING, AnalyzedSentence, Feedback
 from takeoff.feedback.sentences import split_sentences
 from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt, verdict
+from takeoff.feedback.truecase import restore_case
 
 HANDWRITTEN = Path(__file__).parent / "testset_handwritten.csv"
 # Critical sentences written by hand after the test set, to choose between rewriter settings;
@@ -50,16 +56,35 @@ ORIGINAL_EXAMPLE = dict(
     negative="Your performance over the past few months has been absolutely disappointing. It doesn't seem "
              "that you've put in any effort in improving your performance at all. I'm afraid that we will "
              "have to evaluate your position in this company if this continues.")
+def decoding_of(model, **overrides) -> dict:
+    """How the rewriter decodes: what its generation_config.json says (the server reads the same
+    file), with the app's 6-token no-repeat block for a model whose config sets none, and any
+    `overrides` that are not None (to compare settings)."""
+    config = model.generation_config
+    decoding = dict(num_beams=config.num_beams or 1, length_penalty=config.length_penalty,
+                    no_repeat_ngram_size=config.no_repeat_ngram_size or REWRITE_SAMPLING.no_repeat_ngram_size)
+    decoding.update({k: v for k, v in overrides.items() if v is not None})
+    if decoding["num_beams"] == 1:
+        decoding.pop("length_penalty")  # only beam search uses it
+    return decoding
+
+
 @torch.no_grad()
-def rewrite(model, tokenizer, rows: list[dict], max_new_tokens: int = 80, batch_size: int = 32) -> list[str]:
+def rewrite(model, tokenizer, rows: list[dict], max_new_tokens: int = 80, batch_size: int = 32,
+            decoding: dict | None = None) -> list[str]:
+    """Greedy or beam rewrites of `rows` (`decoding_of(model)` unless given); an uncased model's text
+    is written as English again (`truecase.restore_case`)."""
+    decoding = decoding or decoding_of(model)
+    uncased = is_uncased(tokenizer)
     outputs = []
     for start in range(0, len(rows), batch_size):
-        prompts = [rewrite_prompt(r["context"], r["negative"]) for r in rows[start:start + batch_size]]
+        batch = rows[start:start + batch_size]
+        prompts = [rewrite_prompt(r["context"], r["negative"]) for r in batch]
         enc = tokenizer(prompts, truncation=True, max_length=256, padding=True, return_tensors="pt")
-        # The settings the web app's /v1/feedback/improve decodes with: greedy, no repeated 6-token run.
-        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                             no_repeat_ngram_size=REWRITE_SAMPLING.no_repeat_ngram_size)
-        outputs += tokenizer.batch_decode(ids, skip_special_tokens=True)
+        ids = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                             max_new_tokens=max_new_tokens, do_sample=False, **decoding)
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        outputs += [restore_case(t, r["negative"], r["context"]) if uncased else t for t, r in zip(texts, batch)]
     return outputs
 
 
@@ -98,7 +123,8 @@ def rewrite_set_figures(rows: list[dict], outputs: list[str], labels: list[str],
     figures = dict(
         num_inputs=n, constructive_share=round(sum(kind_of(l) == "constructive" for l in labels) / n, 4),
         num_echoes=sum(is_echo(r["negative"], o) for r, o in zip(rows, outputs)),
-        keep_subject_share=round(sum(checks["keep"]) / n, 4), broken_word_share=round(sum(checks["broken"]) / n, 4),
+        keep_subject_share=round(sum(checks["keep"]) / n, 4), keep_problem_share=round(sum(checks["problem"]) / n, 4),
+        garbled_share=round(sum(checks["garbled"]) / n, 4), broken_word_share=round(sum(checks["broken"]) / n, 4),
         stutter_share=round(sum(checks["stutter"]) / n, 4), invented_claim_share=round(sum(checks["invented"]) / n, 4),
         num_distinct_outputs=len(set(outputs)))
     if "subject" in rows[0]:
@@ -110,7 +136,8 @@ def rewrite_set_figures(rows: list[dict], outputs: list[str], labels: list[str],
     return figures
 
 
-def improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, rows: list[dict]) -> tuple[list[str], list[bool]]:
+def improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, rows: list[dict],
+                         decoding: dict | None = None) -> tuple[list[str], list[bool]]:
     """(improved text, left unchanged) per row, as /v1/feedback/improve makes it: each sentence read by
     `verdict`, those the app rewrites (`Feedback.needs_rewrite`) rewritten on their own, the others
     kept, the separators kept."""
@@ -123,34 +150,35 @@ def improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, ro
             AnalyzedSentence(s.text, s.start, s.end, v.label, v.score, v.kind, v.unsure) for s, v in zip(sentences, readings)]))
     todo = [(i, j) for i, f in enumerate(feedbacks) for j in range(len(f.sentences)) if f.needs_rewrite(j)]
     inputs = [dict(context=feedbacks[i].prompt_context, negative=feedbacks[i].sentences[j].text) for i, j in todo]
-    rewritten = {key: o.strip() for key, o in zip(todo, rewrite(generator, gen_tokenizer, inputs)) if o.strip()}
+    rewritten = {key: o.strip() for key, o in zip(todo, rewrite(generator, gen_tokenizer, inputs, decoding=decoding)) if o.strip()}
     outputs = ["".join(f.separator_before(j) + rewritten.get((i, j), s.text) for j, s in enumerate(f.sentences))
                for i, f in enumerate(feedbacks)]
     return outputs, [not any(i == k for k, _ in rewritten) for i in range(len(rows))]
 
 
 def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_dir: Path, num_rows: int,
-                     real_dev: Path | None = None) -> dict:
+                     real_dev: Path | None = None, decoding: dict | None = None, only: tuple[str, ...] = ()) -> dict:
     def critical_inputs(path: Path) -> list[dict]:
         return [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
                 for r in read_csv(path) if kind_of(r["label"]) == "critical"]
     sets = {"validation": read_csv(data_dir / "rewrite" / "validation.csv")[:num_rows],
             "handwritten": critical_inputs(HANDWRITTEN), "development": critical_inputs(DEVSET),
             "paragraphs": read_csv(PARAGRAPHS)}
+    sets = {name: rows for name, rows in sets.items() if not only or name in only}
     figures = {}
 
     def judged(outputs: list[str]) -> list[str]:
         return [LABELS[max(range(len(LABELS)), key=p.__getitem__)] for p in predict(classifier, cls_tokenizer, outputs)]
     for name, rows in sets.items():
-        outputs = rewrite(generator, gen_tokenizer, rows)
+        outputs = rewrite(generator, gen_tokenizer, rows, decoding=decoding)
         figures[name] = rewrite_set_figures(rows, outputs, judged(outputs), with_text=True)
     if real_dev:
         lines = (real_dev / REAL_DEV[1]).read_text(encoding="utf-8").splitlines()
         rows = [dict(context=r["context"], negative=r["feedback"], subject=r["subject"]) for r in map(json.loads, lines) if r]
-        outputs, unchanged = improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, rows)
+        outputs, unchanged = improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, rows, decoding)
         figures["real_dev"] = dict(rewrite_set_figures(rows, outputs, judged(outputs), with_text=False),
                                    left_unchanged_share=round(sum(unchanged) / len(rows), 4))
-    example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE])[0]
+    example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE], decoding=decoding)[0]
     figures["original_example"] = dict(ORIGINAL_EXAMPLE, rewrite=example)
     return figures
 
@@ -162,21 +190,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("data/offline"), help="folder the generator wrote")
     parser.add_argument("--num-rewrites", type=int, default=200, help="validation pairs to rewrite")
     parser.add_argument("--skip-rewriter", action="store_true")
+    parser.add_argument("--skip-classifier", action="store_true", help="measure the rewriter only (the classifier "
+                        "still judges its rewrites)")
     parser.add_argument("--real-dev", type=Path, help="folder with the real development sets (e.g. ../shared)")
+    parser.add_argument("--num-beams", type=int, help="decode with these instead of generation_config.json's")
+    parser.add_argument("--no-repeat-ngram-size", type=int)
+    parser.add_argument("--length-penalty", type=float)
+    parser.add_argument("--out-name", default="metrics.json", help="file name of the figures in each model folder")
+    parser.add_argument("--rewrite-sets", default="", help="comma-separated rewrite sets to measure (default: all), "
+                        "e.g. 'development' to choose decoding settings")
     args = parser.parse_args(argv)
     cls_tokenizer = AutoTokenizer.from_pretrained(args.classifier)
     classifier = AutoModelForSequenceClassification.from_pretrained(args.classifier, dtype=torch.float32).eval()
-    cls = classifier_figures(classifier, cls_tokenizer, args.classifier, args.data, args.real_dev)
-    (args.classifier / "metrics.json").write_text(json.dumps(cls, indent=2))
-    print(json.dumps(cls, indent=2))
+    if not args.skip_classifier:
+        cls = classifier_figures(classifier, cls_tokenizer, args.classifier, args.data, args.real_dev)
+        (args.classifier / args.out_name).write_text(json.dumps(cls, indent=2))
+        print(json.dumps(cls, indent=2))
     if args.skip_rewriter:
         return
     gen_tokenizer = AutoTokenizer.from_pretrained(args.rewriter)
-    generator = T5ForConditionalGeneration.from_pretrained(args.rewriter, dtype=torch.float32).eval()
-    rw = rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, args.data, args.num_rewrites,
-                          args.real_dev)
-    (args.rewriter / "metrics.json").write_text(json.dumps(rw, indent=2))
+    generator = AutoModelForSeq2SeqLM.from_pretrained(args.rewriter, dtype=torch.float32).eval()
+    decoding = decoding_of(generator, num_beams=args.num_beams, no_repeat_ngram_size=args.no_repeat_ngram_size,
+                           length_penalty=args.length_penalty)
+    rw = dict(rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, args.data, args.num_rewrites,
+                               args.real_dev, decoding, tuple(filter(None, args.rewrite_sets.split(",")))),
+              decoding=decoding)
+    (args.rewriter / args.out_name).write_text(json.dumps(rw, indent=2))
     print(json.dumps(rw, indent=2))
+    print_rewrite_table(rw)
+
+
+SHARES = ("constructive_share", "keep_subject_share", "keep_problem_share", "garbled_share", "invented_claim_share",
+          "names_subject_share", "left_unchanged_share", "broken_word_share", "stutter_share")
+
+
+def print_rewrite_table(figures: dict) -> None:
+    """One line per set: the shares the rewriter's targets are about."""
+    print("set".ljust(12) + "".join(name.removesuffix("_share")[:12].rjust(13) for name in SHARES))
+    for name, row in figures.items():
+        if isinstance(row, dict) and "num_inputs" in row:
+            print(name.ljust(12) + "".join(str(row.get(k, "")).rjust(13) for k in SHARES))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from recipes.datasets import dedupe, distribution, normalise, shuffled, write_split
 from recipes.offline_fill import SLOTS, Pools, fill, lower_first, pick_item, split_pools
-from recipes.offline_pairs import ITEMLESS_SHARE, NO_SUBJECT_SHARE, rewrite_pair
+from recipes.offline_pairs import FAULT_SHARE, ITEMLESS_SHARE, NO_SUBJECT_SHARE, rewrite_pair
 from takeoff.feedback.task import CRITICAL_LABELS, LABELS
 
 CRITICAL_OPENERS = ["Honestly, ", "Look, ", "To be frank, ", "{name}, ", "Seriously, ", "Well, ", "Again, "]
@@ -123,7 +123,7 @@ def classification_rows(pools: Pools, num_per_label: int, rng: random.Random) ->
 
 def generate(num_per_label: int, num_pairs: int, validation_fraction: float, seed: int,
              conduct_share: float = 0.0, itemless_share: float = ITEMLESS_SHARE,
-             no_subject_share: float = NO_SUBJECT_SHARE) -> dict:
+             no_subject_share: float = NO_SUBJECT_SHARE, fault_share: float = FAULT_SHARE) -> dict:
     """{'classification': (train, validation), 'rewrite': (train, validation)} as row dicts."""
     rng = random.Random(seed)
     pair_rng = random.Random(seed + 1)  # more or fewer sentences must not change the pairs
@@ -133,7 +133,7 @@ def generate(num_per_label: int, num_pairs: int, validation_fraction: float, see
     out = {}
     cls = [classification_rows(p, n, rng) for p, n in ((train_pools, num_per_label), (val_pools, num_val_per_label))]
     out["classification"] = [shuffled(dedupe(rows, ("sentence",))[0], seed) for rows in cls]
-    pairs = [[rewrite_pair(p, pair_rng, conduct_share, itemless_share, no_subject_share)
+    pairs = [[rewrite_pair(p, pair_rng, conduct_share, itemless_share, no_subject_share, fault_share)
               for _ in tqdm(range(n), desc="pairs", leave=False)]
              for p, n in ((train_pools, num_pairs), (val_pools, num_val_pairs))]
     out["rewrite"] = [shuffled(dedupe(rows, ("context", "negative"))[0], seed) for rows in pairs]
@@ -160,9 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-subject-share", type=float, default=NO_SUBJECT_SHARE,
                         help="share of rewrite pairs whose criticism names nothing ('You're useless.'), answered by "
                              "asking what would help")
+    parser.add_argument("--fault-share", type=float, default=FAULT_SHARE,
+                        help="share of work pairs whose criticism also says what is wrong with a part of the work "
+                             "('the totals don't add up'), restated in the same words by the answer "
+                             "(recipes/data/faults.yaml), so the rewriter keeps the problem, not only the subject")
     args = parser.parse_args(argv)
     data = generate(args.num_per_label, args.num_pairs, args.validation_fraction, args.seed, args.conduct_share,
-                    args.itemless_share, args.no_subject_share)
+                    args.itemless_share, args.no_subject_share, args.fault_share)
     for task, (train, validation) in data.items():
         write_split(args.out, task, train, validation)
         print(f"{task}: {len(train)} train, {len(validation)} validation -> {args.out / task}")

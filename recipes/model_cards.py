@@ -238,7 +238,7 @@ def _real_dev_line(real: dict) -> str:
 
 
 def _ngram() -> int:
-    from takeoff.feedback.api import REWRITE_SAMPLING
+    from takeoff.feedback.coach import REWRITE_SAMPLING
     return REWRITE_SAMPLING.no_repeat_ngram_size
 
 

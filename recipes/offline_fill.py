@@ -12,6 +12,7 @@ from recipes.rewrite_checks import content_words
 from takeoff.feedback.task import CRITICAL_LABELS, LABELS
 
 SLOTS, PARTS, CONDUCT = template_data.slots(), template_data.rewrite_parts(), template_data.conduct()
+FAULTS = template_data.faults()
 STOPWORDS = set("about after again also because been before being could does doing from have having here "
                 "into just more most much only other over same should some such than that their them then "
                 "there these they this those through under very were what when where which while will with "
@@ -26,6 +27,7 @@ class Pools:
     invented_items: list[str]
     conduct: dict             # "habits" -> (base, -ing form, goal); "habit" / "role" -> criticisms (conduct.yaml)
     no_subject: list[str]     # critical templates with no slot and nothing to name: "You're useless."
+    parts: dict               # "singular" / "plural" -> parts of a piece of work with a fault (faults.yaml)
 
 
 def article(noun: str) -> str:
@@ -81,8 +83,12 @@ def split_pools(seed: int, validation_fraction: float) -> tuple[Pools, Pools]:
     for kind, values in (("habits", CONDUCT.habits), ("habit", CONDUCT.habit_criticisms),
                          ("role", CONDUCT.role_criticisms)):
         val_conduct[kind], train_conduct[kind] = split_off(values, validation_fraction, rng)
-    return (Pools(train_places, train_templates, train_items, train_conduct, no_subject(train_templates)),
-            Pools(val_places, val_templates, val_items, val_conduct, no_subject(val_templates)))
+    train_parts, val_parts = {}, {}
+    for number, values in (("singular", FAULTS.singular_parts), ("plural", FAULTS.plural_parts)):
+        # Its own generator: parts added to faults.yaml leave the other splits alone.
+        val_parts[number], train_parts[number] = split_off(values, validation_fraction, random.Random(f"{seed}:{number}"))
+    return (Pools(train_places, train_templates, train_items, train_conduct, no_subject(train_templates), train_parts),
+            Pools(val_places, val_templates, val_items, val_conduct, no_subject(val_templates), val_parts))
 
 
 def no_subject(templates: dict) -> list[str]:

@@ -9,13 +9,17 @@ from __future__ import annotations
 import random
 import re
 
-from recipes.offline_fill import CONDUCT, PARTS, SLOTS, Pools, article, fill, lower_first, pick_item, sentence_case
+from recipes.offline_fill import (CONDUCT, FAULTS, PARTS, SLOTS, Pools, article, fill, lower_first, pick_item,
+                                  sentence_case)
 from takeoff.feedback.task import CRITICAL_LABELS
 
 # Share of a rewrite pair's second and third critical sentences that name no item (see follow_up).
 ITEMLESS_SHARE = 0.8
 # Share of rewrite pairs whose criticism names nothing at all (see no_subject_pair).
 NO_SUBJECT_SHARE = 0.05
+# Share of work pairs whose criticism also says what is wrong with a part of the work, in words the
+# answer repeats (see with_fault).
+FAULT_SHARE = 0.5
 # Critical labels whose sentences may name no problem: with no cue words, the answer asks what would help.
 NO_PROBLEM_LABELS = ("Personal Attack", "Threat")
 
@@ -36,7 +40,7 @@ def context_for(workplace, item: str | None, rng: random.Random) -> str:
 
 
 def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float, itemless_share: float,
-                 no_subject_share: float = 0.0) -> dict:
+                 no_subject_share: float = 0.0, fault_share: float = 0.0) -> dict:
     """A pair about a piece of work or, `conduct_share` of the time, about a habit (three in five) or
     about the person in their role ("call yourself a nurse?"), naming no work item; `no_subject_share`
     of the time a criticism with nothing to name ("You're useless.")."""
@@ -45,7 +49,7 @@ def rewrite_pair(pools: Pools, rng: random.Random, conduct_share: float, itemles
         return conduct_pair(pools, rng, about_habit=roll < 0.6 * conduct_share)
     if roll < conduct_share + no_subject_share and pools.no_subject:
         return no_subject_pair(pools, rng)
-    return work_pair(pools, rng, itemless_share)
+    return work_pair(pools, rng, itemless_share, fault_share)
 
 
 def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
@@ -69,7 +73,7 @@ def conduct_pair(pools: Pools, rng: random.Random, about_habit: bool) -> dict:
         answer = rng.choice(CONDUCT.role_rewrites)
     return dict(context=context_for(workplace, None, rng), negative=" ".join(clauses),
                 constructive=sentence_case(answer.format_map(values)), workplace=workplace.name, template=first,
-                item=base or role, kind="habit" if about_habit else "role")
+                item=base or role, kind="habit" if about_habit else "role", subject="" if about_habit else role)
 
 
 def follow_up(pools: Pools, rng: random.Random, label: str, item: str, itemless_share: float) -> str:
@@ -82,8 +86,10 @@ def follow_up(pools: Pools, rng: random.Random, label: str, item: str, itemless_
     return fill(rng.choice(templates)[0], rng, item)
 
 
-def work_pair(pools: Pools, rng: random.Random, itemless_share: float) -> dict:
-    """One to three critical clauses about one item, and a constructive answer about the same item."""
+def work_pair(pools: Pools, rng: random.Random, itemless_share: float, fault_share: float = 0.0) -> dict:
+    """One to three critical clauses about one item, and a constructive answer about the same item.
+    `fault_share` of them add, after the clause that names the item, a sentence that says what is wrong
+    with a part of it (faults.yaml), and the answer restates that fault in the same words."""
     workplace = rng.choice(pools.workplaces)
     # Invented items are half the pairs: the model can only get them right by copying.
     item = pick_item(rng, pools, workplace, invented_share=0.45)
@@ -93,10 +99,18 @@ def work_pair(pools: Pools, rng: random.Random, itemless_share: float) -> dict:
     first, issue = rng.choice(with_item)
     clauses = [fill(first, rng, item, issue)]
     clauses += [follow_up(pools, rng, label, item, itemless_share) for label in labels[1:]]
+    fault = None
+    if rng.random() < fault_share:
+        fault, remedy = fault_of(pools, item, rng)
+        clauses.insert(1, sentence_case(rng.choice(FAULTS.critical).format(fault=fault, Fault=fault[0].upper() + fault[1:])))
     negative = typed_casually(" ".join(clauses), item, rng)
-    constructive, problem = constructive_answer(negative, item, labels, rng)
+    if fault:
+        constructive, problem = fault_answer(item, fault, remedy, rng), "fault"
+    else:
+        constructive, problem = constructive_answer(negative, item, labels, rng)
     return dict(context=context_for(workplace, item, rng), negative=negative, constructive=constructive,
-                workplace=workplace.name, template=first, item=item, kind="work", problem=problem)
+                workplace=workplace.name, template=first, item=item, kind="work", problem=problem, subject=item,
+                fault=fault or "")
 
 
 def constructive_answer(negative: str, item: str, labels: list[str], rng: random.Random) -> tuple[str, str | None]:
@@ -113,8 +127,25 @@ def constructive_answer(negative: str, item: str, labels: list[str], rng: random
         return sentence_case(rng.choice(PARTS.connect_without_problem).format(ack=ack, ask=ask)), None
     ask = fill(rng.choice(PARTS.problems[problem].ask if rng.random() < 0.75 else PARTS.help), rng, item)
     obs = rng.choice(PARTS.problems[problem].restate)
-    answer = rng.choice(PARTS.connect).format(ack=ack, obs=obs, ask=ask, ask_lower=lower_first(ask))
+    answer = rng.choice(PARTS.connect).format(ack=ack, obs=obs, ask=ask)
     return sentence_case(answer), problem
+
+
+def fault_of(pools: Pools, item: str, rng: random.Random) -> tuple[str, str]:
+    """(fault, remedy): a part of the work and what is wrong with it ("the totals don't add up"), and
+    what to ask for ("check the totals again"). No part that shares its last word with the item."""
+    plural = rng.random() < 0.5
+    parts = [p for p in pools.parts["plural" if plural else "singular"] if p.split()[-1] not in item.lower()]
+    part, defect = rng.choice(parts), rng.choice(FAULTS.defects)
+    return f"{part} {defect.plural if plural else defect.singular}", defect.remedy.format(part=part)
+
+
+def fault_answer(item: str, fault: str, remedy: str, rng: random.Random) -> str:
+    """A constructive answer that restates the fault in the criticism's words and asks for its remedy."""
+    ack = fill(rng.choice(PARTS.acknowledge), rng, item)
+    ask = rng.choice(FAULTS.asks).format(remedy=remedy)
+    frame = rng.choice(FAULTS.constructive)
+    return sentence_case(frame.format(ack=ack, fault=fault, Fault=fault[0].upper() + fault[1:], item=item, ask=ask))
 
 
 def typed_casually(negative: str, item: str, rng: random.Random) -> str:
@@ -134,4 +165,4 @@ def no_subject_pair(pools: Pools, rng: random.Random) -> dict:
     templates = rng.sample(pools.no_subject, min(len(pools.no_subject), rng.choice([1, 1, 2])))
     return dict(context=context_for(workplace, None, rng), negative=" ".join(templates),
                 constructive=rng.choice(PARTS.no_subject), workplace=workplace.name, template=templates[0],
-                item="", kind="no_subject", problem=None)
+                item="", kind="no_subject", problem=None, subject="")

@@ -1,12 +1,13 @@
-"""Checks on one rewrite against its input, text only: does it keep the subject, break a word,
-stutter, invent a claim, echo its input. `recipes.evaluate` reports them, the rewriter's checkpoint
-pick scores by them, and the offline generator uses `content_words`."""
+"""Checks on one rewrite against its input, text only: does it keep the subject, keep the problem,
+break a word, stutter, read as garbled, invent a claim, echo its input. `recipes.evaluate` reports
+them, the rewriter's checkpoint pick scores by them, and the offline generator uses `content_words`."""
 from __future__ import annotations
 
 import re
 
 from recipes.datasets import normalise
 from takeoff.feedback.claims import introduced_claims
+from takeoff.feedback.fluency import is_garbled
 
 # Words that carry the criticism rather than its subject; a rewrite should drop them.
 NOT_SUBJECT = set("""the a an and or but if of to in on at for with from by about into over this that these those
@@ -28,6 +29,32 @@ def content_words(text: str) -> set[str]:
 
 def keeps_subject(negative: str, rewrite: str) -> bool:
     words = content_words(negative)
+    return not words or bool(words & content_words(rewrite))
+
+
+_DETERMINER = re.compile(r"\b(?:the|your|this|that|these|those|our|my)\s+", re.IGNORECASE)
+
+
+def guess_subject(negative: str) -> str:
+    """The thing criticised, for inputs that do not say it: the first words after a determiner up to a
+    word that carries the criticism ("The quarterly report just doesn't..." -> "quarterly report"). A
+    guess that takes in a verb ("server went down") only makes `keeps_problem` stricter."""
+    for match in _DETERMINER.finditer(negative):
+        words = []
+        for word in re.findall(r"[A-Za-z'-]+|[^A-Za-z'\s-]", negative[match.end():])[:4]:
+            if not word[0].isalpha() or word.lower() in NOT_SUBJECT or "'" in word:
+                break
+            words.append(word)
+        if words:
+            return " ".join(words)
+    return ""
+
+
+def keeps_problem(negative: str, rewrite: str, subject: str | None = None) -> bool:
+    """Does the rewrite reuse a content word of the input beyond its subject (what is wrong, not just
+    what it is about)? An input with no such word has nothing to keep. Without `subject`, it is guessed."""
+    subject = guess_subject(negative) if subject is None else subject
+    words = content_words(negative) - content_words(subject)
     return not words or bool(words & content_words(rewrite))
 
 
@@ -54,10 +81,14 @@ def invented_claims(row: dict, rewrite: str) -> list[str]:
 
 
 def rewrite_checks(rows: list[dict], outputs: list[str]) -> dict[str, list[bool]]:
-    """Per rewrite: does it keep the subject of its input, break a word, stutter, invent a claim."""
+    """Per rewrite: does it keep the subject of its input, keep its problem (with the row's `subject`
+    where the row has one), break a word, stutter, read as garbled (`takeoff.feedback.fluency`),
+    invent a claim."""
     return dict(keep=[keeps_subject(r["negative"], o) for r, o in zip(rows, outputs)],
+                problem=[keeps_problem(r["negative"], o, r.get("subject")) for r, o in zip(rows, outputs)],
                 broken=[bool(broken_words(r["negative"], o)) for r, o in zip(rows, outputs)],
                 stutter=[stutters(o) for o in outputs],
+                garbled=[is_garbled(o, r["negative"], r["context"]) for r, o in zip(rows, outputs)],
                 invented=[bool(invented_claims(r, o)) for r, o in zip(rows, outputs)])
 
 

@@ -5,6 +5,8 @@
                            words, restatements and asks), asks for help, how the parts join
     slots.yaml             workplaces and the values of the other slots ({name}, {time}, {fix}, contexts, items)
     conduct.yaml           habits, and criticisms and rewrites about a habit or about a person in their role
+    faults.yaml            what is wrong with a part of a piece of work, said alike on both sides of a pair
+    labels.yaml            what each label means and what tells it from its nearest neighbour
 
 Each loader reads its file once. Lists come back as tuples, in file order: the generator draws from them
 by index, so the order is part of the data.
@@ -85,6 +87,22 @@ class Conduct:
     role_rewrites: tuple[str, ...]
 
 
+class Defect(NamedTuple):
+    singular: str  # after a part that is one thing: "is missing"
+    plural: str    # after a part that is several: "are missing"
+    remedy: str    # what to ask for, with a {part} slot: "add {part}"
+
+
+@dataclass(frozen=True)
+class Faults:
+    singular_parts: tuple[str, ...]
+    plural_parts: tuple[str, ...]
+    defects: tuple[Defect, ...]
+    critical: tuple[str, ...]      # the critical sentence that names a {fault}
+    constructive: tuple[str, ...]  # the constructive answer: {ack}, {fault}, {ask}
+    asks: tuple[str, ...]          # asks for the {remedy}
+
+
 def _tuples(value):
     """YAML lists as tuples, at every depth."""
     if isinstance(value, list):
@@ -135,6 +153,19 @@ def rewrite_parts() -> RewriteParts:
     problems = {name: Problem(re.compile(p["cues"], re.IGNORECASE) if p["cues"] else None, p["restate"], p["ask"])
                 for name, p in values.pop("problems").items()}
     return RewriteParts(problems=problems, **values)
+
+
+@functools.cache
+def label_definitions() -> dict[str, dict[str, str]]:
+    """label -> {"means": ..., "not": ...}, in the order of LABELS."""
+    values = read_yaml("labels.yaml")
+    return {label: values[label] for label in LABELS}
+
+
+@functools.cache
+def faults() -> Faults:
+    values = read_yaml("faults.yaml")
+    return Faults(defects=tuple(Defect(*d) for d in values.pop("defects")), **values)
 
 
 @functools.cache

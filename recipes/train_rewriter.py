@@ -1,8 +1,9 @@
-"""Fine-tune a T5 rewriter on `context,negative,constructive` pairs.
+"""Fine-tune a rewriter on `context,negative,constructive` pairs.
 
     python -m recipes.train_rewriter --data data/offline/rewrite --out models/feedback-rewriter
 
-With `--init DIR` it fine-tunes a local T5 / Flan-T5 folder. Without it, it trains a small T5
+With `--init DIR` it fine-tunes a local seq2seq folder (T5 / Flan-T5, or a BERT2BERT saved here).
+`--family bert2bert` starts a BERT2BERT from the MiniLM weights (`recipes.warm_start`). Otherwise it trains a small T5
 from scratch, with a SentencePiece tokenizer learned from the training texts plus common English
 words (so real input is not all unknown pieces); `--copy-steps N` first has it practise writing back
 random English words, so it copies the subject of a criticism it has never seen. Saves fp16
@@ -10,8 +11,9 @@ safetensors in Hugging Face layout.
 
 `--pick-every N` keeps the best of the checkpoints taken every N steps (and the starting and final
 weights) instead of the last: best at rewriting `--pick-rows` validation pairs from the end of
-validation.csv (the evaluation reports the first ones) so that the rewrite keeps the subject, says no
-phrase twice in a row, breaks no word and claims nothing its input and context lack.
+validation.csv (the evaluation reports the first ones) so that the rewrite keeps the subject and the
+problem, is not garbled, says no phrase twice in a row, breaks no word and claims nothing its input
+and context lack.
 """
 from __future__ import annotations
 
@@ -23,12 +25,13 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from recipes.datasets import read_csv
 from recipes.evaluate import rewrite
 from recipes.rewrite_checks import rewrite_checks
 from recipes.training import pad, save_tokenizer, seed_everything, train
+from recipes.warm_start import bert2bert_from_minilm
 from takeoff.feedback.task import rewrite_prompt
 
 
@@ -79,7 +82,8 @@ def copy_rows(tokenizer, num_rows: int, seed: int, num_words: int = 30000) -> li
 
 def pretrain_copying(model, tokenizer, args) -> None:
     rows = copy_rows(tokenizer, args.copy_steps * args.copy_batch_size, args.seed)
-    train(model, lambda idx: seq2seq_loss(model, rows, rows, idx), len(rows), num_epochs=1,
+    targets = decoder_targets(tokenizer, rows)
+    train(model, lambda idx: seq2seq_loss(model, rows, targets, idx), len(rows), num_epochs=1,
           batch_size=args.copy_batch_size, lr=args.copy_lr, seed=args.seed, bf16=args.bf16, desc="copying",
           lengths=[len(r) for r in rows])
 
@@ -88,7 +92,14 @@ def encode_pairs(tokenizer, rows: list[dict], max_input_len: int, max_target_len
     prompts = [rewrite_prompt(r["context"], r["negative"]) for r in rows]
     inputs = tokenizer(prompts, truncation=True, max_length=max_input_len)["input_ids"]
     targets = tokenizer([r["constructive"] for r in rows], truncation=True, max_length=max_target_len)["input_ids"]
-    return inputs, targets
+    return inputs, decoder_targets(tokenizer, targets)
+
+
+def decoder_targets(tokenizer, rows: list[list[int]]) -> list[list[int]]:
+    """A BERT tokenizer starts every text with [CLS]; the decoder starts from it, so labels must not."""
+    if tokenizer.cls_token_id is None:
+        return rows
+    return [row[1:] if row[0] == tokenizer.cls_token_id else row for row in rows]
 
 
 def seq2seq_loss(model, inputs, targets, indices: list[int]) -> torch.Tensor:
@@ -112,9 +123,9 @@ class BestCheckpoint:
 
     A small rewriter trained from scratch swings from one checkpoint to the next far more than its
     validation loss shows: one build stuttered in 14% of held-out rewrites at the end of its first pass
-    and in 45% 150 steps later. The score is the share of clean rewrites: the subject kept, no phrase
-    said twice in a row, no broken word, no claim its input and context lack. A tie goes to the later
-    checkpoint.
+    and in 45% 150 steps later. The score is the share of clean rewrites: the subject and the problem
+    kept, not garbled (`takeoff.feedback.fluency`), no phrase said twice in a row, no broken word, no
+    claim its input and context lack. A tie goes to the later checkpoint.
     """
 
     def __init__(self, model, tokenizer, rows: list[dict]):
@@ -126,12 +137,14 @@ class BestCheckpoint:
     def __call__(self, step: int) -> None:
         checks = rewrite_checks(self.rows, rewrite(self.model, self.tokenizer, self.rows))
         n = len(self.rows)
-        clean = [k and not s and not b and not i
-                 for k, s, b, i in zip(checks["keep"], checks["stutter"], checks["broken"], checks["invented"])]
+        clean = [keep and problem and not any(flaws) for keep, problem, *flaws in
+                 zip(checks["keep"], checks["problem"], checks["stutter"], checks["broken"], checks["garbled"],
+                     checks["invented"])]
         figures = dict(step=step, clean=sum(clean) / n, **{name: sum(flags) / n for name, flags in checks.items()})
         self.history.append({k: round(v, 4) for k, v in figures.items()})
-        tqdm.write("step {step}: clean {clean:.3f}, keeps the subject {keep:.3f}, stutters {stutter:.3f}, "
-                   "broken word {broken:.3f}, invents a claim {invented:.3f}".format(**figures))
+        tqdm.write("step {step}: clean {clean:.3f}, keeps the subject {keep:.3f}, keeps the problem {problem:.3f}, "
+                   "garbled {garbled:.3f}, stutters {stutter:.3f}, broken word {broken:.3f}, "
+                   "invents a claim {invented:.3f}".format(**figures))
         if self.best is None or figures["clean"] >= self.best["clean"]:
             self.best = figures
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -142,10 +155,69 @@ class BestCheckpoint:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
+    all_val_rows = read_csv(args.data / "validation.csv")
+    val_rows = all_val_rows[:args.num_validation_rows]
+    tokenizer, model = load_start(args, train_rows)
+    if args.copy_steps and not args.init:
+        pretrain_copying(model, tokenizer, args)
+    inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
+    val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
+    hooks = [(args.checkpoint_every, lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))]
+    picker = None
+    if args.pick_every:
+        picker = BestCheckpoint(model, tokenizer, all_val_rows[-args.pick_rows:])
+        hooks.append((args.pick_every, picker))
+        if args.init:
+            picker(0)
+    losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
+                   num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
+                   seed=args.seed, bf16=args.bf16, desc="rewriter", hooks=hooks,
+                   # Grouped by target length first: decoder tokens cost most (the output layer).
+                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)])
+    summary = dict(num_train_rows=len(inputs), num_steps=len(losses), epochs=args.epochs, seed=args.seed,
+                   copy_steps=0 if args.init else args.copy_steps, family=args.family)
+    if picker:
+        picker(len(losses))
+        summary.update(picker.restore(), pick_every=args.pick_every)
+        print(f"kept the weights of step {summary['picked_step']}")
+    val_loss = validation_loss(model, val_inputs, val_targets)
+    print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
+    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), **summary))
+
+
+def load_start(args, train_rows: list[dict]):
+    """(tokenizer, model) to train: --init, a BERT2BERT from MiniLM, or a small T5 from nothing; with
+    the decoding settings asked for in its generation_config."""
+    if args.init:
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
+        model = AutoModelForSeq2SeqLM.from_pretrained(args.init, dtype=torch.float32)
+    elif args.family == "bert2bert":
+        tokenizer, model = bert2bert_from_minilm()
+    else:
+        texts = [rewrite_prompt(r["context"], r["negative"]) for r in train_rows] + [r["constructive"] for r in train_rows]
+        tokenizer = build_tokenizer(texts, args.out, args.vocab_size, args.num_common_words)
+        model = small_t5(len(tokenizer), args.d_model, args.num_layers)
+    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}")
+    for name in ("num_beams", "no_repeat_ngram_size", "length_penalty"):
+        if getattr(args, name) is not None:
+            setattr(model.generation_config, name, getattr(args, name))
+    return tokenizer, model
+
+
+def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/offline/rewrite"), help="folder with train.csv, validation.csv")
     parser.add_argument("--out", type=Path, default=Path("models/feedback-rewriter"))
-    parser.add_argument("--init", type=Path, help="local T5 folder to fine-tune (default: a small T5 from scratch)")
+    parser.add_argument("--init", type=Path, help="local seq2seq folder to fine-tune (T5, or a BERT2BERT this "
+                        "recipe saved); without it, --family says where to start")
+    parser.add_argument("--family", choices=("t5", "bert2bert"), default="t5",
+                        help="without --init: a small T5 from scratch, or a BERT2BERT warm-started from MiniLM "
+                             "(recipes.warm_start)")
     parser.add_argument("--epochs", type=float, default=4.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, help="default 1e-3 from scratch, 3e-4 when fine-tuning")
@@ -165,49 +237,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pick-rows", type=int, default=160, help="validation pairs the pick rewrites")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 avoids spinning on a busy machine)")
     parser.add_argument("--copy-steps", type=int, default=0,
-                        help="from scratch only: first train N steps on writing back random English words")
+                        help="without --init: first train N steps on writing back random English words")
     parser.add_argument("--copy-batch-size", type=int, default=64)
+    parser.add_argument("--num-beams", type=int, help="decoding written into generation_config.json (the server and "
+                        "recipes.evaluate decode as it says; the checkpoint pick too)")
+    parser.add_argument("--no-repeat-ngram-size", type=int)
+    parser.add_argument("--length-penalty", type=float)
     parser.add_argument("--copy-lr", type=float, default=2e-3)
-    args = parser.parse_args(argv)
-    seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train_rows = read_csv(args.data / "train.csv")[:args.max_train_rows]
-    all_val_rows = read_csv(args.data / "validation.csv")
-    val_rows = all_val_rows[:args.num_validation_rows]
-    if args.init:
-        tokenizer = AutoTokenizer.from_pretrained(args.init)
-        model = T5ForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
-    else:
-        texts = [rewrite_prompt(r["context"], r["negative"]) for r in train_rows] + [r["constructive"] for r in train_rows]
-        tokenizer = build_tokenizer(texts, args.out, args.vocab_size, args.num_common_words)
-        model = small_t5(len(tokenizer), args.d_model, args.num_layers)
-    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}")
-    if args.copy_steps and not args.init:
-        pretrain_copying(model, tokenizer, args)
-    inputs, targets = encode_pairs(tokenizer, train_rows, args.max_input_len, args.max_target_len)
-    val_inputs, val_targets = encode_pairs(tokenizer, val_rows, args.max_input_len, args.max_target_len)
-    hooks = [(args.checkpoint_every, lambda step: save(model, tokenizer, args.out, dict(step=step, partial=True)))]
-    picker = None
-    if args.pick_every:
-        picker = BestCheckpoint(model, tokenizer, all_val_rows[-args.pick_rows:])
-        hooks.append((args.pick_every, picker))
-        if args.init:
-            picker(0)
-    losses = train(model, lambda idx: seq2seq_loss(model, inputs, targets, idx), len(inputs),
-                   num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr or (3e-4 if args.init else 1e-3),
-                   seed=args.seed, bf16=args.bf16, desc="rewriter", hooks=hooks,
-                   # Grouped by target length first: decoder tokens cost most (the output layer).
-                   lengths=[(len(t), len(i)) for i, t in zip(inputs, targets)])
-    summary = dict(num_train_rows=len(inputs), num_steps=len(losses), epochs=args.epochs, seed=args.seed,
-                   copy_steps=0 if args.init else args.copy_steps)
-    if picker:
-        picker(len(losses))
-        summary.update(picker.restore(), pick_every=args.pick_every)
-        print(f"kept the weights of step {summary['picked_step']}")
-    val_loss = validation_loss(model, val_inputs, val_targets)
-    print(f"final train loss {sum(losses[-50:]) / len(losses[-50:]):.3f}, validation loss {val_loss:.3f}")
-    save(model, tokenizer, args.out, dict(validation_loss=round(val_loss, 4), **summary))
+    return parser.parse_args(argv)
 
 
 def save(model, tokenizer, out: Path, summary: dict) -> None:

@@ -1,17 +1,18 @@
 """The continuous-batching scheduler of one reader: which of its requests run each step, and what
 their results mean.
 
-Each reader (a loaded model) has its own scheduler; EngineCore (takeoff/core.py) steps them in
+Each reader (a loaded model) has its own scheduler; EngineCore (takeoff/engine/core.py) steps them in
 turn on one device, by the order in scheduler/policy.py. A generator reader's requests need a KV
-slot; a classifier's need none. Within one scheduler, per step:
+slot; a classifier's or an embedder's need none. Within one scheduler, per step:
 
 1. Decodes first. Every running generation gets exactly one decode token every step, whatever
    waits behind it, so a long prompt cannot stall a stream. Each decode costs 1 token of
    `max_num_batched_tokens`.
-2. Classification next (at most `max_classify_batch` requests, each costing its token count),
-   then prefills (one free KV slot each; at most `max_num_seqs` generations hold slots), with
-   what is left of the budget. The oldest waiting request of each kind is admitted even if it
-   alone overflows the budget, so nothing starves: an oversized prompt runs alone, in one step.
+2. One-pass requests (classifications, embeddings: no KV slot) next, at most
+   `max_classify_batch`, each costing its token count; then prefills (one free KV slot each; at
+   most `max_num_seqs` generations hold slots), with what is left of the budget. The oldest
+   waiting request of each kind is admitted even if it alone overflows the budget, so nothing
+   starves: an oversized prompt runs alone, in one step.
 3. Prefills are grouped by length: the oldest waiting prompt goes first, then the waiting prompts
    closest to its length (among the next `prefill_lookahead`), while the padded batch
    (`num_prompts * longest`) fits the budget. A burst of long prompts is so split over several
@@ -23,7 +24,12 @@ once: its slot is free for the very next schedule, and reported in that step's `
 A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
 queue").
 
-The rules a caller keeps (EngineCore.step does, and tests/unit/test_core.py holds them):
+Beam search (num_beams = k): k slots taken at once (policy.prefill_group; more than the reader
+has: it fails when added), k decode tokens a step, its candidates taken by its BeamSearch
+(scheduler/beams.py), whose choice is the next schedule's `beam_steps`; its text comes in one
+piece at the end, its hypotheses in `sequences`; an abort frees all k slots.
+
+The rules a caller keeps (EngineCore.step does, and tests/unit/test_engine_core.py holds them):
 - `schedule()` and `update()` alternate: every `schedule()` is followed by exactly one
   `update()` with that step's output before the next `schedule()`, even when the step was empty
   (update also returns the requests that `schedule` found timed out).
@@ -43,21 +49,25 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from scheduler.beams import BeamSearch
 from scheduler.detokenizer import IncrementalDetokenizer
-from scheduler.output import ClassifyInput, PrefillInput, RunnerOutput, SchedulerOutput
+from scheduler.output import (BeamCandidates, OnePassInput, PrefillInput, RunnerOutput,
+                              SchedulerOutput)
 from scheduler.policy import prefill_group
-from scheduler.request import Request, RequestKind, RequestStatus
-from scheduler.slots import SlotPool
+from scheduler.request import Request, RequestStatus, Task
+from scheduler.slots import RunningTable
 
 QUEUE_TIMEOUT_MESSAGE = "timed out in queue"
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    max_num_seqs: int = 64  # KV slots: generations running at once
-    max_num_batched_tokens: int = 2048  # per step: padded prefill + classify tokens + 1 per decode
-    max_classify_batch: int = 32  # classification requests per step
-    queue_timeout_s: float = 60.0  # a request still waiting after this finishes with an error
+    """One reader's limits. No defaults for those the server sets: they are its flags, written
+    once in takeoff/config.py, and the engine passes each of them here."""
+    max_num_seqs: int  # KV slots: generations running at once
+    max_num_batched_tokens: int  # per step: padded prefill + one-pass tokens + 1 per decode
+    max_classify_batch: int  # one-pass requests (classifications, embeddings) per step
+    queue_timeout_s: float  # a request still waiting after this finishes with an error
     prefill_lookahead: int = 64  # waiting prompts searched for ones of the head's length
 
     def __post_init__(self) -> None:
@@ -81,42 +91,48 @@ class Scheduler:
     def __init__(self, config: SchedulerConfig, decode: Callable[[list[int]], str]) -> None:
         self.config = config
         self._decode = decode
-        self._slots = SlotPool(config.max_num_seqs)
+        self._running = RunningTable(config.max_num_seqs)  # generations holding slots
         self._requests: dict[str, Request] = {}  # every request not yet finished
         # Insertion-ordered dicts: FIFO queues with O(1) removal on abort.
         self._waiting_generate: dict[str, Request] = {}
-        self._waiting_classify: dict[str, Request] = {}
-        self._slot_owner: dict[int, Request] = {}  # running generations, in join order
-        self._classifying: dict[str, Request] = {}  # classifications scheduled, results due
-        self._freed_slots: list[int] = []  # freed since the last schedule
-        self._expired: list[RequestOutput] = []  # timed out in schedule(), returned by update()
+        self._waiting_one_pass: dict[str, Request] = {}
+        self._running_one_pass: dict[str, Request] = {}  # one-pass requests scheduled, results due
+        # Finished outside update() (timed out in schedule(), refused by add()): returned by
+        # the next update().
+        self._unreported: list[RequestOutput] = []
 
     # ---- counters -------------------------------------------------------------------------
     @property
     def num_waiting(self) -> int:
-        return len(self._waiting_generate) + len(self._waiting_classify)
+        return len(self._waiting_generate) + len(self._waiting_one_pass)
 
     @property
     def num_running(self) -> int:
-        return len(self._slot_owner) + len(self._classifying)
+        return len(self._running.requests) + len(self._running_one_pass)
 
     @property
     def num_free_slots(self) -> int:
-        return self._slots.num_free
+        return self._running.pool.num_free
 
     @property
     def has_work(self) -> bool:
-        return bool(self.num_waiting or self.num_running or self._expired)
+        return bool(self.num_waiting or self.num_running or self._unreported)
 
     @property
-    def has_waiting_classify(self) -> bool:
-        return bool(self._waiting_classify)
+    def has_freed_slots(self) -> bool:
+        """Slots freed since the last schedule: the runner holds their sequences until a step
+        tells it to drop them."""
+        return self._running.has_freed
+
+    @property
+    def has_waiting_one_pass(self) -> bool:
+        return bool(self._waiting_one_pass)
 
     def get(self, request_id: str) -> Request | None:
         return self._requests.get(request_id)
 
     def request_in_slot(self, slot: int) -> Request | None:
-        return self._slot_owner.get(slot)
+        return self._running.owner.get(slot)
 
     @property
     def request_ids(self) -> list[str]:
@@ -130,11 +146,16 @@ class Scheduler:
         if request.status is not RequestStatus.WAITING:
             raise ValueError("only a new, waiting request can be added")
         self._requests[request.request_id] = request
-        if request.kind is RequestKind.GENERATE:
-            request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
-            self._waiting_generate[request.request_id] = request
+        if request.task is not Task.GENERATE:
+            self._waiting_one_pass[request.request_id] = request
+        elif request.num_slots > self.config.max_num_seqs:
+            self._unreported += self.fail([request.request_id], (
+                f"num_beams {request.num_slots} needs {request.num_slots} KV slots at once; this "
+                f"reader has {self.config.max_num_seqs} (max_num_seqs)"))
         else:
-            self._waiting_classify[request.request_id] = request
+            request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
+            request.beam = BeamSearch.of(request, self._decode)
+            self._waiting_generate[request.request_id] = request
 
     def abort(self, request_id: str, now: float | None = None) -> Request | None:
         """Finish a request as aborted, in whatever state it is. Returns it, or None when it is
@@ -161,7 +182,7 @@ class Scheduler:
         now = _now(now)
         deadline = now - self.config.queue_timeout_s
         outputs = []
-        for queue in (self._waiting_generate, self._waiting_classify):
+        for queue in (self._waiting_generate, self._waiting_one_pass):
             for request in [r for r in queue.values() if r.arrival_time < deadline]:
                 self._finish(request, RequestStatus.FINISHED_ERROR, now, QUEUE_TIMEOUT_MESSAGE)
                 outputs.append(RequestOutput(request, "", True))
@@ -173,35 +194,34 @@ class Scheduler:
             return
         self._requests.pop(request.request_id, None)
         self._waiting_generate.pop(request.request_id, None)
-        self._waiting_classify.pop(request.request_id, None)
-        self._classifying.pop(request.request_id, None)
-        if request.slot is not None:
-            del self._slot_owner[request.slot]
-            self._slots.free(request.slot)
-            self._freed_slots.append(request.slot)
+        self._waiting_one_pass.pop(request.request_id, None)
+        self._running_one_pass.pop(request.request_id, None)
+        self._running.release(request)
 
     # ---- schedule -------------------------------------------------------------------------
     def schedule(self, now: float | None = None) -> SchedulerOutput:
         now = _now(now)
-        self._expired.extend(self.expire(now))
-        output = SchedulerOutput(decode_slots=list(self._slot_owner), freed_slots=self._freed_slots)
-        self._freed_slots = []
+        self._unreported.extend(self.expire(now))
+        running = self._running
+        output = SchedulerOutput(decode_slots=list(running.owner), freed_slots=running.take_freed(),
+                                 beam_steps=[r.beam.pending for r in running.requests.values()
+                                             if r.beam is not None and r.beam.pending])
         budget = self.config.max_num_batched_tokens - len(output.decode_slots)
-        budget = self._admit_classify(output, budget, now)
+        budget = self._admit_one_pass(output, budget, now)
         self._admit_prefill(output, budget, now)
         return output
 
-    def _admit_classify(self, output: SchedulerOutput, budget: int, now: float) -> int:
-        while self._waiting_classify and len(output.classify) < self.config.max_classify_batch:
-            request = next(iter(self._waiting_classify.values()))
+    def _admit_one_pass(self, output: SchedulerOutput, budget: int, now: float) -> int:
+        while self._waiting_one_pass and len(output.one_pass) < self.config.max_classify_batch:
+            request = next(iter(self._waiting_one_pass.values()))
             cost = request.num_prompt_tokens
-            if cost > budget and output.classify:
+            if cost > budget and output.one_pass:
                 break
-            del self._waiting_classify[request.request_id]
+            del self._waiting_one_pass[request.request_id]
             self._start(request, now)
-            self._classifying[request.request_id] = request
-            output.classify.append(
-                ClassifyInput(request.request_id, request.prompt_ids, request.token_type_ids))
+            self._running_one_pass[request.request_id] = request
+            output.one_pass.append(
+                OnePassInput(request.request_id, request.prompt_ids, request.token_type_ids))
             budget -= cost
         return budget
 
@@ -210,13 +230,12 @@ class Scheduler:
         for request in chosen:
             del self._waiting_generate[request.request_id]
             self._start(request, now)
-            request.slot = self._slots.allocate()
-            self._slot_owner[request.slot] = request
-            output.prefill.append(
-                PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling))
+            self._running.admit(request)
+            output.prefill.append(PrefillInput(request.request_id, request.slot, request.prompt_ids,
+                                               request.sampling, request.slots[1:]))
 
     def _prefill_group(self, budget: int) -> list[Request]:
-        num_free = self._slots.num_free
+        num_free = self._running.pool.num_free
         if not self._waiting_generate or not num_free:
             return []
         window = list(itertools.islice(self._waiting_generate.values(),
@@ -234,16 +253,15 @@ class Scheduler:
         """Apply one step's results; also returns the requests `schedule` found timed out.
         Requests aborted while the step ran are skipped."""
         now = _now(now)
-        outputs, self._expired = self._expired, []
-        for item in scheduler_output.classify:
-            request = self._classifying.get(item.request_id)
+        outputs, self._unreported = self._unreported, []
+        for item in scheduler_output.one_pass:
+            request = self._running_one_pass.get(item.request_id)
             if request is not None:
                 outputs.append(self._apply(request, runner_output, now))
         slots = [p.slot for p in scheduler_output.prefill] + scheduler_output.decode_slots
-        for slot in slots:
-            request = self._slot_owner.get(slot)
-            if request is not None:
-                outputs.append(self._apply(request, runner_output, now))
+        owners = {id(r): r for r in map(self._running.owner.get, slots) if r is not None}
+        for request in owners.values():  # a beam search holds several of these slots
+            outputs.append(self._apply(request, runner_output, now))
         return outputs
 
     def _apply(self, request: Request, runner_output: RunnerOutput, now: float) -> RequestOutput:
@@ -252,7 +270,10 @@ class Scheduler:
         try:
             if request_id in runner_output.errors:
                 raise RuntimeError(runner_output.errors[request_id])
-            if request.kind is RequestKind.GENERATE:
+            if request.beam is not None:
+                return self._advance_beams(request, runner_output.beam_candidates.get(request_id),
+                                           now)
+            if request.task is Task.GENERATE:
                 return self._append_token(request, runner_output.next_token_ids.get(request_id),
                                           now)
             return self._finish_one_pass(request, runner_output, now)
@@ -263,14 +284,14 @@ class Scheduler:
     def _finish_one_pass(self, request: Request, runner_output: RunnerOutput,
                          now: float) -> RequestOutput:
         request_id = request.request_id
-        if request.kind is RequestKind.CLASSIFY and request_id in runner_output.probabilities:
+        if request.task is Task.CLASSIFY and request_id in runner_output.probabilities:
             request.probabilities = list(runner_output.probabilities[request_id])
-        elif request.kind is RequestKind.EMBED and request_id in runner_output.embeddings:
+        elif request.task is Task.EMBED and request_id in runner_output.embeddings:
             request.embedding = list(runner_output.embeddings[request_id])
         else:
-            raise RuntimeError(f"the model gave no output for this {request.kind.value} request")
+            raise RuntimeError(f"the model gave no output for this {request.task.value} request")
         request.first_token_time = now
-        self._finish(request, RequestStatus.FINISHED_CLASSIFIED, now)
+        self._finish(request, RequestStatus.FINISHED_ONE_PASS, now)
         return RequestOutput(request, "", True)
 
     def _append_token(self, request: Request, token_id: int | None, now: float) -> RequestOutput:
@@ -295,6 +316,19 @@ class Scheduler:
         elif at_length:
             self._finish(request, RequestStatus.FINISHED_LENGTH, now)
         return RequestOutput(request, delta, request.is_finished, new_token=True)
+
+    def _advance_beams(self, request: Request, candidates: BeamCandidates | None,
+                       now: float) -> RequestOutput:
+        """One step of a beam search; when it ends, its best text goes out in one piece."""
+        if candidates is None:
+            raise RuntimeError("the generator gave no beam candidates")
+        request.first_token_time = request.first_token_time or now
+        request.beam.step(candidates)
+        if not request.beam.is_done:
+            return RequestOutput(request, "", False)
+        request.take_sequences(request.beam.results())
+        self._finish(request, request.sequences[0].status, now)
+        return RequestOutput(request, request.text, True)
 
 
 def _now(now: float | None) -> float:

@@ -1,7 +1,11 @@
-"""One error type for the HTTP layer, rendered as the contract's JSON error body."""
+"""One error type for whatever a client must hear about, and the one mapping of a pydantic
+validation error to it. No Starlette here: the engine raises these for any front end, and the
+HTTP layer turns them into the contract's JSON error body (takeoff/api/http.py)."""
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from typing import Any
+
+from pydantic import ValidationError
 
 
 class ApiError(Exception):
@@ -19,8 +23,10 @@ class ApiError(Exception):
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "param": self.param}}
 
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+class TooLarge(ValueError):
+    """Raised by a validator for a value over a size limit: a 413, where other ValueErrors
+    are 400s."""
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
@@ -42,3 +48,29 @@ def overloaded(retry_after_s: int = 1) -> ApiError:
 
 def unavailable(message: str = "The server is not ready.") -> ApiError:
     return ApiError(503, message, "service_unavailable", None, {"Retry-After": "1"})
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """The first mistake: `param` is the top-level field it is in, the message names the full
+    path ("messages[0].content: ..."). 413 when a validator raised TooLarge, else 400."""
+    error = exc.errors(include_url=False)[0]
+    location = [part for part in error["loc"] if not _is_union_branch(part)]
+    param = str(location[0]) if location else None
+    message = error["msg"].removeprefix("Value error, ")
+    if location and not message.startswith("'"):
+        message = f"{_path(location)}: {message}"
+    if isinstance(error.get("ctx", {}).get("error"), TooLarge):
+        return too_large(message, param)
+    return bad_request(message, param)
+
+
+def _is_union_branch(part: Any) -> bool:
+    # pydantic names the branch of a union it tried ("str", "list[str]") in the location
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
+
+
+def _path(location: list) -> str:
+    path = str(location[0])
+    for part in location[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import logging
 import socket
 import sys
@@ -16,7 +17,7 @@ import time
 import uvicorn
 
 from takeoff.config import ServerConfig, add_config_arguments, config_from
-from takeoff.replica_options import add_replica_arguments, replica_config_from
+from takeoff.replicas.options import add_replica_arguments, replica_config_from
 
 logger = logging.getLogger("takeoff")
 
@@ -40,13 +41,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"takeoff serve: error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s:     %(message)s")
+    if (warning := exposure_warning(config)) is not None:
+        logger.warning(warning)
     if replicas.on_ray:
-        from takeoff.replicas import run_replicas
+        from takeoff.replicas.driver import run_replicas
 
         return run_replicas(config, replicas)
     from kernels.loader import ModelLoadError
     from takeoff.app import create_app
-    from takeoff.readers import load_readers
+    from takeoff.engine.readers import load_readers
 
     try:
         sockets = bind_sockets(config)
@@ -60,6 +63,22 @@ def run_serve(args: argparse.Namespace) -> int:
     server = DrainingServer(uvicorn_config(app, config))
     server.run(sockets=sockets)
     return 0
+
+
+def exposure_warning(config: ServerConfig) -> str | None:
+    """What to tell someone who serves every API to the network with no key: None on a
+    loopback address, or with --api-key."""
+    if config.api_key:
+        return None
+    try:
+        loopback = ipaddress.ip_address(config.host).is_loopback
+    except ValueError:  # a host name
+        loopback = config.host == "localhost"
+    if loopback:
+        return None
+    return (f"listening on {config.host} with no --api-key: anyone who can reach this machine "
+            f"can use every API, the management API (load and remove readers) included; set "
+            f"--api-key (TAKEOFF_API_KEY) or --host 127.0.0.1")
 
 
 def bind_sockets(config: ServerConfig) -> list[socket.socket]:

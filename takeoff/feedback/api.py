@@ -1,56 +1,32 @@
-"""The feedback coach: its page, `/v1/feedback/analyze` and `/v1/feedback/improve`.
-
-Analyze splits the feedback into sentences and classifies them all in one batched call. Improve
-rewrites each critical sentence on its own and keeps the constructive ones word for word: the
-rewriter was trained on short pieces of negative feedback, a sentence stays well inside its input
-limit, the person keeps what they wrote well, and the critical sentences are generated side by
-side in the engine's continuous batch. The answer joins the sentences with the original text
-between them (spaces, line breaks, bullets); a rewrite that comes out empty keeps the sentence.
-
-Each sentence is read by `task.verdict`: its kind is the one whose labels hold more of the
-classifier's probability, and it is `unsure` when that kind holds less than `MIN_SURE_SHARE`; improve
-rewrites the critical sentences and the unsure ones, since a critical sentence left as it was costs
-the person more than a rewrite they can ignore.
+"""The feedback coach over HTTP: its page, `/v1/feedback/analyze` and `/v1/feedback/improve`
+(the work itself: takeoff/feedback/coach.py).
 
 Improve answers `{"text", "kind", "sentences": [... "rewrite": str | null, "rewrite_warning": str |
-null]}`: a rewrite that says something its sentence and the context do not (a time, a deadline or
-delay, a number, a name, an event: `claims.introduced_claims`) carries a warning to check it. With
-`stream: true`, SSE `data` events carry the pieces of "text" in order and a last `event: result`
-carries that JSON (`event: error` with the error JSON if the engine fails mid-way).
+null]}`. With `stream: true`, SSE `data` events carry the pieces of "text" in order and a last
+`event: result` carries that JSON (`event: error` with the error JSON if the engine fails mid-way).
+The routes are mounted only on a server that can serve the coach (takeoff/app.py).
 """
 from __future__ import annotations
 
 import html
 import json
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from scheduler.sampling_params import SamplingParams
-from takeoff.errors import ApiError, bad_request, too_large
-from takeoff.feedback.claims import introduced_claims, rewrite_warning
-from takeoff.feedback.sentences import split_sentences
-from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS, rewrite_prompt, verdict
-from takeoff.http import read_json
-from takeoff.routes import unless_disconnected
-from takeoff.schemas import Body, parse, text_field
+from takeoff.api.http import engine_of, read_json, unless_disconnected
+from takeoff.api.schemas import parse
+from takeoff.api.sse import EventStream
+from takeoff.feedback.coach import DEFAULT_CONTEXT, Feedback, Rewrite, analyze as analyze_feedback, \
+    improve_result, improved_pieces, submit_rewrites
+from takeoff.feedback.schemas import MAX_TEXT_CHARS, FeedbackBody
+from takeoff.feedback.task import CONSTRUCTIVE_LABELS, CRITICAL_LABELS
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_TEXT_CHARS = 5000
-MAX_CONTEXT_CHARS = 1000
-MAX_SENTENCES = 64
-# Greedy, as the rewriter was evaluated. Blocking a repeated run of 6 tokens cuts the small rewriter's
-# occasional loops ("The'sssss...") short, yet lets a rewrite name its subject twice: with runs of 3,
-# "the new dessert menu" came out the second time as "the newssterur mened".
-REWRITE_SAMPLING = SamplingParams(max_new_tokens=128, no_repeat_ngram_size=6)
-# The rewriter was only ever trained with a context; this one stands in when none is given.
-DEFAULT_CONTEXT = "You are giving feedback to a colleague on their work"
 # What each label means, for the page's legend.
 LABEL_HINTS = {
     "Positive Comment": "praises something specific",
@@ -64,48 +40,6 @@ LABEL_HINTS = {
     "Threat": "presses with consequences",
 }
 KIND_ICONS = {"constructive": "✓", "critical": "⚠"}
-
-
-@dataclass
-class AnalyzedSentence:
-    text: str
-    start: int
-    end: int
-    label: str
-    score: float  # the classifier's probability for `label`
-    kind: str  # "constructive" | "critical"
-    unsure: bool  # the classifier leans to `kind` too little to say; improve rewrites it anyway
-
-
-@dataclass
-class Feedback:
-    """One request's feedback: its text, context and analyzed sentences."""
-    text: str
-    context: str
-    sentences: list[AnalyzedSentence]
-
-    @property
-    def prompt_context(self) -> str:
-        return self.context.strip() or DEFAULT_CONTEXT
-
-    def needs_rewrite(self, index: int) -> bool:
-        sentence = self.sentences[index]
-        return sentence.kind == "critical" or sentence.unsure
-
-    @property
-    def kind(self) -> str:
-        critical = any(s.kind == "critical" for s in self.sentences)
-        return "critical" if critical else "constructive"
-
-    def separator_before(self, index: int) -> str:
-        """The original text between sentence `index - 1` and sentence `index` (bullets, breaks)."""
-        if index == 0:
-            return ""
-        between = self.text[self.sentences[index - 1].end:self.sentences[index].start]
-        return between.replace("\r\n", "\n").replace("\r", "\n")
-
-    def analysis(self) -> dict:
-        return {"sentences": [asdict(s) for s in self.sentences], "kind": self.kind}
 
 
 def routes() -> list:
@@ -138,153 +72,36 @@ def _legend_html() -> str:
     return "".join(columns)
 
 
-class FeedbackBody(Body):
-    text: str
-    context: str = ""
-    stream: bool = False
-
-    _check_text = field_validator("text", mode="before")(text_field)
-
-    @model_validator(mode="after")
-    def _within_limits(self) -> FeedbackBody:
-        for name, limit in (("text", MAX_TEXT_CHARS), ("context", MAX_CONTEXT_CHARS)):
-            length = len(getattr(self, name))
-            if length > limit:
-                raise too_large(f"'{name}' is {length} characters; the limit is {limit}", name)
-        return self
-
-
 async def analyze(request: Request) -> JSONResponse:
     body = parse(FeedbackBody, await read_json(request))
-    feedback = await unless_disconnected(
-        request, _analyze(request.app.state.engine, body.text, body.context))
+    feedback = await unless_disconnected(request, analyze_feedback(
+        engine_of(request), body.text, body.context, body.sentences))
     return JSONResponse(feedback.analysis())
 
 
 async def improve(request: Request):
     body = parse(FeedbackBody, await read_json(request))
-    engine = request.app.state.engine
-    feedback = await unless_disconnected(request, _analyze(engine, body.text, body.context))
-    rewrites = await _submit_rewrites(engine, feedback, stream=body.stream)
+    engine = engine_of(request)
+    feedback = await unless_disconnected(request, analyze_feedback(
+        engine, body.text, body.context, body.sentences))
+    work, rewrites = await submit_rewrites(engine, feedback, stream=body.stream)
     if body.stream:
-        return EventSourceResponse(_improve_events(feedback, rewrites))
-    try:
-        pieces = await unless_disconnected(request, _collect(_improved_pieces(feedback, rewrites)))
-    finally:
-        await _close_all(rewrites)
-    return JSONResponse(_improve_result(feedback, rewrites, "".join(pieces)))
+        return EventStream(_improve_events(feedback, rewrites), work)
+    async with work:
+        pieces = await unless_disconnected(request, _collect(improved_pieces(feedback, rewrites)))
+    return JSONResponse(improve_result(feedback, rewrites, "".join(pieces)))
 
 
 async def _collect(pieces) -> list[str]:
     return [piece async for piece in pieces]
 
 
-async def _analyze(engine, text: str, context: str) -> Feedback:
-    """Each sentence classified on its own, as the classifier was trained; the context only
-    matters to the rewrite."""
-    sentences = split_sentences(text)
-    if not sentences:
-        raise bad_request("'text' has no sentences to analyze", "text")
-    if len(sentences) > MAX_SENTENCES:
-        raise too_large(f"'text' has {len(sentences)} sentences; the limit is {MAX_SENTENCES}",
-                        "text")
-    rows, labels = await engine.classify([s.text for s in sentences])
-    analyzed = []
-    for sentence, row in zip(sentences, rows):
-        reading = verdict(row, labels)
-        analyzed.append(AnalyzedSentence(sentence.text, sentence.start, sentence.end, reading.label,
-                                         reading.score, reading.kind, reading.unsure))
-    return Feedback(text, context, analyzed)
-
-
-class Rewrite:
-    """One critical sentence's rewrite. The engine generates every submitted rewrite at once and
-    buffers its pieces, so reading them one sentence after another costs no concurrency. A
-    rewrite submitted without streaming comes as one piece, at its end."""
-
-    def __init__(self, index: int, stream):
-        self.index = index  # of the sentence it replaces
-        self.stream = stream
-        self.text = ""
-
-    async def pieces(self):
-        async for piece in self.stream:
-            if piece := self._take(piece):
-                yield piece
-        if not self.text and (piece := self._take(self.stream.result.text)):
-            yield piece
-
-    def _take(self, piece: str) -> str:
-        if not self.text:
-            piece = piece.lstrip()  # the original separator already spaces it
-        self.text += piece
-        return piece
-
-
-async def _submit_rewrites(engine, feedback: Feedback, stream: bool) -> list[Rewrite]:
-    """Submit every critical sentence at once; a refusal (429, 413, ...) withdraws the others."""
-    group = engine.resolve_group(None, "generate")
-    limit = engine.groups()[group].max_new_tokens or REWRITE_SAMPLING.max_new_tokens
-    params = replace(REWRITE_SAMPLING,
-                     max_new_tokens=min(REWRITE_SAMPLING.max_new_tokens, limit))
-    rewrites: list[Rewrite] = []
-    try:
-        for index, sentence in enumerate(feedback.sentences):
-            if feedback.needs_rewrite(index):
-                prompt = rewrite_prompt(feedback.prompt_context, sentence.text)
-                rewrites.append(Rewrite(index, engine.generate_stream(prompt, params, group,
-                                                                      stream=stream)))
-    except BaseException:
-        await _close_all(rewrites)
-        raise
-    return rewrites
-
-
-async def _improved_pieces(feedback: Feedback, rewrites: list[Rewrite]):
-    """The improved text, piece by piece, in the order of the original sentences."""
-    rewrite_of = {rewrite.index: rewrite for rewrite in rewrites}
-    for index, sentence in enumerate(feedback.sentences):
-        separator = feedback.separator_before(index)
-        if separator:
-            yield separator
-        if index not in rewrite_of:
-            yield sentence.text
-            continue
-        async for piece in rewrite_of[index].pieces():
-            yield piece
-        if not rewrite_of[index].text.strip():
-            yield sentence.text  # an empty rewrite must not drop what the person said
-
-
 async def _improve_events(feedback: Feedback, rewrites: list[Rewrite]):
-    """SSE events: text pieces as `data`, then `event: result` with the final JSON. A client
-    that goes away cancels this generator, which withdraws every rewrite still running."""
+    """SSE events: text pieces as `data`, then `event: result` with the final JSON."""
     pieces = []
-    try:
-        async for piece in _improved_pieces(feedback, rewrites):
-            if piece:
-                pieces.append(piece)
-                yield ServerSentEvent(data=piece)
-        result = _improve_result(feedback, rewrites, "".join(pieces))
-        yield ServerSentEvent(data=json.dumps(result), event="result")
-    except ApiError as error:
-        yield ServerSentEvent(data=json.dumps(error.body()), event="error")
-    finally:
-        await _close_all(rewrites)
-
-
-def _improve_result(feedback: Feedback, rewrites: list[Rewrite], text: str) -> dict:
-    rewritten = {rewrite.index: rewrite.text.strip() or None for rewrite in rewrites}
-    result = {"text": text, **feedback.analysis()}
-    for index, sentence in enumerate(result["sentences"]):
-        rewrite = sentence["rewrite"] = rewritten.get(index)
-        claims = introduced_claims(rewrite, sentence["text"], feedback.prompt_context) if rewrite else []
-        sentence["rewrite_warning"] = rewrite_warning(claims)
-    return result
-
-
-async def _close_all(rewrites: list[Rewrite]) -> None:
-    """Abort every rewrite still running. One after another, with no task in between: this runs
-    in the `finally` of a cancelled SSE generator, where anything that waits is cancelled too."""
-    for rewrite in rewrites:
-        await rewrite.stream.aclose()
+    async for piece in improved_pieces(feedback, rewrites):
+        if piece:
+            pieces.append(piece)
+            yield ServerSentEvent(data=piece)
+    result = improve_result(feedback, rewrites, "".join(pieces))
+    yield ServerSentEvent(data=json.dumps(result), event="result")

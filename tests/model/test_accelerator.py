@@ -1,7 +1,7 @@
 """The equality checks again on every accelerator this machine has (CUDA when present).
 
 tests/model/conftest.py leaves this module uncollected on a machine without CUDA (nothing is
-skipped); the CPU equality checks live in test_decoding.py and test_classifier.py.
+skipped); the CPU equality checks live in test_kernels_t5.py and test_kernels_classifier.py.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from transformers import AutoModelForSequenceClassification, T5ForConditionalGen
 
 from kernels.classifier import classify, encode_texts
 from kernels.loader import load_classifier, load_generator
-from tests.model.test_classifier import TEXTS
-from tests.model.test_decoding import MAX_NEW, full_forward_greedy, prompts, run_batch
+from tests.model.test_kernels_classifier import TEXTS
+from tests.model.test_kernels_t5 import MAX_NEW, full_forward_greedy, prompts, run_batch
 
 ACCELERATORS = ["cuda"]  # collected only when CUDA is present (see conftest.py)
 

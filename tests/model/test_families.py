@@ -14,8 +14,8 @@ from kernels.loader import load_generator
 from kernels.runner import ModelRunner
 from scheduler.sampling_params import SamplingParams
 from tests.family_models import FAMILIES
-from tests.model.test_decoding import ARRIVALS, MAX_NEW, prompts
-from tests.model.test_dtype import MIN_BF16_AGREEMENT, agreement, seeded_prompts
+from tests.model.test_kernels_t5 import ARRIVALS, MAX_NEW, prompts
+from tests.model.test_kernels_devices import MIN_BF16_AGREEMENT, agreement, seeded_prompts
 
 FAMILY_NAMES = list(FAMILIES)
 

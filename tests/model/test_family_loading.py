@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSeq2SeqLM, BertConfig, EncoderDecoderConfig, GPT2Config, PreTrainedModel
 
 from kernels.families import SUPPORTED_MODEL_TYPES, family_spec
-from kernels.loader import ModelLoadError, load_generator, model_kind
+from kernels.loader import ModelLoadError, load_generator, model_task
+from scheduler.request import Task
 from kernels.memory import reader_bytes
 from kernels.regroup import seq2seq_weights
 from kernels.runner import ModelRunner
@@ -52,7 +53,7 @@ def test_every_layer_linear_is_found_in_its_fused_weight(family_dir, family):
 @pytest.mark.parametrize("family", ["marian", "electra2bert"])
 def test_kv_cache_estimate_matches_the_runner_and_lengths_follow_the_positions(family_dir, family):
     path = family_dir(family)
-    assert model_kind(path) == "generator"
+    assert model_task(path) is Task.GENERATE
     generator = load_generator(path)
     assert generator.max_input_len <= 128 and generator.max_target_len == 128
     runner = ModelRunner(generator, max_num_seqs=3, max_len=512, max_input_len=40)

@@ -13,7 +13,7 @@ from kernels.generation_config import read_generation_defaults
 from kernels.loader import ModelLoadError, load_generator
 from kernels.runner import ModelRunner
 from scheduler.sampling_params import SamplingParams
-from tests.model.test_decoding import MAX_NEW, prompts
+from tests.model.test_kernels_t5 import MAX_NEW, prompts
 from tests.model.test_families import hf_generate, request_params
 
 

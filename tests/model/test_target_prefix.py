@@ -12,7 +12,7 @@ from kernels.loader import load_generator
 from kernels.runner import ModelRunner
 from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
-from tests.model.test_decoding import ARRIVALS, MAX_NEW, prompts
+from tests.model.test_kernels_t5 import ARRIVALS, MAX_NEW, prompts
 from tests.model.test_families import request_params, run_family
 
 PREFIXES = ["fra_Latn", "", "The quarterly", "fra_Latn Thanks for", "", "Why", "", "fra_Latn", "", "Your report"]

@@ -20,7 +20,7 @@ pytest.importorskip("ray", reason="the [ray] extra is not installed")
 from benchmarks.serving_replicas import descendants, replica_ids, wait_for_replicas
 from tests.ray.conftest import is_running
 from tests.server.helpers import metric, next_event, read_events, wait_for_metric
-from tests.server.test_generate import PROMPTS, hf_greedy  # noqa: F401 (hf_greedy: a fixture)
+from tests.server.test_api_takeoff import PROMPTS, hf_greedy  # noqa: F401 (hf_greedy: a fixture)
 from tests.server.test_serve import ready_status_after_signal
 
 pytestmark = pytest.mark.ray

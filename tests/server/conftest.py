@@ -16,6 +16,7 @@ import uvicorn
 from takeoff.app import create_app
 from takeoff.config import ServerConfig
 from takeoff.serve import uvicorn_config
+from tests.feedback_models import save_feedback_classifier
 
 # Small limits keep the tiny servers quick; tests that need others pass overrides.
 # (port is unused: the server gets an already bound socket; float32 because the tests compare
@@ -95,3 +96,10 @@ def server_factory(tiny_t5_dir, tiny_classifier_dir):
 @pytest.fixture(scope="session")
 def server_url(server_factory) -> str:
     return server_factory()
+
+
+@pytest.fixture(scope="session")
+def learned_classifier(tmp_path_factory) -> str:
+    """A classifier that knows tests.feedback_models.LEARNED by heart, so both kinds of feedback
+    occur in one text."""
+    return str(save_feedback_classifier(tmp_path_factory.mktemp("feedback-classifier")))

@@ -7,8 +7,9 @@ import aiohttp
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GPT2Config, GenerationConfig
 
+from scheduler.request import Task
 from takeoff.config import config_from
-from takeoff.readers import load_readers
+from takeoff.engine.readers import load_readers
 from tests.family_models import save_tiny_family
 from tests.server.helpers import assert_api_error
 
@@ -40,7 +41,7 @@ takeoff:
     b2b: {{model_name: {b2b}, consumer_group: rewrite}}
 """)
     readers = load_readers(config_from({"config_file": str(manifest)}, {}))
-    assert [(r.reader_id, r.info.task) for r in readers] == [("summaries", "generate"), ("b2b", "generate")]
+    assert [(r.reader_id, r.info.task) for r in readers] == [("summaries", Task.GENERATE), ("b2b", Task.GENERATE)]
 
 
 async def test_a_marian_reader_added_at_run_time_answers_as_hugging_face(server_url, tmp_path):

@@ -11,12 +11,15 @@ import pytest
 
 from transformers import AutoTokenizer
 
-from takeoff.feedback.api import DEFAULT_CONTEXT, REWRITE_SAMPLING
-from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
-from takeoff.feedback.sentences import split_sentences
 from clients.sse import SSEDecoder
-from tests.feedback_models import LEARNED, save_feedback_classifier
-from tests.server.helpers import next_event, read_events
+from scheduler.request import Task
+from takeoff.engine.stream import GenerationResult, RequestStream
+from takeoff.engine.submission import Submission
+from takeoff.feedback.coach import DEFAULT_CONTEXT, REWRITE_SAMPLING
+from takeoff.feedback.sentences import split_sentences
+from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
+from tests.feedback_models import LEARNED
+from tests.server.helpers import assert_api_error, next_event, read_events
 from tests.runners import failing_runner, generator_runner
 
 CONSTRUCTIVE = [s for s, label in LEARNED.items() if kind_of(label) == "constructive"]
@@ -27,20 +30,14 @@ CONTEXT = "A team lead gives feedback to an engineer on a sprint"
 
 
 @pytest.fixture(scope="module")
-def learned_classifier(tmp_path_factory) -> str:
-    """A classifier that knows LEARNED by heart, so both kinds occur in one text."""
-    return str(save_feedback_classifier(tmp_path_factory.mktemp("feedback-classifier")))
-
-
-@pytest.fixture(scope="module")
 def coach_url(server_factory, learned_classifier):
     return server_factory(classifier=learned_classifier)
 
 
 @contextmanager
 def spy(engine, method: str):
-    """Record (arguments, returned value) of each call to engine.<method> while the block runs;
-    a call that raised is recorded with None."""
+    """Record (arguments, returned value) of each call to engine.<method> while the block runs
+    (engine.submit returns its Submission at once: admitted or not, it is recorded)."""
     calls = []
     original = getattr(engine, method)
 
@@ -91,10 +88,11 @@ async def test_analyze_scores_match_the_classifier(coach_url):
 
 async def test_analyze_classifies_all_sentences_in_one_call(server_factory):
     server = server_factory.server(max_queue=63)
-    with spy(server.engine, "classify") as calls:
+    with spy(server.engine, "submit") as calls:
         status, _, answer = await post(server.url, "/v1/feedback/analyze", {"text": MIXED})
     assert status == 200
-    assert [args for args, _ in calls] == [([s["text"] for s in answer["sentences"]],)]
+    assert [args[:2] for args, _ in calls] == [
+        (Task.CLASSIFY, [s["text"] for s in answer["sentences"]])]
 
 
 @pytest.mark.parametrize("body, status, param", [
@@ -181,48 +179,53 @@ async def test_improve_streams_pieces_in_order_then_the_result(coach_url):
 async def wait_until_idle(engine, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if engine.core.num_unfinished == 0 and engine.num_slots_in_use() == 0:
+        if engine.snapshot.num_unfinished == 0 and engine.snapshot.num_slots_in_use == 0:
             return True
         await asyncio.sleep(0.05)
     return False
 
 
+def rewrite_ids(calls) -> list[str]:
+    """The request ids of the rewrites among engine.submit's recorded calls."""
+    return [stream.request_id for args, work in calls if args[0] is Task.GENERATE
+            for stream in work.streams]
+
+
 async def test_a_client_that_leaves_cancels_the_rewrites(server_factory, learned_classifier):
     server = server_factory.server(classifier=learned_classifier, max_num_seqs=2)
     text = " ".join(CRITICAL * 3)  # nine rewrites, two slots: most are still to come
-    with spy(server.engine, "abort") as aborted, spy(server.engine, "generate_stream") as calls:
+    with spy(server.engine, "abort") as aborted, spy(server.engine, "submit") as calls:
         async with aiohttp.ClientSession() as session:
             async with session.post(server.url + "/v1/feedback/improve",
                                     json={"text": text, "stream": True}) as response:
                 assert response.status == 200
                 await response.content.readline()  # the first piece has been generated
         assert await wait_until_idle(server.engine)
-    rewrites = {stream.request_id for _, stream in calls}
+    rewrites = set(rewrite_ids(calls))
     assert len(rewrites) == 9
     assert len(rewrites & {request_id for (request_id,), _ in aborted}) >= 6
-    assert server.engine.num_slots_in_use() == 0
+    assert server.engine.snapshot.num_slots_in_use == 0
 
 
-async def test_a_refused_rewrite_withdraws_those_already_submitted(server_factory,
-                                                                  learned_classifier,
-                                                                  tiny_t5_dir):
+async def test_one_refused_rewrite_refuses_them_all(server_factory, learned_classifier,
+                                                    tiny_t5_dir):
     # The last critical sentence is the longest: an input limit between its prompt and the
-    # others' lets two rewrites in and refuses the third with a 413.
+    # others' would let two rewrites in and refuses the third with a 413. The rewrites are
+    # admitted together or not at all: none runs.
     tokenizer = AutoTokenizer.from_pretrained(tiny_t5_dir)
     lengths = [len(tokenizer(rewrite_prompt(DEFAULT_CONTEXT, s)).input_ids) for s in CRITICAL]
     assert max(lengths[:2]) < lengths[2]
     limit = (max(lengths[:2]) + lengths[2]) // 2
     server = server_factory.server(classifier=learned_classifier, max_input_len=limit)
-    with spy(server.engine, "abort") as aborted, spy(server.engine, "generate_stream") as calls:
+    with spy(server.engine, "submit") as calls:
         status, _, answer = await post(server.url, "/v1/feedback/improve",
                                        {"text": " ".join(CRITICAL)})
         assert await wait_until_idle(server.engine)
     assert status == 413
     assert answer["error"]["type"] == "request_too_large"
-    submitted = [stream.request_id for _, stream in calls if stream is not None]
-    assert len(calls) == 3 and len(submitted) == 2
-    assert set(submitted) <= {request_id for (request_id,), _ in aborted}
-    assert server.engine.num_slots_in_use() == 0
+    assert [len(args[1]) for args, _ in calls if args[0] is Task.GENERATE] == [3]
+    assert rewrite_ids(calls) == [] and server.engine.is_idle
+    assert server.engine.snapshot.num_slots_in_use == 0
 
 
 async def test_a_failed_step_mid_stream_is_an_error_event(server_factory, learned_classifier):
@@ -240,7 +243,7 @@ async def test_a_failed_step_mid_stream_is_an_error_event(server_factory, learne
     assert "simulated device failure" in json.loads(rest[-1].data)["error"]["message"]
     assert "result" not in [event.event for event in rest]
     assert await wait_until_idle(server.engine)
-    assert server.engine.num_slots_in_use() == 0
+    assert server.engine.snapshot.num_slots_in_use == 0
 
 
 async def test_the_page_and_its_static_files(server_url):
@@ -287,13 +290,25 @@ async def test_a_rewrite_that_claims_what_its_sentence_does_not_carries_a_warnin
     answers = {CRITICAL[0]: "Could we look at what is broken together?",
                CRITICAL[1]: "I know listening is hard, but the deadline was missed on Friday. Could you ask Priya?"}
 
-    def rewrites(prompt, params, group, stream=True):
-        async def pieces():
-            yield next(text for sentence, text in answers.items() if prompt.endswith(sentence))
-        return pieces()
+    submit = server.engine.submit
+
+    def rewrites(task, inputs, *args, **kwargs):
+        """The engine's submit, except that each rewrite says what `answers` has for it."""
+        if task is not Task.GENERATE:
+            return submit(task, inputs, *args, **kwargs)
+
+        async def admit(work: Submission) -> None:
+            for index, prompt in enumerate(inputs):
+                text = next(text for sentence, text in answers.items() if prompt.endswith(sentence))
+                stream = RequestStream(f"scripted-{index}", "scripted", 0, lambda request_id: None)
+                stream.put(text)
+                stream.put(GenerationResult(text, 0, 1, "eos_token"))
+                work.streams.append(stream)
+
+        return Submission(admit)
 
     body = {"text": MIXED, "context": CONTEXT}
-    with replaced(server.engine, "generate_stream", rewrites):
+    with replaced(server.engine, "submit", rewrites):
         status, _, answer = await post(server.url, "/v1/feedback/improve", body)
         async with aiohttp.ClientSession() as session:
             async with session.post(server.url + "/v1/feedback/improve",
@@ -313,17 +328,26 @@ async def test_a_rewrite_that_claims_what_its_sentence_does_not_carries_a_warnin
 async def test_a_sentence_the_classifier_is_unsure_about_is_marked_and_rewritten(server_factory,
                                                                                learned_classifier):
     server = server_factory.server(classifier=learned_classifier)
-    classify = server.engine.classify
+    submit = server.engine.submit
 
-    async def leaning(texts, group=None):
-        rows, labels = await classify(texts, group)
-        # The last sentence: 0.55 on a constructive label, 0.45 on a critical one.
-        rows[-1] = [0.55 if label == "Balanced Criticism" else 0.45 if label == "Vague Criticism" else 0.0
-                    for label in labels]
-        return rows, labels
+    def leaning(task, inputs, *args, **kwargs):
+        """The engine's submit; the last sentence's classification leans 0.55 on a constructive
+        label and 0.45 on a critical one."""
+        work = submit(task, inputs, *args, **kwargs)
+        if task is Task.CLASSIFY:
+            results = work.results
+
+            async def leaned():
+                rows = await results()
+                rows[-1] = [0.55 if label == "Balanced Criticism" else
+                            0.45 if label == "Vague Criticism" else 0.0 for label in work.labels]
+                return rows
+
+            work.results = leaned
+        return work
 
     text = f"{CONSTRUCTIVE[0]} {CONSTRUCTIVE[1]}"
-    with replaced(server.engine, "classify", leaning):
+    with replaced(server.engine, "submit", leaning):
         _, _, analysis = await post(server.url, "/v1/feedback/analyze", {"text": text})
         _, _, improved = await post(server.url, "/v1/feedback/improve", {"text": text})
     first, last = analysis["sentences"]
@@ -332,3 +356,23 @@ async def test_a_sentence_the_classifier_is_unsure_about_is_marked_and_rewritten
     assert improved["sentences"][0]["rewrite"] is None
     assert improved["text"].startswith(CONSTRUCTIVE[0])
     assert improved["sentences"][1]["rewrite"] is not None  # unsure: rewritten in case it reads as critical
+
+
+@pytest.mark.parametrize("overrides, served", [
+    ({}, True),  # a generator, and a classifier with the coach's nine labels
+    ({"model": None}, False),  # no generator to rewrite with
+    ({"classifier": None, "generator_group": "rewriter"}, False),  # no classifier
+    ({"model": None, "feedback_app": "on"}, True),
+    ({"feedback_app": "off"}, False),
+])
+async def test_the_coach_is_served_where_it_can_work_or_when_asked(server_factory, overrides,
+                                                                  served):
+    url = server_factory(**overrides)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + "/") as page:
+            assert page.status == (200 if served else 404)
+        async with session.post(url + "/v1/feedback/analyze", json={"text": "Hi."}) as answer:
+            if served:
+                assert answer.status == 200
+            else:
+                assert_api_error(answer.status, await answer.json(), 404)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from clients.sse import SSEDecoder
 from takeoff.cli import main
 from takeoff.config import ServerConfig, config_from, env_name, flag
+from takeoff.serve import exposure_warning
 from tests.server.helpers import next_event
 
 
@@ -51,7 +53,7 @@ def test_flags_win_over_environment_which_wins_over_defaults():
 
 @pytest.mark.parametrize("args,expected_code,message", [
     (["--model", "/no/such/dir"], 1, "does not exist"),
-    (["--classifier", "CLASSIFIER", "--model", "CLASSIFIER"], 1, "T5"),
+    (["--classifier", "CLASSIFIER", "--model", "CLASSIFIER"], 1, "encoder-decoder"),
     (["--classifier", "CLASSIFIER", "--device", "tpu"], 1, "device"),
     (["--classifier", "CLASSIFIER", "--dtype", "int3"], 1, "dtype"),
     ([], 2, "at least one model"),
@@ -127,3 +129,21 @@ async def test_sigterm_drains_running_streams_then_exits(tiny_t5_dir, tiny_class
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("host, api_key, warned", [
+    ("0.0.0.0", None, True), ("::", None, True), ("10.1.2.3", None, True),
+    ("example.org", None, True), ("0.0.0.0", "k", False), ("127.0.0.1", None, False),
+    ("::1", None, False), ("localhost", None, False)])
+def test_serving_the_network_without_a_key_says_so(host, api_key, warned):
+    warning = exposure_warning(ServerConfig(model="/m", host=host, api_key=api_key))
+    assert (warning is not None) is warned
+    if warned:
+        assert host in warning and "--api-key" in warning
+
+
+@pytest.mark.parametrize("arguments, host", [([], "127.0.0.1"), (["HOST=0.0.0.0"], "0.0.0.0")])
+def test_make_serve_listens_on_loopback_unless_told(arguments, host):
+    dry_run = subprocess.run(["make", "-n", "serve", *arguments], capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parents[2])
+    assert f"--host {host} " in dry_run.stdout, dry_run.stdout + dry_run.stderr

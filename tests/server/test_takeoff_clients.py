@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from takeoff.config import ServerConfig
 from takeoff.feedback.task import rewrite_prompt
-from tests.model.test_embedder import reference
+from tests.model.test_kernels_embedder import reference
 from tests.server.conftest import TEST_DEFAULTS, ThreadServer, bound_socket
 from tests.tiny_models import CORPUS, save_tiny_sentence_encoder, save_tiny_t5
 

@@ -1,9 +1,13 @@
 """Stand-ins for the tokenizer and the model runner, so the scheduler is tested without a model."""
 from __future__ import annotations
 
-from scheduler.output import RunnerOutput, SchedulerOutput
-from scheduler.request import Request, RequestKind
+from dataclasses import replace
+
+from scheduler.output import BeamCandidates, RunnerOutput, SchedulerOutput
+from scheduler.request import Request, Task
 from scheduler.sampling_params import SamplingParams
+from scheduler.scheduler import SchedulerConfig
+from takeoff.config import ServerConfig
 
 EOS = 1
 
@@ -49,12 +53,16 @@ class MetaspaceTokenizer(_Vocab):
 
 class FakeRunner:
     """Plays the kernels' part: remembers which request owns each slot (as the real runner keeps
-    per-slot state), and answers each step with the next token of that request's script."""
+    per-slot state), and answers each step with the next token of that request's script (a beam
+    search: the next candidates of its script, or 2 * num_beams made-up ones that never end)."""
 
-    def __init__(self, scripts: dict[str, list[int]] | None = None, filler: int = 7) -> None:
+    def __init__(self, scripts: dict[str, list[int]] | None = None, filler: int = 7,
+                 beam_scripts: dict[str, list[BeamCandidates]] | None = None) -> None:
         self.scripts = scripts or {}
         self.filler = filler  # token for requests without a script
+        self.beam_scripts = beam_scripts or {}
         self.slot_owner: dict[int, str] = {}
+        self.num_beams: dict[str, int] = {}  # beam searches' request ids
         self.position: dict[str, int] = {}
         self.steps: list[SchedulerOutput] = []
 
@@ -63,15 +71,31 @@ class FakeRunner:
         for slot in so.freed_slots:
             self.slot_owner.pop(slot, None)
         for item in so.prefill:
-            assert item.slot not in self.slot_owner, f"slot {item.slot} handed out twice"
-            self.slot_owner[item.slot] = item.request_id
+            for slot in item.slots:
+                assert slot not in self.slot_owner, f"slot {slot} handed out twice"
+                self.slot_owner[slot] = item.request_id
+            if item.sampling.is_beam_search:
+                self.num_beams[item.request_id] = len(item.slots)
         out = RunnerOutput()
-        for item in so.classify:
+        for item in so.one_pass:
             out.probabilities[item.request_id] = [0.25, 0.75]
-        for slot in [p.slot for p in so.prefill] + so.decode_slots:
-            request_id = self.slot_owner[slot]
-            out.next_token_ids[request_id] = self._next(request_id)
+        slots = [s for p in so.prefill for s in p.slots] + so.decode_slots
+        for request_id in dict.fromkeys(self.slot_owner[slot] for slot in slots):
+            if request_id in self.num_beams:
+                out.beam_candidates[request_id] = self._candidates(request_id)
+            else:
+                out.next_token_ids[request_id] = self._next(request_id)
         return out
+
+    def _candidates(self, request_id: str) -> BeamCandidates:
+        i = self.position.get(request_id, 0)
+        self.position[request_id] = i + 1
+        script = self.beam_scripts.get(request_id)
+        if script is not None:
+            return script[i]
+        k = self.num_beams[request_id]
+        return BeamCandidates([j % k for j in range(2 * k)], [self.filler + j for j in range(2 * k)],
+                              [-1.0 - i - j for j in range(2 * k)])
 
     def _next(self, request_id: str) -> int:
         script = self.scripts.get(request_id)
@@ -82,6 +106,14 @@ class FakeRunner:
         return script[i]
 
 
+def scheduler_config(**overrides) -> SchedulerConfig:
+    """The server's defaults (takeoff/config.py), as the engine passes them, with overrides."""
+    return replace(SchedulerConfig(max_num_seqs=ServerConfig.max_num_seqs,
+                                   max_num_batched_tokens=ServerConfig.max_num_batched_tokens,
+                                   max_classify_batch=ServerConfig.max_classify_batch,
+                                   queue_timeout_s=ServerConfig.queue_timeout), **overrides)
+
+
 def step(scheduler, runner: FakeRunner, now: float = 1.0):
     """One engine step: schedule, run, update. Returns (scheduler_output, request_outputs)."""
     so = scheduler.schedule(now=now)
@@ -90,12 +122,17 @@ def step(scheduler, runner: FakeRunner, now: float = 1.0):
 
 def gen(request_id: str, num_prompt: int = 4, arrival_time: float = 0.0, **sampling) -> Request:
     sampling.setdefault("max_new_tokens", 100)
-    return Request(request_id, RequestKind.GENERATE, list(range(2, 2 + num_prompt)),
+    return Request(request_id, Task.GENERATE, list(range(2, 2 + num_prompt)),
                    SamplingParams(**sampling), eos_token_id=EOS, arrival_time=arrival_time)
 
 
 def cls(request_id: str, num_tokens: int = 4, arrival_time: float = 0.0) -> Request:
-    return Request(request_id, RequestKind.CLASSIFY, list(range(2, 2 + num_tokens)),
+    return Request(request_id, Task.CLASSIFY, list(range(2, 2 + num_tokens)),
+                   arrival_time=arrival_time)
+
+
+def embed(request_id: str, num_tokens: int = 4, arrival_time: float = 0.0) -> Request:
+    return Request(request_id, Task.EMBED, list(range(2, 2 + num_tokens)),
                    arrival_time=arrival_time)
 
 
