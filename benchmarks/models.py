@@ -81,13 +81,14 @@ def ids_as_text(ids: list[int]) -> str:
 
 
 def save_random_lora(base_dir: Path, path: Path, seed: int = 0, b_scale: float = 0.1, **options) -> Path:
-    """A PEFT LoRA adapter (LoraConfig(**options)) of the T5 saved at base_dir, with random B
-    weights: PEFT starts B at zero, and an adapter whose update is zero would prove nothing."""
+    """A PEFT LoRA adapter (LoraConfig(**options)) of the encoder-decoder saved at base_dir (any
+    family), with random B weights: PEFT starts B at zero, and an adapter whose update is zero
+    would prove nothing."""
     from peft import LoraConfig, get_peft_model
-    from transformers import T5ForConditionalGeneration
+    from transformers import AutoModelForSeq2SeqLM
 
     torch.manual_seed(seed)
-    model = get_peft_model(T5ForConditionalGeneration.from_pretrained(base_dir), LoraConfig(**options))
+    model = get_peft_model(AutoModelForSeq2SeqLM.from_pretrained(base_dir), LoraConfig(**options))
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:

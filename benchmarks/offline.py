@@ -4,8 +4,9 @@
         [--dtype float32,bfloat16] [--threads 2] [--quick] [--skip-ct2]
 
 Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt, lora;
-benchmarks/offline_beam.py: flan-t5-small-beams, num_beams 4) is a random model answering seeded
-requests that each want an exact number of tokens. In every dtype asked for,
+benchmarks/offline_families.py: marian, bart; benchmarks/offline_beam.py: flan-t5-small-beams,
+num_beams 4) is a random model answering seeded requests that each want an exact number of
+tokens. In every dtype asked for,
 Hugging Face static batching runs at the workload's batch sizes and then the engine (the
 server's EngineCore.step() over the scheduler and runner) in the same dtype; then the engine with
 int8 linears, and CTranslate2 in float32 and int8 (its CPU build has no bf16 here). Each row is
@@ -29,12 +30,15 @@ from pathlib import Path
 import torch
 
 from benchmarks.offline_beam import BEAM_WORKLOADS
-from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_takeoff, warm_up
+from benchmarks.offline_families import FAMILY_WORKLOADS
 from benchmarks.offline_lora import lora_profiles, lora_targets, print_lora_targets, run_lora_systems
-from benchmarks.offline_workloads import WORKLOADS, Workload
+from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_takeoff, warm_up
+from benchmarks.offline_workloads import T5_WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
 from kernels.devices import DTYPES
+
+WORKLOADS = {**T5_WORKLOADS, **FAMILY_WORKLOADS}
 
 
 ALL_WORKLOADS = {**WORKLOADS, **BEAM_WORKLOADS}

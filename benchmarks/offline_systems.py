@@ -26,6 +26,7 @@ class BenchRequest:
     arrival_step: int = 0  # engine driver: the step at which the request is submitted
     params: SamplingParams | None = None  # engine driver: other parameters than "exactly num_tokens"
     lora_id: str | None = None  # engine driver: the LoRA adapter it runs with; None: the base model
+    stream: bool = False  # engine driver: the core hands over every text piece, not only the end
 
     @property
     def sampling(self) -> SamplingParams:
@@ -74,25 +75,28 @@ def spread(count: int, bounds: tuple[int, int]) -> list[int]:
 def run_hf(model, requests: list[BenchRequest], batch_size: int, name: str) -> SystemResult:
     """Hugging Face generate on static batches: each batch runs until its longest request is done."""
     outputs = []
+    pad = model.config.pad_token_id
     start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         width = max(len(r.prompt_ids) for r in chunk)
-        input_ids = torch.tensor([r.prompt_ids + [0] * (width - len(r.prompt_ids)) for r in chunk])
+        input_ids = torch.tensor([r.prompt_ids + [pad] * (width - len(r.prompt_ids)) for r in chunk])
+        mask = torch.tensor([[1] * len(r.prompt_ids) + [0] * (width - len(r.prompt_ids)) for r in chunk])
         longest = max(r.num_tokens for r in chunk)
         with torch.inference_mode():
-            out = model.generate(input_ids.to(model.device), attention_mask=(input_ids != 0).long().to(model.device),
-                                 do_sample=False, max_new_tokens=longest, min_new_tokens=longest)
+            out = model.generate(input_ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
+                                 num_beams=1, max_new_tokens=longest, min_new_tokens=longest)
         outputs += [row[1:1 + r.num_tokens] for r, row in zip(chunk, out.tolist())]
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
 
 
 def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
-    """Hugging Face's T5 from `model_dir` in `dtype` on `device`, warmed up on `requests`."""
-    from transformers import T5ForConditionalGeneration
+    """Hugging Face's encoder-decoder (T5, BART, Marian, ...) from `model_dir` in `dtype` on
+    `device`, warmed up on `requests`."""
+    from transformers import AutoModelForSeq2SeqLM
 
     from kernels.devices import DTYPES
 
-    model = T5ForConditionalGeneration.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
     run_hf(model, warm_up(requests), 2, "warm-up")
     return model
 
@@ -139,10 +143,11 @@ def run_takeoff(args, model_dir, requests: list[BenchRequest], dtype: str, quant
 
 def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest],
                max_num_seqs: int, max_num_batched_tokens: int = 4096, name: str = "engine",
-               on_step=None) -> SystemResult:
+               on_step=None, on_output=None) -> SystemResult:
     """Continuous batching: the server's own EngineCore.step() over the project's scheduler and
-    runner, with no server around them. Requests are submitted at their arrival_step;
-    on_step(step, scheduler_output) sees what each step ran."""
+    runner, with no server around them. Requests are submitted at their arrival_step (request i
+    has id str(i)); on_step(step, scheduler_output) sees what each step ran, on_output(output)
+    every EngineOutput the core hands over."""
     scheduler = Scheduler(SchedulerConfig(max_num_seqs=max_num_seqs,
                                           max_num_batched_tokens=max_num_batched_tokens,
                                           max_classify_batch=1, queue_timeout_s=1e9),
@@ -159,9 +164,11 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
                 i, r = pending.pop(0)
                 submitted[i] = Request(str(i), Task.GENERATE, r.prompt_ids, r.sampling,
                                        eos_token_id=eos_token_id, lora_id=r.lora_id)
-                core.add(submitted[i], name, stream=False)
+                core.add(submitted[i], name, stream=r.stream)
             before = sum(len(r.output_ids) for r in submitted if r is not None)
-            core.step()
+            for output in core.step():
+                if on_output is not None:
+                    on_output(output)
             bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
             observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,

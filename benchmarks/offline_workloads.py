@@ -66,7 +66,7 @@ def lora(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workloa
     return with_adapters(flan_t5_small(tmp / "lora", seed, num_requests, quick), tmp / "lora", seed)
 
 
-WORKLOADS = {"flan-t5-small": flan_t5_small, "long-prompt": long_prompt, "lora": lora}
+T5_WORKLOADS = {"flan-t5-small": flan_t5_small, "long-prompt": long_prompt, "lora": lora}
 
 
 def english_words() -> list[str]:

@@ -132,7 +132,7 @@ def _running_batch(generator, batch_size: int, position: int, input_len: int, re
         runner.add_lora(load_lora(lora_id, path, generator))
     names = list(adapters) or [None]
     rng = random.Random(0)
-    vocab = generator.weights.embed.shape[0]
+    vocab = generator.vocab_size
     params = SamplingParams(max_new_tokens=max_len, min_new_tokens=max_len, num_beams=num_beams)
     prefill = [PrefillInput(str(i), i * num_beams, [rng.randrange(3, vocab) for _ in range(input_len - 1)] + [1],
                             params, list(range(i * num_beams + 1, (i + 1) * num_beams)), names[i % len(names)])

@@ -113,7 +113,7 @@ class GrammarCompiler:
     @classmethod
     def for_model(cls, model) -> "GrammarCompiler":
         """For a kernels.loader.Seq2SeqModel."""
-        return cls(model.tokenizer, model.eos_token_id, model.config.vocab_size)
+        return cls(model.tokenizer, model.eos_token_id, model.vocab_size)
 
     def compile(self, regex: str | None = None, json_schema: str | None = None) -> CompiledGrammar:
         """Compile a regex, or a JSON schema given as JSON text. Raises GrammarError."""

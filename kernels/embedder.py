@@ -17,9 +17,9 @@ import torch
 
 from kernels.classifier import _truncate  # cut ids to a limit, keeping the last (special) token
 from kernels.linear import prepack_module
-from kernels.loader import (CLASSIFIER_MODEL_TYPES, ModelLoadError, OFFSET_POSITION_MODEL_TYPES,
-                            UNBOUNDED_LENGTH, _device_and_dtype, _from_pretrained, _load_tokenizer,
-                            _read_config, _tokenizer_limit)
+from kernels.loader import CLASSIFIER_MODEL_TYPES, OFFSET_POSITION_MODEL_TYPES, ModelLoadError
+from kernels.model_files import (UNBOUNDED_LENGTH, device_and_dtype, from_pretrained, load_tokenizer,
+                                 read_config, tokenizer_limit)
 
 # Pooling modes we compute, in the order sentence-transformers concatenates them; the legacy
 # boolean keys of 1_Pooling/config.json name the same modes.
@@ -54,20 +54,20 @@ def load_embedder(path, device: str = "cpu", dtype: str = "float32") -> Embeddin
     if not root.is_dir():
         raise ModelLoadError(f"embedding model directory {root} does not exist (or is not a directory).")
     modules = _read_modules(root)
-    encoder_dir, config = _read_config(root / modules["Transformer"], "embedding")
+    encoder_dir, config = read_config(root / modules["Transformer"], "embedding")
     if config.model_type not in CLASSIFIER_MODEL_TYPES:
         raise ModelLoadError(f"{encoder_dir} holds a '{config.model_type}' model; the embedder must be a "
                              f"BERT-family encoder ({', '.join(CLASSIFIER_MODEL_TYPES)}).")
     pooling = _read_pooling(root / modules["Pooling"] / "config.json")
-    torch_device, torch_dtype, reason = _device_and_dtype(device, dtype, root)
-    tokenizer = _load_tokenizer(encoder_dir)
-    model = _from_pretrained(AutoModel, encoder_dir, torch_dtype).to(torch_device).eval()
+    torch_device, torch_dtype, reason = device_and_dtype(device, dtype, root)
+    tokenizer = load_tokenizer(encoder_dir)
+    model = from_pretrained(AutoModel, encoder_dir, torch_dtype).to(torch_device).eval()
     prepack_module(model, torch_device)
     settings_file = encoder_dir / "sentence_bert_config.json"  # max_seq_length, do_lower_case
     settings = _read_json(settings_file) if settings_file.is_file() else {}
     offset = 2 if config.model_type in OFFSET_POSITION_MODEL_TYPES else 0
     max_positions = getattr(config, "max_position_embeddings", UNBOUNDED_LENGTH) - offset
-    limit = settings.get("max_seq_length") or _tokenizer_limit(tokenizer, max_positions)
+    limit = settings.get("max_seq_length") or tokenizer_limit(tokenizer, max_positions)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return EmbeddingModel(model=model, tokenizer=tokenizer, config=config, path=root, device=torch_device,
                           dtype=torch_dtype, dtype_reason=reason, max_input_len=min(int(limit), max_positions), pooling=pooling,

@@ -33,7 +33,9 @@ class StepBatch:
     rows: torch.Tensor  # [n] cache row of each sequence
     row_range: tuple[int, int] | None  # (first, stop) when the rows are consecutive: read by slicing
     positions: torch.Tensor  # [n] position of the token each sequence feeds in this step
-    self_bias: torch.Tensor  # [n, num_heads, 1, self capacity]: relative bias, -inf after own position
+    # [num_tables, n, num_heads or 1, 1, self capacity]: relative bias (one table per layer, or
+    # one for all), or none with absolute positions; -inf after each sequence's own position
+    self_bias: torch.Tensor
     cross: list[CrossGroup]  # the sequences grouped by their requests' cross-attention rows
 
 
@@ -117,7 +119,8 @@ class KVCache:
                                  device, dtype)
         self.cross_kv = ElasticKV(num_layers, num_rows, num_heads, d_kv, max_input_len,
                                   CROSS_CAPACITY_STEP, device, dtype)
-        self.bias_table = bias_table.to(device=device, dtype=dtype)  # [max_len, num_heads, max_len]
+        # [num_tables, max_len, num_heads or 1, max_len] (kernels.seq2seq.decoder_bias_table)
+        self.bias_table = bias_table.to(device=device, dtype=dtype)
 
     @property
     def nbytes(self) -> int:
@@ -151,7 +154,7 @@ class KVCache:
         first = rows[0]
         consecutive = rows == list(range(first, first + len(rows)))
         self_capacity, cross_capacity = self.self_kv.capacity, self.cross_kv.capacity
-        self_bias = self.bias_table.index_select(0, position_tensor)[:, :, None, :self_capacity]
+        self_bias = self.bias_table.index_select(1, position_tensor)[:, :, :, None, :self_capacity]
         cross = cross_groups(rows if cross_rows is None else cross_rows, input_lens, cross_capacity,
                              device, self.bias_table.dtype)
         return StepBatch(row_tensor, (first, first + len(rows)) if consecutive else None,

@@ -1,4 +1,4 @@
-"""How the T5 linears run: plain F.linear, weights prepacked for oneDNN, or int8.
+"""How the encoder-decoder linears run: plain F.linear, weights prepacked for oneDNN, or int8.
 
 On the CPU, F.linear reorders its weight into oneDNN's blocked layout on every call; a layer
 prepacked once runs 1.2-1.4x faster at decode batch sizes (bf16: bit-identical results; fp32:
@@ -6,7 +6,8 @@ oneDNN's sgemm instead of MKL's, within 1e-4). With --quantize int8 each call sc
 of x to int8 on its own (so a sequence's result does not depend on the rest of its batch),
 multiplies in int8 with int32 sums (torch._int_mm, VNNI) and scales back to float32, with
 weights quantized once per output channel; norms, attention and the residual stream stay
-float32. All three are called as linear(x, weight) by kernels/t5.py.
+float32. All are called as linear(x, weight) by kernels/seq2seq.py, so that another layer
+(LoRA-aware, say) can be dropped in; `LinearSource` says where each Hugging Face nn.Linear went.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import torch.nn.functional as F
 
 QUANTIZE_CHOICES = ("none", "int8")
 PACKED_DTYPES = (torch.float32, torch.bfloat16)  # oneDNN's CPU kernels for these need no AVX512-FP16
-# The weights kernels/t5.py multiplies by (T5Layer fields; T5Weights.lm_head besides).
+# The linears kernels/seq2seq.py multiplies by: Layer fields, and Seq2SeqWeights fields.
 LINEAR_FIELDS = ("self_qkv", "self_out", "ff_in", "ff_out", "cross_q", "cross_kv", "cross_out")
+MODEL_LINEAR_FIELDS = ("lm_head", "embedding_project", "encoder_project", "head_dense")
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,34 @@ class LinearSource:
 
 
 def linear(x: torch.Tensor, weight) -> torch.Tensor:
-    """x @ weight.T for a weight tensor [out, in] (x takes its dtype: float16 T5 keeps `wo` in
-    fp32, and its residual stream then continues in fp32, as in Hugging Face), or a prepared
-    layer (PackedLinear, Int8Linear)."""
+    """x @ weight.T (+ bias) for a weight tensor [out, in] or a layer (Dense, PackedLinear,
+    Int8Linear, or any callable taking x)."""
     if isinstance(weight, torch.Tensor):
         return F.linear(x.to(weight.dtype), weight)
     return weight(x)
 
 
+@dataclass
+class Dense:
+    """A weight [out, in] and its optional bias [out], run by F.linear. x takes the weight's
+    dtype: float16 T5 keeps `wo` in fp32, and its residual stream then continues in fp32, as in
+    Hugging Face."""
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(self.weight.dtype), self.weight, self.bias)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+
 def linear_shape(weight) -> tuple[int, int]:
     """(out_features, in_features) of a weight tensor or a prepared layer."""
-    if isinstance(weight, torch.Tensor):
-        return weight.shape[0], weight.shape[1]
+    if isinstance(weight, (torch.Tensor, Dense)):
+        shape = weight.shape if isinstance(weight, torch.Tensor) else weight.weight.shape
+        return shape[0], shape[1]
     return weight.out_features, weight.in_features
 
 
@@ -60,13 +78,14 @@ class PackedLinear:
 
 
 class Int8Linear:
-    """A bias-free linear layer with int8 weights, float32 in and out."""
+    """A linear layer with int8 weights (and a float32 bias, if any), float32 in and out."""
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         weight = weight.float()  # [out_features, in_features]
         self.scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-12)  # [out_features]
         self.weight_t = (weight / self.scales[:, None]).round().to(torch.int8).t().contiguous()  # [in, out]
         self.out_features, self.in_features = weight.shape
+        self.bias = None if bias is None else bias.float()
         self.dtype = torch.float32  # of what it takes and returns
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,6 +93,8 @@ class Int8Linear:
         row_scales = (rows.abs().amax(dim=1, keepdim=True) / 127).clamp_(min=1e-12)  # [num_rows, 1]
         quantized = (rows / row_scales).round_().to(torch.int8)
         out = torch._int_mm(quantized, self.weight_t).float().mul_(row_scales).mul_(self.scales)
+        if self.bias is not None:
+            out.add_(self.bias)
         return out.view(*x.shape[:-1], self.out_features)
 
 
@@ -104,12 +125,12 @@ def prepack_module(model: torch.nn.Module, device: torch.device) -> torch.nn.Mod
 
 
 def prepare_linears(w, quantize: str, device: torch.device):
-    """T5Weights whose linears run as `quantize` asks (int8), else prepacked where oneDNN can
-    (CPU, fp32/bf16 weights), else as they are."""
+    """Seq2SeqWeights whose Dense linears run as `quantize` asks (int8), else prepacked where
+    oneDNN can (CPU, fp32/bf16 weights), else as they are."""
     if quantize == "int8":
-        return _replace_linears(w, Int8Linear)
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and w.embed.dtype in PACKED_DTYPES:
-        return _replace_linears(w, prepacked)
+        return _replace_linears(w, lambda d: Int8Linear(d.weight, d.bias))
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        return _replace_linears(w, lambda d: PackedLinear(d.weight, d.bias) if d.dtype in PACKED_DTYPES else d)
     return w
 
 
@@ -122,9 +143,12 @@ def prepacked(weight: torch.Tensor):
 
 
 def _replace_linears(w, make: Callable):
+    def prepared(value):
+        return make(value) if isinstance(value, Dense) else value
+
     def layer(block):
-        return replace(block, **{f.name: make(getattr(block, f.name)) for f in fields(block)
-                                 if f.name in LINEAR_FIELDS and getattr(block, f.name) is not None})
+        return replace(block, **{f.name: prepared(getattr(block, f.name)) for f in fields(block)
+                                 if f.name in LINEAR_FIELDS})
 
     return replace(w, encoder=[layer(b) for b in w.encoder], decoder=[layer(b) for b in w.decoder],
-                   lm_head=make(w.lm_head))
+                   **{name: prepared(getattr(w, name)) for name in MODEL_LINEAR_FIELDS})

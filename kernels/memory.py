@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from kernels.devices import resolve_dtype
+from kernels.families import decoder_cache_shape
 
 BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2}
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -28,8 +29,8 @@ def reader_bytes(path, dtype: str, device: str, num_slots: int = 0, max_len: int
     weights = sum(f.stat().st_size for pattern in WEIGHT_PATTERNS for f in path.rglob(pattern))
     need = weights * scale * LOAD_PEAK_FACTOR
     if num_slots:
-        layers = config.get("num_decoder_layers") or config.get("num_layers") or 0
-        per_position = 2 * layers * config.get("num_heads", 0) * config.get("d_kv", 0)
+        layers, heads, head_dim = decoder_cache_shape(config)
+        per_position = 2 * layers * heads * head_dim
         element = 4  # the KV cache is float32 whatever the weights' dtype (kernels/runner.py)
         need += num_slots * (max_len + max_input_len) * per_position * element
     return int(need)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from kernels import t5
+from kernels import seq2seq
 from kernels.beam import BeamRows, beam_candidates, follow
 from kernels.classifier import classify
 from kernels.constrained import GrammarCompiler, GrammarError
@@ -54,9 +54,13 @@ class ModelRunner:
         self.loras: LoraSet | None = None
         if generator is not None:
             self.loras = LoraSet(generator.weights, max_loras)
+            if generator.max_target_len is not None and max_len > generator.max_target_len:
+                logger.info("max_len %d cut to the %d decoder positions of %s", max_len,
+                            generator.max_target_len, generator.path)
+                self.max_len = max_len = generator.max_target_len
             w = generator.weights
             with torch.inference_mode():
-                bias_table = t5.decoder_bias_table(w, max_len)
+                bias_table = seq2seq.decoder_bias_table(w, max_len)
                 # fp32 whatever the model's dtype: attention scores rounded to bf16 cost 6 points of
                 # agreement with Hugging Face (whose SDPA computes in fp32), and on CPU the
                 # single-query matmuls run about as fast in fp32 (12% more step time in bf16).
@@ -145,22 +149,27 @@ class ModelRunner:
                     raise ValueError(f"slot {slot} is outside 0..{self.max_num_seqs - 1}")
             if len(p.slots) != p.sampling.num_beams:
                 raise ValueError(f"{len(p.slots)} slots for num_beams {p.sampling.num_beams}")
-            if not 0 < len(p.prompt_ids) <= self.max_input_len:
-                errors[p.request_id] = (f"{len(p.prompt_ids)} input tokens; 1 to "
-                                        f"{self.max_input_len} allowed")
-            elif p.lora_id is not None and p.lora_id not in self.lora_ids:
-                errors[p.request_id] = f"adapter '{p.lora_id}' is not loaded on this reader"
-            elif p.sampling.max_new_tokens > self.max_len:
-                errors[p.request_id] = (f"max_new_tokens {p.sampling.max_new_tokens} exceeds the "
-                                        f"runner's max_len {self.max_len}")
-            else:
+            reason = self._refusal(p)
+            if reason is None:
                 try:
                     matchers[p.request_id] = self._matcher(p)
                 except GrammarError as exc:
-                    errors[p.request_id] = str(exc)
-                    continue
+                    reason = str(exc)
+            if reason is None:
                 accepted.append(p)
+            else:
+                errors[p.request_id] = reason
         return accepted
+
+    def _refusal(self, p: PrefillInput) -> str | None:
+        """Why this runner cannot take the prefill, or None."""
+        if not 0 < len(p.prompt_ids) <= self.max_input_len:
+            return f"{len(p.prompt_ids)} input tokens; 1 to {self.max_input_len} allowed"
+        if p.sampling.max_new_tokens > self.max_len:
+            return f"max_new_tokens {p.sampling.max_new_tokens} exceeds the runner's max_len {self.max_len}"
+        if p.lora_id is not None and p.lora_id not in self.lora_ids:
+            return f"adapter '{p.lora_id}' is not loaded on this reader"
+        return self._bad_prefix(p)
 
     def _prefill(self, prefills: list[PrefillInput], matchers: dict,
                  between_layers: Callable[[], None] | None = None) -> None:
@@ -188,7 +197,7 @@ class ModelRunner:
             input_ids[i, :lengths[i]] = torch.tensor(p.prompt_ids)
         device, weights = model.device, self.loras.weights
         self.loras.select([p.lora_id for p in prefills], device, stacked=False)  # and the cross K/V below
-        encoded = t5.encode(weights, input_ids.to(device), torch.tensor(lengths, device=device),
+        encoded = seq2seq.encode(weights, input_ids.to(device), torch.tensor(lengths, device=device),
                             between_layers)
         for p, length in zip(prefills, lengths):
             for slot in p.slots:
@@ -212,7 +221,7 @@ class ModelRunner:
         self._fit_cache(between_layers)
         rows = torch.tensor([self.slots[p.slot].cross_row for p in prefills], device=device)
         for i, layer in enumerate(weights.decoder):
-            keys, values = t5.cross_keys_values(weights, encoded, layer)
+            keys, values = seq2seq.cross_keys_values(weights, encoded, layer)
             self.cache.write_cross(i, rows, keys, values)
             if between_layers is not None:
                 between_layers()
@@ -286,7 +295,7 @@ class ModelRunner:
                                       [s.input_len for s in states], [s.cross_row for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
         self.loras.select([s.lora_id for s in states], model.device, stacked=True)
-        logits = t5.decode_step(self.loras.weights, self.cache, batch, last_tokens,
+        logits = seq2seq.decode_step(self.loras.weights, self.cache, batch, last_tokens,
                                 between_layers)  # [n, vocab]
         searches = self._searches(slots)
         in_beams = {i for _, beams in searches for i in beams}
@@ -323,6 +332,22 @@ class ModelRunner:
         if p.sampling.regex is None and p.sampling.json_schema is None:
             return None
         return self.grammars.matcher(p.sampling.regex, p.sampling.json_schema)
+
+    def _bad_prefix(self, p: PrefillInput) -> str | None:
+        """Why this request's decoder prefix cannot be decoded, or None."""
+        prefix = p.sampling.decoder_prefix
+        if not prefix:
+            return None
+        if len(prefix) > p.sampling.max_new_tokens:
+            return f"the decoder prefix ({len(prefix)} tokens) is longer than max_new_tokens"
+        if p.sampling.regex is not None or p.sampling.json_schema is not None:
+            return "a decoder prefix cannot be combined with a regex or JSON schema constraint"
+        if p.sampling.is_beam_search:
+            return "a decoder prefix cannot be combined with beam search (num_beams above 1)"
+        vocab_size = self._need(self.generator, "generator").vocab_size
+        if not all(0 <= token < vocab_size for token in prefix):
+            return f"the decoder prefix has token ids outside the vocabulary (0 to {vocab_size - 1})"
+        return None
 
     @staticmethod
     def _need(model, role: str):

@@ -1,7 +1,9 @@
 """Choosing each sequence's next token from its logits.
 
-The order is Hugging Face `generate`'s: repetition penalty, no-repeat n-gram, min_new_tokens, then
-(when sampling) temperature, top-k, top-p. Each sequence draws from its own torch.Generator, so a
+The order is Hugging Face `generate`'s logits processors': repetition penalty, no-repeat n-gram,
+bad words, min_new_tokens, forced BOS, forced EOS, then (when sampling) temperature, top-k,
+top-p. A decoder prefix is not chosen at all: its tokens are the sequence's first outputs, as
+Hugging Face's decoder_input_ids are. Each sequence draws from its own torch.Generator, so a
 seeded request gets the same tokens alone or in any batch. A beam search's beams are processed
 alike (`process_logits`, on log-probabilities as HF's beam search does); kernels/beam.py chooses.
 """
@@ -38,6 +40,11 @@ class SlotState:
     @property
     def num_generated(self) -> int:
         return len(self.token_ids) - 1
+
+    def forced_token(self) -> int | None:
+        """The decoder prefix's next token, while the prefix lasts."""
+        prefix, n = self.sampling.decoder_prefix, self.num_generated
+        return prefix[n] if n < len(prefix) else None
 
     @property
     def position(self) -> int:
@@ -85,7 +92,10 @@ def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: i
     process_logits(logits, states, eos_token_id)
     tokens = logits.argmax(dim=-1).tolist()
     for i, state in enumerate(states):
-        if not state.sampling.is_greedy:
+        forced = state.forced_token()
+        if forced is not None:
+            tokens[i] = forced
+        elif not state.sampling.is_greedy:
             probs = warp(logits[i], state.sampling).softmax(dim=-1)
             tokens[i] = int(torch.multinomial(probs, 1, generator=state.generator).item())
     return tokens
@@ -105,8 +115,8 @@ def process_logits(scores: torch.Tensor, states: list[SlotState], eos_token_id: 
 
 def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id: int,
                     rows: list[int] | None = None) -> None:
-    """Repetition penalty, no-repeat n-gram and min_new_tokens, in place on logits [n, vocab]:
-    states[i]'s in row rows[i] (default: row i)."""
+    """Repetition penalty, no-repeat n-gram, bad words, min_new_tokens, forced BOS and forced EOS,
+    in place on logits [n, vocab]: states[i]'s in row rows[i] (default: row i)."""
     rows = list(range(len(states))) if rows is None else rows
     for i, state in zip(rows, states):
         penalty = state.sampling.repetition_penalty
@@ -115,12 +125,38 @@ def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id:
             scores = logits[i].gather(0, seen)
             scores = torch.where(scores < 0, scores * penalty, scores / penalty)
             logits[i].scatter_(0, seen, scores)
-        banned = state.banned_tokens()
+        banned = state.banned_tokens() | bad_word_endings(state, eos_token_id)
         if banned:
             logits[i, list(banned)] = float("-inf")
     suppress_eos = [i for i, s in zip(rows, states) if s.num_generated < s.sampling.min_new_tokens]
     if suppress_eos:
         logits[suppress_eos, eos_token_id] = float("-inf")
+    for i, state in zip(rows, states):
+        params = state.sampling
+        if params.forced_bos_token_id is not None and state.num_generated == 0:
+            _force(logits[i], (params.forced_bos_token_id,))
+        if params.forced_eos_token_ids and state.num_generated == params.max_new_tokens - 1:
+            _force(logits[i], params.forced_eos_token_ids)
+
+
+def bad_word_endings(state: SlotState, eos_token_id: int) -> set[int]:
+    """The last token of every bad word whose other tokens the sequence (start token included)
+    ends with; a bad word that is the EOS token alone is ignored, as Hugging Face ignores it."""
+    banned = set()
+    tokens = state.token_ids
+    for word in state.sampling.bad_words_ids:
+        if word == (eos_token_id,):
+            continue
+        head = len(word) - 1
+        if head == 0 or (head <= len(tokens) and tuple(tokens[len(tokens) - head:]) == word[:-1]):
+            banned.add(word[-1])
+    return banned
+
+
+def _force(row: torch.Tensor, token_ids: tuple[int, ...]) -> None:
+    """Every score -inf but the forced tokens', which become 0 (Hugging Face's forced BOS/EOS)."""
+    row.fill_(float("-inf"))
+    row[list(token_ids)] = 0.0
 
 
 def warp(scores: torch.Tensor, params: SamplingParams) -> torch.Tensor:

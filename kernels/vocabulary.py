@@ -49,8 +49,12 @@ def token_vocabulary(tokenizer, eos_token_id: int) -> TokenVocabulary:
 
 
 def _decoder_steps(tokenizer) -> dict[str, dict]:
-    """The decoder's steps by type, a Sequence flattened: {"Metaspace": {...}, ...}."""
-    decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
+    """The decoder's steps by type, a Sequence flattened: {"Metaspace": {...}, ...}. A slow
+    SentencePiece tokenizer (Marian's, which has no fast version) spells spaces as Metaspace does."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return {"Metaspace": {"type": "Metaspace", "replacement": "\u2581"}}
+    decoder = json.loads(backend.to_str()).get("decoder") or {}
     steps = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
     return {step.get("type"): step for step in steps if step}
 

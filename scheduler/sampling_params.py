@@ -53,6 +53,16 @@ class SamplingParams:
     # text, so the params stay hashable). At most one; only kernels/constrained.py reads them.
     regex: str | None = None
     json_schema: str | None = None
+    # What a model's generation_config.json (or a request) asks of the decoder beyond sampling,
+    # applied by the runner as Hugging Face's logits processors are, in their order
+    # (kernels/sampling.py). Token ids are the model's; kernels/generation_config.py reads them.
+    # decoder_prefix: tokens the output is forced to start with (a request's target_prefix, as
+    # Hugging Face's decoder_input_ids after the start token); they are output tokens, so they
+    # count toward max_new_tokens and min_new_tokens (as max_length/min_length count them).
+    decoder_prefix: tuple[int, ...] = ()
+    forced_bos_token_id: int | None = None  # the first output token, when there is no prefix
+    forced_eos_token_ids: tuple[int, ...] = ()  # one of them is the max_new_tokens-th token
+    bad_words_ids: tuple[tuple[int, ...], ...] = ()  # token sequences the output never completes
     # Beam search (scheduler/beams.py): Hugging Face generate(num_beams=...) semantics. A request
     # with num_beams > 1 holds that many KV slots and keeps that many hypotheses; it decodes
     # greedily (beam sampling is not implemented) and its text comes back when it ends.

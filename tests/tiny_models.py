@@ -106,14 +106,14 @@ def save_tiny_t5(path: Path, shape: str = "gated-gelu-untied", seed: int = 0,
     return path
 
 
-def teach_to_copy(model: T5ForConditionalGeneration, tokenizer, steps: int = 40) -> None:
+def teach_to_copy(model: T5ForConditionalGeneration, tokenizer, steps: int = 40, lr: float = 1e-2) -> None:
     """A few quick optimizer steps teaching the model to echo spans of the corpus.
 
     A freshly initialised T5 repeats one token forever, which would hide decoding bugs; a little
     training makes it emit varied tokens and stop with EOS at different lengths."""
     ids = [tokenizer(text)["input_ids"][:-1] for text in CORPUS]
     generator = torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     num_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls: threads only contend (7x slower on a busy 2-core box)
     model.train()

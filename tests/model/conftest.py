@@ -1,11 +1,13 @@
 """Tiny models run fastest on one thread: their ops are too small to split, and on a busy
-machine extra threads only wait on each other. decisive_t5_dir: a tiny T5 for precision tests."""
+machine extra threads only wait on each other. decisive_t5_dir: a tiny T5 for precision tests;
+family_dir(family): a tiny model of each encoder-decoder family (tests/family_models.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
+from tests.family_models import save_tiny_family
 from tests.tiny_models import build_t5_tokenizer, teach_to_copy
 
 
@@ -38,3 +40,16 @@ def decisive_t5_dir(tmp_path_factory):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory):
+    """family_dir(family) -> directory of the tiny model of that family, built once per session."""
+    built = {}
+
+    def build(family: str):
+        if family not in built:
+            built[family] = save_tiny_family(tmp_path_factory.mktemp(f"tiny-{family}"), family)
+        return built[family]
+
+    return build

@@ -104,7 +104,7 @@ def test_bad_directories_fail_with_one_clear_line(tmp_path, tiny_t5_dir):
 def test_an_unclassifiable_directory_is_a_model_load_error(tmp_path):
     path = save_tiny_sentence_encoder(tmp_path / "st")
     (path / "modules.json").unlink()  # now a bare BertModel: no head, no pooling
-    with pytest.raises(ModelLoadError, match="neither a T5-family generator"):
+    with pytest.raises(ModelLoadError, match="neither an encoder-decoder generator"):
         model_task(path)
     with pytest.raises(ModelLoadError, match="does not exist"):
         model_task(tmp_path / "nowhere")

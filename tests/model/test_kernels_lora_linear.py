@@ -1,40 +1,30 @@
-"""The pieces LoRA stands on: `sources` finds every Hugging Face linear in the regrouped weights,
-and a LoraLinear adds each row's own adapter update over every kind of base linear."""
+"""A LoraLinear adds each row's own adapter update over every kind of base linear (that `sources`
+finds every Hugging Face linear in the regrouped weights: tests/model/test_family_loading.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import T5ForConditionalGeneration
 
-from kernels.linear import Int8Linear, PackedLinear, linear
+from kernels.linear import Dense, Int8Linear, PackedLinear, linear
 from kernels.lora import LoraContext, LoraLinear
 from kernels.lora_adapter import FieldUpdate, ModuleUpdate
-from kernels.t5 import t5_weights
-
-
-@pytest.mark.parametrize("shape", ["relu-tied", "gated-gelu-untied"])
-def test_sources_point_at_each_hugging_face_linear_in_the_regrouped_weights(tiny_t5_shape_dir, shape):
-    model = T5ForConditionalGeneration.from_pretrained(tiny_t5_shape_dir(shape)).eval()
-    weights = t5_weights(model)
-    linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    assert set(weights.sources) == set(linears) - {"lm_head"}
-    for name, source in weights.sources.items():
-        field = getattr(getattr(weights, source.stack)[source.layer], source.field)
-        start, stop = source.rows
-        assert torch.equal(field[start:stop], linears[name].weight), name
-    assert weights.sources["decoder.block.1.layer.1.EncDecAttention.v"].rows == (32, 64)  # k, then v
 
 
 # (kind, dtype): every base linear a runner may hold
 BASE_KINDS = [("tensor", torch.float32), ("tensor", torch.bfloat16), ("packed", torch.float32),
-              ("packed", torch.bfloat16), ("int8", torch.float32)]
+              ("packed", torch.bfloat16), ("int8", torch.float32), ("dense", torch.float32),
+              ("packed-bias", torch.float32), ("int8-bias", torch.float32)]
 WAYS = ["grouped", "stacked"]  # a prefill's way, a decoder step's way
 
 
 def make_base(kind: str, weight: torch.Tensor, dtype: torch.dtype):
+    """A linear of `kind`; the -bias kinds and a Dense carry a bias (BART's linears have one)."""
+    bias = torch.randn(weight.shape[0]).to(dtype) if kind.endswith("bias") or kind == "dense" else None
     if kind == "tensor":
         return weight.to(dtype)
-    return PackedLinear(weight.to(dtype)) if kind == "packed" else Int8Linear(weight)
+    if kind == "dense":
+        return Dense(weight.to(dtype), bias)
+    return PackedLinear(weight.to(dtype), bias) if kind.startswith("packed") else Int8Linear(weight, bias)
 
 
 def fused_qkv_layer(base, compute: torch.dtype, inner: int = 8, d_model: int = 16, rank: int = 2):
@@ -59,7 +49,7 @@ def test_each_row_gets_only_its_own_adapters_update(kind, dtype, input_shape, wa
     torch.manual_seed(0)
     inner, d_model = 8, 16
     base = make_base(kind, torch.randn(3 * inner, d_model), dtype)
-    compute = torch.float32 if kind == "int8" else dtype
+    compute = torch.float32 if kind.startswith("int8") else dtype
     layer, context = fused_qkv_layer(base, compute)
     lora_ids = ["q-v", None, "k", "q-v", "q-v", None, "k"][:input_shape[0]]
     x = torch.randn(*input_shape, d_model).to(compute)

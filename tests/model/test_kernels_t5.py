@@ -120,7 +120,7 @@ def test_no_repeat_ngram_and_min_new_tokens_hold(tiny_t5_dir):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_decodes_like_hugging_face(tiny_t5_dir, dtype):
     generator = load_generator(tiny_t5_dir, dtype=dtype)
-    assert generator.weights.embed.dtype == getattr(torch, dtype)
+    assert generator.weights.encoder_embedding.tokens.dtype == getattr(torch, dtype)
     inputs = prompts(generator.tokenizer)
     outputs, _ = run_batch(generator, inputs)
     model = T5ForConditionalGeneration.from_pretrained(tiny_t5_dir, dtype=getattr(torch, dtype)).eval()

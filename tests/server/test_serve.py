@@ -53,7 +53,7 @@ def test_flags_win_over_environment_which_wins_over_defaults():
 
 @pytest.mark.parametrize("args,expected_code,message", [
     (["--model", "/no/such/dir"], 1, "does not exist"),
-    (["--classifier", "CLASSIFIER", "--model", "CLASSIFIER"], 1, "T5"),
+    (["--classifier", "CLASSIFIER", "--model", "CLASSIFIER"], 1, "encoder-decoder"),
     (["--classifier", "CLASSIFIER", "--device", "tpu"], 1, "device"),
     (["--classifier", "CLASSIFIER", "--dtype", "int3"], 1, "dtype"),
     ([], 2, "at least one model"),
