@@ -13,14 +13,15 @@ from takeoff.api.http import engine_of, read_json
 from takeoff.api.schemas import parse
 from takeoff.engine.manifest import ReaderConfig
 from takeoff.engine.reader_loading import add_reader, remove_reader
-from takeoff.engine.readers import ReaderInfo
+from takeoff.engine.readers import Reader
 
 # Takeoff's model_type names for what a reader does.
 MODEL_TYPES = {Task.GENERATE: "SEQ2SEQ", Task.CLASSIFY: "CLASSIFICATION", Task.EMBED: "EMBEDDING"}
 
 
-def reader_description(info: ReaderInfo) -> dict:
+def reader_description(reader: Reader) -> dict:
     """A reader as /reader_groups and /status show it: Takeoff's ReaderInfo fields, then ours."""
+    info = reader.info
     described = {"reader_id": info.reader_id, "consumer_group": info.group,
                  "consumer_groups": [info.group], "consumer_name": info.reader_id,
                  "model_name": info.model_path, "model_type": MODEL_TYPES[info.task],
@@ -31,13 +32,26 @@ def reader_description(info: ReaderInfo) -> dict:
         described["max_new_tokens"] = info.max_new_tokens
     if info.beam_limit is not None:
         described["max_num_beams"] = info.beam_limit[0]
+    if info.task is Task.GENERATE:
+        described["sampling_defaults"] = defaults_in_force(reader)
     return described
+
+
+def defaults_in_force(reader: Reader) -> dict:
+    """The reader's own sampling defaults as a request meets them: lowered to its caps."""
+    defaults = dict(reader.sampling_defaults)
+    caps = {"max_new_tokens": reader.info.max_new_tokens,
+            "num_beams": reader.info.beam_limit[0] if reader.info.beam_limit else None}
+    for name, cap in caps.items():
+        if name in defaults and cap is not None:
+            defaults[name] = min(defaults[name], cap)
+    return defaults
 
 
 async def reader_groups(request: Request) -> JSONResponse:
     """Takeoff's shape: {group: [reader, ...]}."""
     groups = engine_of(request).reader_set.by_group()
-    return JSONResponse({name: [reader_description(r.info) for r in readers]
+    return JSONResponse({name: [reader_description(r) for r in readers]
                          for name, readers in groups.items()})
 
 
@@ -45,9 +59,9 @@ async def status(request: Request) -> JSONResponse:
     engine = engine_of(request)
     config = engine.config
     reader_set = engine.reader_set
-    live = {rid: reader_description(r.info) for rid, r in reader_set.readers.items()
+    live = {rid: reader_description(r) for rid, r in reader_set.readers.items()
             if rid not in reader_set.draining}
-    draining = {rid: reader_description(reader_set.readers[rid].info)
+    draining = {rid: reader_description(reader_set.readers[rid])
                 for rid in reader_set.draining if rid in reader_set.readers}
     loading = {rid: {"consumer_groups": [spec.consumer_group], "model_name": spec.model_name,
                      "device": spec.device} for rid, spec in reader_set.loading.items()}
@@ -70,7 +84,7 @@ async def create_reader(request: Request) -> JSONResponse:
     body = parse(ReaderConfig, await read_json(request))
     engine = engine_of(request)
     reader = await add_reader(engine, body.spec(engine.config.device))
-    return JSONResponse(reader_description(reader.info), status_code=201)
+    return JSONResponse(reader_description(reader), status_code=201)
 
 
 async def delete_reader(request: Request) -> JSONResponse:
