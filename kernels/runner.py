@@ -342,8 +342,6 @@ class ModelRunner:
             return f"the decoder prefix ({len(prefix)} tokens) is longer than max_new_tokens"
         if p.sampling.regex is not None or p.sampling.json_schema is not None:
             return "a decoder prefix cannot be combined with a regex or JSON schema constraint"
-        if p.sampling.is_beam_search:
-            return "a decoder prefix cannot be combined with beam search (num_beams above 1)"
         vocab_size = self._need(self.generator, "generator").vocab_size
         if not all(0 <= token < vocab_size for token in prefix):
             return f"the decoder prefix has token ids outside the vocabulary (0 to {vocab_size - 1})"

@@ -137,6 +137,9 @@ def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id:
             _force(logits[i], (params.forced_bos_token_id,))
         if params.forced_eos_token_ids and state.num_generated == params.max_new_tokens - 1:
             _force(logits[i], params.forced_eos_token_ids)
+        forced = state.forced_token()
+        if forced is not None:  # a beam search's prefix: its only candidate, scored 0
+            _force(logits[i], (forced,))
 
 
 def bad_word_endings(state: SlotState, eos_token_id: int) -> set[int]:

@@ -10,7 +10,8 @@ Each step the runner (kernels/beam.py) turns the beams' logits into candidates: 
   it then ends there as at EOS, and its text is cut before the stop sequence.
 - The k best candidates that are not done go on (`_get_running_beams_for_next_iteration`).
 - Done candidates among the first k enter the k finished hypotheses, scored sum(log p) /
-  num_tokens ** length_penalty (num_tokens: generated tokens, EOS included), unless the
+  num_tokens ** length_penalty (num_tokens: generated tokens after any decoder prefix, as HF
+  counts only what follows decoder_input_ids; EOS included), unless the
   search can no longer improve (`_update_finished_beams`).
 - The search ends when no running beam can beat the worst finished hypothesis (HF's heuristic,
   which early_stopping False / "never" tunes), when early_stopping is True and k hypotheses
@@ -110,7 +111,7 @@ class BeamSearch:
     def _keep_finished(self, scores: list[float], sequences: list[list[int]], done: list[bool]) -> None:
         """HF's `_update_finished_beams`: the k best of the finished and the newly done."""
         params, k = self.sampling, self.sampling.num_beams
-        divisor = _f32((self.num_generated + 1) ** params.length_penalty)
+        divisor = _f32(self._length(self.num_generated + 1) ** params.length_penalty)
         full = params.early_stopping is True and all(h.finished for h in self.finished)
         new = []
         for i, (score, sequence, is_done) in enumerate(zip(scores, sequences, done)):
@@ -128,12 +129,17 @@ class BeamSearch:
         finished hypothesis? Always, while fewer than k have finished."""
         params = self.sampling
         if params.early_stopping == "never" and params.length_penalty > 0.0:
-            length = params.max_new_tokens  # the longest a running beam may grow
+            length = self._length(params.max_new_tokens)  # the longest a running beam may grow
         else:
-            length = self.num_generated
+            length = self._length(self.num_generated)
         best = _f32(self.running_scores[0] / _f32(length ** params.length_penalty))
         worst = min(h.score for h in self.finished)
         return any(best > (worst if h.finished else NOT_A_SCORE) for h in self.finished)
+
+    def _length(self, num_tokens: int) -> int:
+        """A hypothesis's length for the length penalty: its tokens after the decoder prefix
+        (HF's decoder_input_ids are prompt, not output); 1 while the prefix is forced."""
+        return max(num_tokens - len(self.sampling.decoder_prefix), 1)
 
     def results(self) -> list[BeamSequence]:
         """The best num_return_sequences hypotheses, best first."""

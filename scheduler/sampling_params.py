@@ -109,6 +109,9 @@ class SamplingRequest:
     defaults: Mapping[str, Any] = field(default_factory=dict)  # the API's, over SamplingParams'
     # SamplingParams field -> the client's name for it, for errors ("max_new_tokens": "max_tokens")
     names: Mapping[str, str] = field(default_factory=dict)
+    # Text the output must start with; the reader tokenizes it into SamplingParams.decoder_prefix
+    # once it is picked (takeoff.engine.readers.Reader.sampling).
+    target_prefix: str | None = None
 
     def __post_init__(self) -> None:
         unknown = (set(self.explicit) | set(self.defaults)) - FIELD_NAMES
@@ -130,6 +133,9 @@ class SamplingRequest:
             self._cap(values, "max_new_tokens", max_new_tokens, "on this server")
             if beam_limit is not None and "num_beams" in values:
                 self._cap(values, "num_beams", *beam_limit)
+            if values.get("num_beams", 1) > 1 and "num_beams" not in self.explicit \
+                    and self._client_samples(values):
+                values["num_beams"] = 1  # a default beam width yields to a client who samples
             if values.get("num_beams", 1) > 1:
                 self._beam_defaults(values)
             params = SamplingParams(**values)
@@ -148,6 +154,11 @@ class SamplingRequest:
             raise SamplingError(f"'{name}' must be at most {cap} {why}", name)
         if wanted is None or wanted > cap:
             values[name] = cap
+
+    def _client_samples(self, values: dict[str, Any]) -> bool:
+        """Whether the client set a sampling field and the values sample."""
+        return bool(SAMPLING_FIELDS & self.explicit.keys()) and values.get("top_k", 1) != 1 \
+            and values.get("temperature", 1.0) != 0.0
 
     def _beam_defaults(self, values: dict[str, Any]) -> None:
         """A beam search from the default layers' point of view: it decodes greedily unless the

@@ -21,6 +21,7 @@ from takeoff.api.chat_template import CHAT_TEMPLATES
 ENV_PREFIX = "TAKEOFF_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 FEEDBACK_APP = ("auto", "on", "off")
+GENERATION_CONFIG = ("auto", "ignore")
 # A LoRA adapter's name: a URL path segment (DELETE /reader/{id}/lora/{name}) and an OpenAI model.
 LORA_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -77,6 +78,11 @@ class ServerConfig:
                                       "above it is lowered to it")
     max_num_beams: int = option(8, "largest num_beams a request may ask for (a beam search holds "
                                    "one KV slot per beam); a default above it is lowered to it")
+    generation_config: str = option("auto", "auto: a generator's generation_config.json fills "
+                                            "the sampling fields a request leaves out (forced "
+                                            "BOS/EOS, bad words, no-repeat n-grams, min/max "
+                                            "length, num_beams, length_penalty; see "
+                                            "docs/models.md); ignore: Takeoff's defaults only")
     queue_timeout: float = option(60.0, "seconds a request may wait for a slot before it fails")
     api_key: str | None = option(None, "require 'Authorization: Bearer KEY' on every endpoint "
                                        "but /health")
@@ -112,7 +118,8 @@ class ServerConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{flag(name)} must be positive")
         for name, choices in (("log_level", LOG_LEVELS), ("chat_template", tuple(CHAT_TEMPLATES)),
-                              ("feedback_app", FEEDBACK_APP)):
+                              ("feedback_app", FEEDBACK_APP),
+                              ("generation_config", GENERATION_CONFIG)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{flag(name)} must be one of {', '.join(choices)}")
         self._check_loras()

@@ -39,12 +39,25 @@ def reader_description(reader: Reader) -> dict:
         described["max_loras"] = reader.loras.max_loras
     if info.beam_limit is not None:
         described["max_num_beams"] = info.beam_limit[0]
+    if info.task is Task.GENERATE:
+        described["sampling_defaults"] = defaults_in_force(reader)
     return described
 
 
 def lora_description(info: LoraInfo) -> dict:
     return {"lora_id": info.lora_id, "path": info.path, "r": info.rank,
             "lora_alpha": info.alpha, "target_modules": list(info.target_modules)}
+
+
+def defaults_in_force(reader: Reader) -> dict:
+    """The reader's own sampling defaults as a request meets them: lowered to its caps."""
+    defaults = dict(reader.sampling_defaults)
+    caps = {"max_new_tokens": reader.info.max_new_tokens,
+            "num_beams": reader.info.beam_limit[0] if reader.info.beam_limit else None}
+    for name, cap in caps.items():
+        if name in defaults and cap is not None:
+            defaults[name] = min(defaults[name], cap)
+    return defaults
 
 
 async def reader_groups(request: Request) -> JSONResponse:

@@ -3,7 +3,7 @@ ReaderConfig, the body of POST /reader, is takeoff.engine.manifest.ReaderConfig:
 readers are checked by the same model)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, RootModel
 
@@ -53,6 +53,9 @@ class ReaderDescription(Answer):
     max_loras: int | None = Field(None, description="the most adapters a generator holds")
     max_num_beams: int | None = Field(None, description="a generator's largest num_beams: "
                                                         "--max-num-beams, or its KV slots if fewer")
+    sampling_defaults: dict[str, Any] | None = Field(None, description=(
+        "a generator's defaults from its generation_config.json (SamplingParams names, lowered "
+        "to the caps above; empty with --generation-config ignore): a request's own fields win"))
 
 
 class ReaderGroups(RootModel[dict[str, list[ReaderDescription]]]):

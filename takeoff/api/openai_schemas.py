@@ -14,8 +14,8 @@ from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator, mod
 
 from scheduler.sampling_params import SamplingRequest
 from takeoff.api.chat_template import Message
-from takeoff.api.schemas import MAX_SEED, Answer, BeamFields, Body, Finite, JsonSchemaText, \
-    Penalty, Stop, schema_text, stop_field, temperature_field
+from takeoff.api.schemas import MAX_SEED, TARGET_PREFIX, Answer, BeamFields, Body, Finite, \
+    JsonSchemaText, Penalty, Stop, schema_text, stop_field, temperature_field
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 # OpenAI's name of each sampling field -> SamplingParams' (max_tokens, max_completion_tokens,
@@ -86,6 +86,7 @@ class OpenAISampling(BeamFields):
     stream: bool = False
     stream_options: StreamOptions = StreamOptions()
     response_format: ResponseFormat | None = None
+    target_prefix: str | None = Field(None, min_length=1, description=f"an extension: {TARGET_PREFIX}")
     # OpenAI's fields this server cannot honour: refused (400) unless null, false or empty.
     logprobs: Any = None
     top_logprobs: Any = None
@@ -157,7 +158,7 @@ class OpenAISampling(BeamFields):
         if self.response_format is not None:
             explicit["json_schema"] = self.response_format.schema_text()
         defaults = {**DEFAULTS, "max_new_tokens": self.DEFAULT_MAX_TOKENS}
-        return SamplingRequest(explicit, defaults, names)
+        return SamplingRequest(explicit, defaults, names, self.target_prefix)
 
 
 class CompletionBody(OpenAISampling):

@@ -50,6 +50,9 @@ EarlyStopping = Annotated[bool | str, WithJsonSchema({
     "description": "beam search: true ends once num_beams hypotheses are done; false (a "
                    "heuristic) and \"never\" as Hugging Face's generate"})]
 _BEAM_DEFAULTS = SamplingParams()
+TARGET_PREFIX = ("text the output starts with, as Hugging Face's decoder_input_ids and "
+                 "CTranslate2's target_prefix (a language code such as fra_Latn is one token); "
+                 "its tokens are part of the output and count toward the new-token limit")
 
 
 class Body(BaseModel):

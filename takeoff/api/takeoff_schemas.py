@@ -7,8 +7,9 @@ from pydantic import Field, field_validator
 
 from scheduler.sampling_params import SamplingParams, SamplingRequest
 from takeoff.api.openai_schemas import ChatMessage
-from takeoff.api.schemas import MAX_SEED, Answer, BeamFields, Body, Finite, JsonSchemaText, \
-    Penalty, Stop, schema_text, stop_field, temperature_field, text_field, texts_field
+from takeoff.api.schemas import MAX_SEED, TARGET_PREFIX, Answer, BeamFields, Body, Finite, \
+    JsonSchemaText, Penalty, Stop, schema_text, stop_field, temperature_field, text_field, \
+    texts_field
 
 _DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
 # Takeoff's name of each sampling field -> SamplingParams' (a new request field that shapes
@@ -42,6 +43,7 @@ class TakeoffSampling(BeamFields):
     regex_string: str | None = Field(None, min_length=1)
     json_schema: JsonSchemaText | None = None  # kept as JSON text (see below)
     constrained_decoding_backend: str | None = None  # accepted; this server has one (llguidance)
+    target_prefix: str | None = Field(None, min_length=1, description=TARGET_PREFIX)
 
     _check_stop = field_validator("stop", mode="before")(stop_field)
     _check_temperature = field_validator("sampling_temperature")(temperature_field)
@@ -54,7 +56,8 @@ class TakeoffSampling(BeamFields):
                     for name in self.model_fields_set & SAMPLING_FIELDS.keys()}
         if "regex" in explicit:
             explicit["json_schema"] = None  # as Takeoff: with a regex, the schema is ignored
-        return SamplingRequest(explicit, names={v: k for k, v in SAMPLING_FIELDS.items()})
+        return SamplingRequest(explicit, names={v: k for k, v in SAMPLING_FIELDS.items()},
+                               target_prefix=self.target_prefix)
 
 
 class GenerateBody(TakeoffSampling):

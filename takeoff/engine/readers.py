@@ -59,8 +59,8 @@ class Reader:
     # pattern with it off the event loop, and gives it to the reader's runner.
     grammars: Any = None
     # The model's own sampling defaults (SamplingParams field names): the middle layer of a
-    # SamplingRequest, between the API's defaults and what the client set. Empty for now;
-    # a model's generation_config.json fills it (issue 26).
+    # SamplingRequest, between the API's defaults and what the client set. A generator's
+    # generation_config.json fills it (make_reader), unless --generation-config ignore.
     sampling_defaults: dict[str, Any] = field(default_factory=dict)
     # A generator's LoRA adapters as the event loop routes to them; None for other models.
     loras: ReaderLoras | None = None
@@ -100,10 +100,28 @@ class Reader:
         """A request's sampling on this reader (400 naming the client's field when it asks for
         more than this reader allows)."""
         try:
-            return request.resolve(self.sampling_defaults, self.info.max_new_tokens,
-                                   self.info.beam_limit)
+            params = request.resolve(self.sampling_defaults, self.info.max_new_tokens,
+                                     self.info.beam_limit)
         except SamplingError as exc:
             raise bad_request(str(exc), exc.field) from None
+        if request.target_prefix is None:
+            return params
+        return replace(params, decoder_prefix=self._prefix_ids(request, params))
+
+    def _prefix_ids(self, request: SamplingRequest, params: SamplingParams) -> tuple[int, ...]:
+        """The decoder tokens of the request's target_prefix (400 naming it when the reader
+        cannot start its output with them)."""
+        from kernels.generation_config import TargetPrefixError, target_prefix_ids
+
+        name = request.name("target_prefix")
+        if params.regex is not None or params.json_schema is not None:
+            constraint = request.name("regex" if params.regex is not None else "json_schema")
+            raise bad_request(f"'{name}' cannot be combined with '{constraint}'", name)
+        try:
+            return target_prefix_ids(self.tokenizer, request.target_prefix, params.max_new_tokens,
+                                     self.model.eos_token_id)
+        except TargetPrefixError as exc:
+            raise bad_request(str(exc), name) from None
 
 
 def _check_length(num_tokens: int, limit: int) -> None:
@@ -160,14 +178,16 @@ def make_reader(config: ServerConfig, spec: ReaderSpec, task: Task, model,
         max_new_tokens=config.max_new_tokens if generates else None,
         max_num_beams=config.max_num_beams if generates else None,
         dimensions=getattr(model, "dim", None) if task is Task.EMBED else None)
-    grammars, loras = None, None
+    grammars, loras, defaults = None, None, {}
     if generates:
         from kernels.constrained import GrammarCompiler
 
         grammars = GrammarCompiler.for_model(model)
         loras = ReaderLoras(config.max_loras, {a.name: LoraInfo.of(a) for a in adapters})
+        if config.generation_config == "auto":
+            defaults = {**model.generation_defaults.sampling, **model.generation_defaults.beam}
     return Reader(info, model, replace(spec, reader_id=info.reader_id, task=task), grammars,
-                  loras=loras, new_adapters=list(adapters))
+                  defaults, loras=loras, new_adapters=list(adapters))
 
 
 def resolve_group(groups: dict[str, list[Reader]], name: str | None, task: Task | None) -> str:

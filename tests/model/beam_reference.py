@@ -30,10 +30,12 @@ def hf_beams(model, prompt_ids: list[int], params: SamplingParams, **extra) -> l
         min_new_tokens=params.min_new_tokens, repetition_penalty=params.repetition_penalty,
         no_repeat_ngram_size=params.no_repeat_ngram_size, output_scores=True,
         return_dict_in_generate=True, **extra)
-    # HF pads the shorter sequences (with EOS); beam_indices is -1 past each one's own length.
+    # HF pads the shorter sequences (with EOS); beam_indices is -1 past each one's own length
+    # and covers only what was generated after decoder_input_ids' prefix.
     lengths = (out.beam_indices >= 0).sum(dim=1).tolist()
+    prefix_len = extra["decoder_input_ids"].shape[1] - 1 if "decoder_input_ids" in extra else 0
     rows = out.sequences[:, 1:].tolist()
-    return [(row[:n], score) for row, n, score in zip(rows, lengths, out.sequences_scores.tolist())]
+    return [(row[:prefix_len + n], score) for row, n, score in zip(rows, lengths, out.sequences_scores.tolist())]
 
 
 def run_requests(generator, prompt_ids: list[list[int]], params: list[SamplingParams],

@@ -2,6 +2,8 @@
 cannot be decoded is a clear error."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM
@@ -12,6 +14,7 @@ from kernels.loader import load_generator
 from kernels.runner import ModelRunner
 from scheduler.output import PrefillInput, SchedulerOutput
 from scheduler.sampling_params import SamplingParams
+from tests.model.beam_reference import assert_equal_to_hf, hf_beams
 from tests.model.test_kernels_t5 import ARRIVALS, MAX_NEW, prompts
 from tests.model.test_families import request_params, run_family
 
@@ -49,6 +52,34 @@ def test_prefixed_requests_in_a_running_batch_decode_as_decoder_input_ids(family
     if family == "m2m_100":  # NLLB's language code: one special token, not its pieces
         assert prefixes[0] == (tokenizer.convert_tokens_to_ids("fra_Latn"),)
         assert final[2].startswith("The quarterly")
+
+
+@pytest.mark.parametrize("family, text", [("m2m_100", "fra_Latn"), ("marian", "thanks for")])
+def test_beam_searches_with_a_prefix_decode_as_decoder_input_ids(family_dir, family, text):
+    """Every beam starts with the prefix; the length penalty counts what follows it, as HF's
+    beam search counts only what follows decoder_input_ids. Beside unprefixed and greedy ones."""
+    path = family_dir(family)
+    generator = load_generator(path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    n, start = 14, model.generation_config.decoder_start_token_id
+    prefix = target_prefix_ids(generator.tokenizer, text, n, generator.eos_token_id)
+    settings = [dict(num_beams=4, num_return_sequences=2, decoder_prefix=prefix),
+                dict(num_beams=3, length_penalty=2.0, decoder_prefix=prefix),
+                dict(num_beams=1, decoder_prefix=prefix), dict(num_beams=3)]
+    params = [request_params(generator, max_new_tokens=n, **setting) for setting in settings]
+    inputs = prompts(generator.tokenizer)[:len(params)]
+    requests = [BenchRequest(ids, n, arrival, p) for ids, p, arrival in zip(inputs, params, [0, 1, 1, 2])]
+    result, _, _, _ = run_family(generator, requests, max_num_seqs=12)
+
+    for ids, p, sequences, output in zip(inputs, params, result.sequences, result.outputs):
+        m = len(p.decoder_prefix)
+        if p.num_beams == 1:
+            assert output == hf_with_prefix(model, ids, prefix, n)
+            continue
+        expected = hf_beams(model, ids, replace(p, max_new_tokens=n - m),
+                            decoder_input_ids=torch.tensor([[start, *p.decoder_prefix]]))
+        assert_equal_to_hf(sequences, expected, generator.tokenizer)
+        assert all(tuple(s.token_ids[:m]) == p.decoder_prefix for s in sequences)
 
 
 def test_the_prefix_helper_refuses_what_it_cannot_encode(family_dir):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GPT2Config, GenerationConfig
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GPT2Config
 
 from scheduler.request import Task
 from takeoff.config import config_from
@@ -17,16 +17,12 @@ TEXTS = ["Thanks for the clear sprint demo", "The onboarding guide is confusing.
 
 
 def hf_text(path, text: str, max_new_tokens: int) -> str:
-    """HF greedy text with only the model's special tokens: what the server applies until the
-    reader's generation_config defaults are plumbed into its requests."""
+    """HF generate with the model's own generation_config (opus-mt's: a 4-beam search), as the
+    server decodes it under --generation-config auto."""
     model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
-    own = model.generation_config  # replaced, not passed: generate fills a passed one from it
-    model.generation_config = GenerationConfig(decoder_start_token_id=own.decoder_start_token_id,
-                                               eos_token_id=own.eos_token_id, pad_token_id=own.pad_token_id)
     tokenizer = AutoTokenizer.from_pretrained(path)
     with torch.inference_mode():
-        out = model.generate(torch.tensor([tokenizer(text)["input_ids"]]), do_sample=False, num_beams=1,
-                             max_new_tokens=max_new_tokens)
+        out = model.generate(torch.tensor([tokenizer(text)["input_ids"]]), max_new_tokens=max_new_tokens)
     return tokenizer.decode(out[0, 1:], skip_special_tokens=True)
 
 

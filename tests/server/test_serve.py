@@ -58,6 +58,7 @@ def test_flags_win_over_environment_which_wins_over_defaults():
     (["--classifier", "CLASSIFIER", "--dtype", "int3"], 1, "dtype"),
     ([], 2, "at least one model"),
     (["--model", "/m", "--max-queue", "0"], 2, "--max-queue"),
+    (["--model", "/m", "--generation-config", "merge"], 2, "--generation-config must be one of auto, ignore"),
 ])
 def test_clear_one_line_errors(args, expected_code, message, tiny_classifier_dir, capsys,
                                monkeypatch):

@@ -75,3 +75,13 @@ def test_a_beam_error_names_the_clients_field():
     with pytest.raises(SamplingError) as caught:
         request.resolve({}, max_new_tokens=16)
     assert caught.value.field == "n" and str(caught.value).startswith("'n' must be 1..'num_beams'")
+
+
+def test_a_models_default_beam_width_yields_to_a_client_who_samples():
+    model = {"num_beams": 4, "length_penalty": 0.6}  # a generation_config.json's, as opus-mt's
+    openai_like = {"temperature": 1.0, "top_k": 0}
+    assert SamplingRequest({}, openai_like).resolve(model, max_new_tokens=16).num_beams == 4
+    sampled = SamplingRequest({"temperature": 0.7}, openai_like).resolve(model, max_new_tokens=16)
+    assert sampled.num_beams == 1 and not sampled.is_greedy
+    greedy = SamplingRequest({"temperature": 0.0}, openai_like).resolve(model, max_new_tokens=16)
+    assert greedy.num_beams == 4 and greedy.is_greedy  # temperature 0 is no request to sample
