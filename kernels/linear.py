@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from kernels.shapes import exact_gelu_off_onednn, padded_rows
+
 QUANTIZE_CHOICES = ("none", "int8")
 PACKED_DTYPES = (torch.float32, torch.bfloat16)  # oneDNN's CPU kernels for these need no AVX512-FP16
 # The weights kernels/t5.py multiplies by (T5Layer fields; T5Weights.lm_head besides).
@@ -32,14 +34,20 @@ def linear(x: torch.Tensor, weight) -> torch.Tensor:
 
 
 class PackedLinear:
-    """A linear layer whose weight is reordered for oneDNN once, at load."""
+    """A linear layer whose weight is reordered for oneDNN once, at load. It runs its rows at
+    kernels.shapes.padded_rows counts: each new count would compile (and keep) another kernel."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
         self.bias, self.dtype = bias, weight.dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
+        rows = x.reshape(-1, x.shape[-1]).to(self.dtype)  # [num_rows, in_features]
+        num_rows = rows.shape[0]
+        if padded_rows(num_rows) != num_rows:
+            rows = F.pad(rows, (0, 0, 0, padded_rows(num_rows) - num_rows))
+        out = torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")
+        return out[:num_rows].view(*x.shape[:-1], out.shape[-1])
 
 
 class Int8Linear:
@@ -75,9 +83,11 @@ class PackedModuleLinear(torch.nn.Module):
 
 
 def prepack_module(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Every nn.Linear of `model` prepacked, where oneDNN runs it (CPU, fp32/bf16); in place."""
+    """Every nn.Linear of `model` prepacked, where oneDNN runs it (CPU, fp32/bf16), and its exact
+    GELUs kept off oneDNN (kernels.shapes); in place."""
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return model
+    exact_gelu_off_onednn(model)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and child.weight.dtype in PACKED_DTYPES:
