@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from kernels.shapes import exact_gelu_off_onednn, padded_rows
+from kernels.shapes import MAX_ROWS_PER_CALL, exact_gelu_off_onednn, padded_rows
 
 QUANTIZE_CHOICES = ("none", "int8")
 PACKED_DTYPES = (torch.float32, torch.bfloat16)  # oneDNN's CPU kernels for these need no AVX512-FP16
@@ -34,8 +34,9 @@ def linear(x: torch.Tensor, weight) -> torch.Tensor:
 
 
 class PackedLinear:
-    """A linear layer whose weight is reordered for oneDNN once, at load. It runs its rows at
-    kernels.shapes.padded_rows counts: each new count would compile (and keep) another kernel."""
+    """A linear layer whose weight is reordered for oneDNN once, at load. It runs its rows in
+    calls of at most MAX_ROWS_PER_CALL, each padded to a kernels.shapes.padded_rows count: each
+    new count would compile (and keep) another kernel."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
@@ -43,11 +44,18 @@ class PackedLinear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]).to(self.dtype)  # [num_rows, in_features]
+        if rows.shape[0] <= MAX_ROWS_PER_CALL:
+            out = self._padded(rows)
+        else:
+            out = torch.cat([self._padded(chunk) for chunk in rows.split(MAX_ROWS_PER_CALL)])
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    def _padded(self, rows: torch.Tensor) -> torch.Tensor:
         num_rows = rows.shape[0]
         if padded_rows(num_rows) != num_rows:
             rows = F.pad(rows, (0, 0, 0, padded_rows(num_rows) - num_rows))
         out = torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")
-        return out[:num_rows].view(*x.shape[:-1], out.shape[-1])
+        return out[:num_rows]
 
 
 class Int8Linear:

@@ -22,9 +22,12 @@ from transformers.activations import GELUActivation
 LENGTH_STEP = 16
 # Row counts up to this run as they are (decode steps: one row per sequence); above it they are
 # rounded up to one of 2 ** ROWS_PER_OCTAVE_LOG2 counts per octave (<= 25% more rows, 12.5%
-# from 32 rows).
+# from 32 rows), and a linear runs more than MAX_ROWS_PER_CALL rows (prefill and classifier
+# batches: batch x width) in calls of that many: 32 row counts in all, every one of them common,
+# where rare large counts (a 7-minute soak still met new ones at minute 4) each grew memory.
 EXACT_ROWS = 16
 ROWS_PER_OCTAVE_LOG2 = 2
+MAX_ROWS_PER_CALL = 256
 
 
 def padded_length(length: int, limit: int) -> int:
@@ -34,7 +37,8 @@ def padded_length(length: int, limit: int) -> int:
 
 
 def padded_rows(num_rows: int) -> int:
-    """The row count a linear layer runs `num_rows` rows at: 17 -> 20, 100 -> 112, 1000 -> 1024."""
+    """The row count a linear layer runs `num_rows` rows (<= MAX_ROWS_PER_CALL) at: 17 -> 20,
+    100 -> 112, 250 -> 256."""
     if num_rows <= EXACT_ROWS:
         return num_rows
     step = 1 << (num_rows.bit_length() - 1 - ROWS_PER_OCTAVE_LOG2)
