@@ -1,9 +1,11 @@
-"""Batched sequence classification: pad, mask, forward, softmax in fp32."""
+"""Batched sequence classification: pad (to a few widths, kernels.shapes), mask, forward,
+softmax in fp32."""
 from __future__ import annotations
 
 import torch
 
 from kernels.loader import ClassifierModel
+from kernels.shapes import padded_length
 
 
 def encode_texts(model: ClassifierModel, texts: list[str | tuple[str, str]]) -> list[tuple[list[int], list[int] | None]]:
@@ -24,7 +26,7 @@ def classify(model: ClassifierModel, inputs: list[tuple[list[int], list[int] | N
     Inputs longer than the model allows are cut, keeping their final special token."""
     limit = model.max_input_len
     rows = [(_truncate(ids, limit), _truncate(types, limit) if types else None) for ids, types in inputs]
-    width = max(len(ids) for ids, _ in rows)
+    width = padded_length(max(len(ids) for ids, _ in rows), limit)
     input_ids = torch.full((len(rows), width), model.pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     token_type_ids = torch.zeros((len(rows), width), dtype=torch.long)

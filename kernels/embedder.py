@@ -20,6 +20,7 @@ from kernels.linear import prepack_module
 from kernels.loader import CLASSIFIER_MODEL_TYPES, OFFSET_POSITION_MODEL_TYPES, ModelLoadError
 from kernels.model_files import (UNBOUNDED_LENGTH, device_and_dtype, from_pretrained, load_tokenizer,
                                  read_config, tokenizer_limit)
+from kernels.shapes import padded_length
 
 # Pooling modes we compute, in the order sentence-transformers concatenates them; the legacy
 # boolean keys of 1_Pooling/config.json name the same modes.
@@ -91,10 +92,11 @@ def embed(model: EmbeddingModel, inputs: list[str] | list[list[int]]) -> torch.T
     else:
         rows = [_truncate(ids, model.max_input_len) for ids in inputs]
     lengths = torch.tensor([len(ids) for ids in rows])
-    input_ids = torch.full((len(rows), int(lengths.max())), model.pad_token_id, dtype=torch.long)
-    for i, ids in enumerate(rows):  # [batch, longest], right-padded
+    width = padded_length(int(lengths.max()), model.max_input_len)
+    input_ids = torch.full((len(rows), width), model.pad_token_id, dtype=torch.long)
+    for i, ids in enumerate(rows):  # [batch, width], right-padded
         input_ids[i, :len(ids)] = torch.tensor(ids)
-    attention_mask = (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()  # [batch, longest]
+    attention_mask = (torch.arange(width) < lengths[:, None]).long()  # [batch, width]
     with torch.inference_mode():
         hidden = model.model(input_ids=input_ids.to(model.device),
                              attention_mask=attention_mask.to(model.device)).last_hidden_state

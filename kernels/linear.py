@@ -17,6 +17,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from kernels.shapes import MAX_ROWS_PER_CALL, exact_gelu_off_onednn, padded_rows
+
 QUANTIZE_CHOICES = ("none", "int8")
 PACKED_DTYPES = (torch.float32, torch.bfloat16)  # oneDNN's CPU kernels for these need no AVX512-FP16
 # The linears kernels/seq2seq.py multiplies by: Layer fields, and Seq2SeqWeights fields.
@@ -66,7 +68,9 @@ def linear_shape(weight) -> tuple[int, int]:
 
 
 class PackedLinear:
-    """A linear layer whose weight is reordered for oneDNN once, at load."""
+    """A linear layer whose weight is reordered for oneDNN once, at load. It runs its rows in
+    calls of at most MAX_ROWS_PER_CALL, each padded to a kernels.shapes.padded_rows count: each
+    new count would compile (and keep) another kernel."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None)
@@ -74,7 +78,19 @@ class PackedLinear:
         self.out_features, self.in_features = weight.shape
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.to(self.dtype), self.packed, self.bias, "none", [], "")
+        rows = x.reshape(-1, x.shape[-1]).to(self.dtype)  # [num_rows, in_features]
+        if rows.shape[0] <= MAX_ROWS_PER_CALL:
+            out = self._padded(rows)
+        else:
+            out = torch.cat([self._padded(chunk) for chunk in rows.split(MAX_ROWS_PER_CALL)])
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    def _padded(self, rows: torch.Tensor) -> torch.Tensor:
+        num_rows = rows.shape[0]
+        if padded_rows(num_rows) != num_rows:
+            rows = F.pad(rows, (0, 0, 0, padded_rows(num_rows) - num_rows))
+        out = torch.ops.mkldnn._linear_pointwise(rows, self.packed, self.bias, "none", [], "")
+        return out[:num_rows]
 
 
 class Int8Linear:
@@ -114,9 +130,11 @@ class PackedModuleLinear(torch.nn.Module):
 
 
 def prepack_module(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Every nn.Linear of `model` prepacked, where oneDNN runs it (CPU, fp32/bf16); in place."""
+    """Every nn.Linear of `model` prepacked, where oneDNN runs it (CPU, fp32/bf16), and its exact
+    GELUs kept off oneDNN (kernels.shapes); in place."""
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return model
+    exact_gelu_off_onednn(model)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and child.weight.dtype in PACKED_DTYPES:

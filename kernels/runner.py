@@ -26,14 +26,11 @@ from kernels.loader import ClassifierModel, Seq2SeqModel
 from kernels.lora import DEFAULT_MAX_LORAS, LoraSet
 from kernels.lora_adapter import LoraAdapter, LoraError
 from kernels.sampling import SlotState, choose_tokens, make_generator
+from kernels.shapes import padded_length
 from scheduler.beams import initial_scores
 from scheduler.output import BeamCandidates, BeamStep, PrefillInput, RunnerOutput, SchedulerOutput
 
 logger = logging.getLogger(__name__)
-
-# Prefill inputs are padded to a multiple of this: batches of similar lengths then share a few
-# shapes, whose oneDNN primitives (JIT-compiled per shape on AMX) stay cached.
-PREFILL_LENGTH_STEP = 16
 
 
 class ModelRunner:
@@ -180,13 +177,10 @@ class ModelRunner:
         adapter's update then reads and writes a slice of the batch, not gathered rows."""
         groups: dict[int, list[PrefillInput]] = {}
         for p in prefills:
-            groups.setdefault(self._padded_width(len(p.prompt_ids)), []).append(p)
+            groups.setdefault(padded_length(len(p.prompt_ids), self.max_input_len), []).append(p)
         for width, group in sorted(groups.items()):
             group.sort(key=lambda p: p.lora_id or "")
             self._prefill_group(group, width, matchers, between_layers)
-
-    def _padded_width(self, length: int) -> int:
-        return min(-(-length // PREFILL_LENGTH_STEP) * PREFILL_LENGTH_STEP, self.max_input_len)
 
     def _prefill_group(self, prefills: list[PrefillInput], width: int, matchers: dict,
                        between_layers) -> None:

@@ -20,6 +20,10 @@ from takeoff.config import ServerConfig, add_config_arguments, config_from
 from takeoff.replicas.options import add_replica_arguments, replica_config_from
 
 logger = logging.getLogger("takeoff")
+# Seconds an idle keep-alive connection stays open: longer than aiohttp's 15 (our client's and
+# the benchmarks'), so the client closes it first. With uvicorn's 5, a client that reused a
+# connection the server was closing got "Server disconnected" or a reset (the soak's 5 a run).
+KEEP_ALIVE_S = 20
 
 
 def add_serve_command(subparsers) -> None:
@@ -106,6 +110,7 @@ def uvicorn_config(app, config: ServerConfig) -> uvicorn.Config:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return uvicorn.Config(app, host=config.host, port=config.port, loop=loop,
                           log_level=config.log_level, timeout_graceful_shutdown=5,
+                          timeout_keep_alive=KEEP_ALIVE_S,
                           access_log=config.log_level == "debug")
 
 

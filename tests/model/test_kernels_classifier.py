@@ -1,4 +1,5 @@
-"""Batched classification equals the Hugging Face forward of each sentence alone."""
+"""Batched classification equals the Hugging Face forward of each sentence alone, whatever the
+width its batch is padded to."""
 from __future__ import annotations
 
 import pytest
@@ -8,6 +9,7 @@ from transformers import AutoModelForSequenceClassification
 from kernels.classifier import classify, encode_texts
 from kernels.loader import load_classifier
 from kernels.runner import ModelRunner
+from kernels.shapes import LENGTH_STEP
 from scheduler.output import OnePassInput, SchedulerOutput
 from takeoff.feedback.task import LABELS
 from tests.tiny_models import CORPUS, save_tiny_classifier
@@ -42,6 +44,27 @@ def test_batched_probabilities_match_each_sentence_alone(classifier_dir):
         assert classify(model, [enc])[0] == pytest.approx(expected, abs=1e-5)
         assert row == pytest.approx(expected, abs=1e-5)
         assert sum(row) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_padding_to_a_few_widths_leaves_probabilities_unchanged(classifier_dir):
+    """A short input in batches padded to ever wider widths (each a multiple of LENGTH_STEP, the
+    few shapes that keep memory flat) gets the probabilities of its unpadded forward in float32."""
+    model = load_classifier(classifier_dir)
+    text = next(t for t in CORPUS if len(encode_texts(model, [t])[0][0]) % LENGTH_STEP)
+    (ids, types), = encode_texts(model, [text])
+    expected = hf_probabilities(classifier_dir, model.tokenizer, text)
+    widths = []
+    model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    companion_lengths = (len(ids), 20, 33, 50, model.max_input_len)
+    for companion_len in companion_lengths:
+        companion = ids[:1] + ids[1:2] * (companion_len - 2) + ids[-1:]
+        row = classify(model, [(ids, types), (companion, None)])[0]
+        assert row == pytest.approx(expected, abs=1e-5)
+    # the model ran at widths rounded up to LENGTH_STEP (or its limit), even for the input alone
+    assert widths == [min(-(-n // LENGTH_STEP) * LENGTH_STEP, model.max_input_len)
+                      for n in companion_lengths]
+    assert widths[0] > len(ids) and len(set(widths)) >= 3
 
 
 def test_pair_segments_matter_and_long_inputs_are_cut(tiny_classifier_dir):
