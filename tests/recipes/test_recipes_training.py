@@ -166,7 +166,7 @@ def test_bert2bert_targets_do_not_start_with_the_decoder_start_token():
 def test_evaluation_decodes_as_the_saved_generation_config_says(tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
-    from recipes.evaluate import decoding_of
+    from recipes.rewrite_eval import decoding_of
     texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
     tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
     model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
