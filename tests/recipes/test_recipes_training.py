@@ -177,3 +177,18 @@ def test_evaluation_decodes_as_the_saved_generation_config_says(tmp_path):
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     assert decoding_of(reloaded) == dict(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
     assert decoding_of(reloaded, num_beams=1, length_penalty=None) == dict(num_beams=1, no_repeat_ngram_size=4)
+
+
+def test_kind_loss_counts_a_wrong_label_of_the_right_kind_as_right():
+    from takeoff.feedback.task import kind_of
+    critical = [i for i, label in enumerate(LABELS) if kind_of(label) == "critical"]
+    constructive = [i for i, label in enumerate(LABELS) if kind_of(label) != "critical"]
+    # All the mass on another critical label: the kind is right, so the kind loss is near 0 ...
+    logits = torch.full((1, len(LABELS)), -20.0)
+    logits[0, critical[1]] = 20.0
+    target = torch.tensor([critical[0]])
+    assert train_classifier.kind_loss(logits, target) < 1e-3
+    # ... and all of it on a constructive label is the wrong kind, a large loss.
+    logits = torch.full((1, len(LABELS)), -20.0)
+    logits[0, constructive[0]] = 20.0
+    assert train_classifier.kind_loss(logits, target) > 10
