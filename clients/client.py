@@ -70,9 +70,13 @@ class TakeoffClient:
                        repetition_penalty: float | None = None,
                        no_repeat_ngram_size: int | None = None, seed: int | None = None,
                        stop: str | list[str] | None = None, prompt_max_tokens: int | None = None,
+                       num_beams: int | None = None, length_penalty: float | None = None,
+                       early_stopping: bool | str | None = None,
+                       num_return_sequences: int | None = None,
                        return_metadata: bool | None = None,
                        consumer_group: str | None = None) -> dict[str, Any]:
-        """POST /generate; the server's answer: `{"text": ...}` (plus `metadata` when asked)."""
+        """POST /generate; the server's answer: `{"text": ...}` (plus `metadata` when asked).
+        With num_return_sequences n > 1 (beam search), each input's text is a list of n."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
         return await self._json("POST", "/generate", request_body(text, **fields))
 
@@ -83,9 +87,12 @@ class TakeoffClient:
                         repetition_penalty: float | None = None,
                         no_repeat_ngram_size: int | None = None, seed: int | None = None,
                         stop: str | list[str] | None = None,
-                        prompt_max_tokens: int | None = None,
+                        prompt_max_tokens: int | None = None, num_beams: int | None = None,
+                        length_penalty: float | None = None,
+                        early_stopping: bool | str | None = None,
                         consumer_group: str | None = None) -> TextStream:
-        """POST /generate_stream; an async iterator of text pieces (see `TextStream`)."""
+        """POST /generate_stream; an async iterator of text pieces (see `TextStream`); a beam
+        search's one piece is its best sequence."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "text")}
         return TextStream(self._send, self.url, "/generate_stream", request_body(text, **fields))
 

@@ -38,6 +38,12 @@ class Matcher:
         self._vocab, self.vocab_size = vocab, vocab_size  # vocab_size: the model's, >= the tokenizer's
         self.error: str | None = None  # set when the vocabulary could not continue the pattern
 
+    def fork(self) -> "Matcher":
+        """An independent matcher at the same place (a beam that splits in two)."""
+        twin = Matcher(self._matcher.deep_copy(), self._vocab, self.vocab_size)
+        twin.error = self.error
+        return twin
+
     def advance(self, token_id: int) -> None:
         """Take the token the sequence chose (EOS included)."""
         if self.error is None and not self._matcher.consume_token(token_id):

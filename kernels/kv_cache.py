@@ -2,7 +2,8 @@
 
 The runner maps each scheduler slot to a row and keeps the occupied rows packed at the front
 (when a sequence leaves, the last row's sequence moves into its row: one sequence's K/V, never
-the whole cache). Each buffer is one flat reservation viewed as
+the whole cache). The cross-attention buffer has a row per request, not per sequence: a beam
+search's beams share theirs (kernels/cross_attention.py). Each buffer is one flat reservation viewed as
 [num_layers, num_rows, num_heads, capacity, d_kv], where the capacity is the longest occupied
 length rounded up to CAPACITY_STEP, not max_len: a step's rows [0, n) are then one contiguous
 block, which the attention matmuls read 1.5-3x faster than the strided window of a max_len-wide
@@ -18,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from kernels.cross_attention import CrossGroup, attend_cross, cross_groups
+
 # Capacities are multiples of these (or the buffer's max length). A larger step lays the cache
 # out again less often but reads more unused positions each step.
 SELF_CAPACITY_STEP = 32
@@ -31,7 +34,7 @@ class StepBatch:
     row_range: tuple[int, int] | None  # (first, stop) when the rows are consecutive: read by slicing
     positions: torch.Tensor  # [n] position of the token each sequence feeds in this step
     self_bias: torch.Tensor  # [n, num_heads, 1, self capacity]: relative bias, -inf after own position
-    cross_mask: torch.Tensor  # [n, 1, 1, cross capacity]: 0 on the input, -inf after it
+    cross: list[CrossGroup]  # the sequences grouped by their requests' cross-attention rows
 
 
 class ElasticKV:
@@ -93,6 +96,13 @@ class ElasticKV:
         self.keys[:, target] = self.keys[:, source]
         self.values[:, target] = self.values[:, source]
 
+    def copy_rows(self, sources: list[int], targets: list[int]) -> None:
+        """Copy whole rows, every layer, in two ops (the sources are read before any is written)."""
+        source = torch.tensor(sources, device=self.k.device)
+        target = torch.tensor(targets, device=self.k.device)
+        self.keys[:, target] = self.keys[:, source]
+        self.values[:, target] = self.values[:, source]
+
     @property
     def nbytes(self) -> int:
         return 2 * self.k.numel() * self.k.element_size()
@@ -119,20 +129,11 @@ class KVCache:
         return self.self_kv.k, self.self_kv.v, self.cross_kv.k, self.cross_kv.v
 
     def fit(self, self_len: int, input_len: int, num_used: int,
-            between_layers: Callable[[], None] | None = None) -> None:
-        """Capacities for the longest decoder and encoder lengths among rows [0, num_used)."""
+            between_layers: Callable[[], None] | None = None, num_cross_used: int | None = None) -> None:
+        """Capacities for the longest decoder and encoder lengths among self rows [0, num_used)
+        and cross rows [0, num_cross_used) (default: as many)."""
         self.self_kv.fit(self_len, num_used, between_layers)
-        self.cross_kv.fit(input_len, num_used, between_layers)
-
-    def claim(self, row: int) -> None:
-        """Make a row ready for a new sequence (its old values may be anything)."""
-        self.self_kv.zero(row)
-        self.cross_kv.zero(row)
-
-    def move(self, source: int, target: int) -> None:
-        """Copy one sequence's K/V to another row."""
-        self.self_kv.move(source, target)
-        self.cross_kv.move(source, target)
+        self.cross_kv.fit(input_len, num_used if num_cross_used is None else num_cross_used, between_layers)
 
     def write_cross(self, layer: int, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store prefilled cross-attention K/V ([batch, num_heads, seq, d_kv]) in `rows`; positions
@@ -141,7 +142,9 @@ class KVCache:
         self.cross_kv.keys[layer][rows, :, :seq] = keys[:, :, :seq].to(self.dtype)
         self.cross_kv.values[layer][rows, :, :seq] = values[:, :, :seq].to(self.dtype)
 
-    def step_batch(self, rows: list[int], positions: list[int], input_lens: list[int]) -> StepBatch:
+    def step_batch(self, rows: list[int], positions: list[int], input_lens: list[int],
+                   cross_rows: list[int] | None = None) -> StepBatch:
+        """cross_rows[i]: sequence i's request's cross-attention row (default: rows)."""
         device = self.bias_table.device
         row_tensor = torch.tensor(rows, device=device)
         position_tensor = torch.tensor(positions, device=device)
@@ -149,12 +152,10 @@ class KVCache:
         consecutive = rows == list(range(first, first + len(rows)))
         self_capacity, cross_capacity = self.self_kv.capacity, self.cross_kv.capacity
         self_bias = self.bias_table.index_select(0, position_tensor)[:, :, None, :self_capacity]
-        lens = torch.tensor(input_lens, device=device)
-        padding = torch.arange(cross_capacity, device=device)[None, :] >= lens[:, None]
-        cross_mask = torch.zeros(padding.shape, dtype=self.bias_table.dtype, device=device)
-        cross_mask = cross_mask.masked_fill(padding, float("-inf"))[:, None, None, :]
+        cross = cross_groups(rows if cross_rows is None else cross_rows, input_lens, cross_capacity,
+                             device, self.bias_table.dtype)
         return StepBatch(row_tensor, (first, first + len(rows)) if consecutive else None,
-                         position_tensor, self_bias, cross_mask)
+                         position_tensor, self_bias, cross)
 
     def write_self(self, layer: int, batch: StepBatch, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store this step's K/V ([n, num_heads, d_kv]) at each sequence's own position."""
@@ -165,8 +166,10 @@ class KVCache:
         """[n, num_heads, self capacity, d_kv] each, contiguous when the rows are consecutive."""
         return _rows(self.self_kv.keys[layer], batch), _rows(self.self_kv.values[layer], batch)
 
-    def read_cross(self, layer: int, batch: StepBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        return _rows(self.cross_kv.keys[layer], batch), _rows(self.cross_kv.values[layer], batch)
+    def attend_cross(self, layer: int, batch: StepBatch, q: torch.Tensor, attend: Callable) -> torch.Tensor:
+        """Each sequence's query q [n, num_heads, 1, d_kv] over its request's cross K/V, through
+        the family's attend(q, keys, values, bias); [n, num_heads, 1, d_kv]."""
+        return attend_cross(q, self.cross_kv.keys[layer], self.cross_kv.values[layer], batch.cross, attend)
 
 
 def _rows(buffer: torch.Tensor, batch: StepBatch) -> torch.Tensor:

@@ -3,7 +3,9 @@
 The runner is the only place that turns the scheduler's integers (slots, token ids) into tensors.
 It keeps each slot's sequence state (tokens so far, sampling parameters, generator), set at
 prefill and dropped when the scheduler frees the slot, and maps slots to KV-cache rows kept
-packed at the front, so a decode step reads the cache as views instead of gathering it.
+packed at the front, so a decode step reads the cache as views instead of gathering it. Each
+request has one cross-attention row, also packed; a beam search's beams (kernels/beam.py) share
+it, and move between its own self-attention rows as the scheduler's beam steps say.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from typing import Callable
 import torch
 
 from kernels import t5
+from kernels.beam import BeamRows, beam_candidates, follow
 from kernels.classifier import classify
 from kernels.constrained import GrammarCompiler, GrammarError
 from kernels.kv_cache import KVCache
 from kernels.loader import ClassifierModel, Seq2SeqModel
 from kernels.sampling import SlotState, choose_tokens, make_generator
-from scheduler.output import PrefillInput, RunnerOutput, SchedulerOutput
+from scheduler.beams import initial_scores
+from scheduler.output import BeamCandidates, BeamStep, PrefillInput, RunnerOutput, SchedulerOutput
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +39,9 @@ class ModelRunner:
         self.generator, self.classifier, self.embedder = generator, classifier, embedder
         self.max_num_seqs, self.max_len, self.max_input_len = max_num_seqs, max_len, max_input_len
         self.slots: dict[int, SlotState] = {}
-        self.row_slots: list[int] = []  # the slot whose sequence is in each occupied cache row
+        self.row_slots: list[int] = []  # the slot whose sequence is in each occupied self row
+        self.cross_slots: list[list[int]] = []  # the slots whose sequences read each cross row
+        self.beams: dict[str, BeamRows] = {}  # running beam searches, by request id
         self.cache: KVCache | None = None
         # The compiler the server checked each request's pattern with, off its event loop, so a
         # prefill finds it in the cache; None: made on first use.
@@ -65,6 +71,7 @@ class ModelRunner:
         with torch.inference_mode():
             for slot in scheduler_output.freed_slots:
                 self._free(slot)
+            self._follow_beams(scheduler_output.beam_steps)
             if scheduler_output.one_pass:
                 start = time.perf_counter()
                 self._one_pass(scheduler_output, output)
@@ -77,10 +84,10 @@ class ModelRunner:
                 self._prefill(prefills, matchers, between_layers)
                 output.step_seconds["prefill"] = time.perf_counter() - start
             # New sequences take their first decoder step together with the running ones.
-            slots = list(scheduler_output.decode_slots) + [p.slot for p in prefills]
+            slots = list(scheduler_output.decode_slots) + [s for p in prefills for s in p.slots]
             if slots:
                 start = time.perf_counter()
-                output.next_token_ids = self._decode(slots, between_layers)
+                output.next_token_ids, output.beam_candidates = self._decode(slots, between_layers)
                 kind = "decode" if scheduler_output.decode_slots else "prefill"
                 output.step_seconds[kind] = output.step_seconds.get(kind, 0.0) + time.perf_counter() - start
         return output
@@ -104,8 +111,11 @@ class ModelRunner:
         one gets its reason in `errors`."""
         accepted = []
         for p in prefills:
-            if not 0 <= p.slot < self.max_num_seqs:
-                raise ValueError(f"slot {p.slot} is outside 0..{self.max_num_seqs - 1}")
+            for slot in p.slots:
+                if not 0 <= slot < self.max_num_seqs:
+                    raise ValueError(f"slot {slot} is outside 0..{self.max_num_seqs - 1}")
+            if len(p.slots) != p.sampling.num_beams:
+                raise ValueError(f"{len(p.slots)} slots for num_beams {p.sampling.num_beams}")
             if not 0 < len(p.prompt_ids) <= self.max_input_len:
                 errors[p.request_id] = (f"{len(p.prompt_ids)} input tokens; 1 to "
                                         f"{self.max_input_len} allowed")
@@ -147,15 +157,25 @@ class ModelRunner:
         encoded = t5.encode(model.weights, input_ids.to(device), torch.tensor(lengths, device=device),
                             between_layers)
         for p, length in zip(prefills, lengths):
+            for slot in p.slots:
+                self._free(slot)  # a slot reused without being reported free
+            cross_row = len(self.cross_slots)
+            self.cross_slots.append(list(p.slots))
+            self.cache.cross_kv.zero(cross_row)
             matcher = matchers.get(p.request_id)
-            self._free(p.slot)  # a slot reused without being reported free
-            generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
-            self.slots[p.slot] = SlotState(p.request_id, p.sampling, length, [model.decoder_start_token_id],
-                                           generator, row=len(self.row_slots), matcher=matcher)
-            self.cache.claim(len(self.row_slots))
-            self.row_slots.append(p.slot)
+            for beam, slot in enumerate(p.slots):  # a beam search's beams start alike
+                generator = None if p.sampling.is_greedy else make_generator(p.sampling.seed, device)
+                self.slots[slot] = SlotState(
+                    p.request_id, p.sampling, length, [model.decoder_start_token_id], generator,
+                    row=len(self.row_slots), cross_row=cross_row,
+                    matcher=matcher.fork() if matcher is not None and beam else matcher)
+                self.cache.self_kv.zero(len(self.row_slots))
+                self.row_slots.append(slot)
+            if p.sampling.is_beam_search:
+                scores = torch.tensor(initial_scores(len(p.slots)), dtype=torch.float32, device=device)
+                self.beams[p.request_id] = BeamRows(p.request_id, p.slots, scores)
         self._fit_cache(between_layers)
-        rows = torch.tensor([self.slots[p.slot].row for p in prefills], device=device)
+        rows = torch.tensor([self.slots[p.slot].cross_row for p in prefills], device=device)
         for i, layer in enumerate(model.weights.decoder):
             keys, values = t5.cross_keys_values(model.weights, encoded, layer)
             self.cache.write_cross(i, rows, keys, values)
@@ -166,42 +186,95 @@ class ModelRunner:
         """Cache capacities for the longest decoder and encoder lengths among occupied rows."""
         states = self.slots.values()
         self.cache.fit(max(s.position for s in states) + 1, max(s.input_len for s in states),
-                       len(self.row_slots), between_layers)
+                       len(self.row_slots), between_layers, num_cross_used=len(self.cross_slots))
 
     def _free(self, slot: int) -> None:
-        """Drop the slot's sequence; the sequence in the last row moves into its row."""
+        """Drop the slot's sequence; the sequence in the last row moves into its row. Its
+        request's cross row goes the same way once no sequence reads it."""
         state = self.slots.pop(slot, None)
         if state is None:
             return
+        self.beams.pop(state.request_id, None)
         last_slot = self.row_slots.pop()
         if last_slot != slot:
             moved = self.slots[last_slot]
-            self.cache.move(moved.row, state.row)
+            self.cache.self_kv.move(moved.row, state.row)
             moved.row = state.row
             self.row_slots[state.row] = last_slot
+        readers = self.cross_slots[state.cross_row]
+        readers.remove(slot)
+        if not readers:
+            last = self.cross_slots.pop()
+            if state.cross_row < len(self.cross_slots):
+                self.cache.cross_kv.move(len(self.cross_slots), state.cross_row)
+                self.cross_slots[state.cross_row] = last
+                for reader in last:
+                    self.slots[reader].cross_row = state.cross_row
 
-    def _decode(self, slots: list[int],
-                between_layers: Callable[[], None] | None = None) -> dict[str, int]:
+    def _follow_beams(self, steps: list[BeamStep]) -> None:
+        """Each beam search's beams continue as its step says (kernels/beam.py: follow), then
+        append their tokens; the KV rows to copy go in one gather."""
+        sources, targets = [], []
+        for step in steps:
+            beam = self.beams.get(step.request_id)
+            if beam is None:
+                raise ValueError(f"request {step.request_id} holds no beam search here")
+            if beam.num_generated == step.num_generated:
+                continue  # applied already: a step that failed is being run again
+            children, copies = follow([self.slots[slot] for slot in beam.slots], step.parents)
+            for slot, child, token in zip(beam.slots, children, step.token_ids):
+                self.slots[slot] = child
+                self.row_slots[child.row] = slot
+                child.append(token)
+            beam.scores = torch.tensor(step.scores, dtype=torch.float32, device=beam.scores.device)
+            beam.num_generated = step.num_generated
+            sources += [source for source, _ in copies]
+            targets += [target for _, target in copies]
+        if sources:
+            self.cache.self_kv.copy_rows(sources, targets)
+
+    def _decode(self, slots: list[int], between_layers: Callable[[], None] | None = None
+                ) -> tuple[dict[str, int], dict[str, BeamCandidates]]:
+        """One decoder step of these slots' sequences: a token for each single sequence, the
+        candidates of each beam search."""
         model = self._need(self.generator, "generator")
-        states = []
         for slot in slots:
             state = self.slots.get(slot)
             if state is None:
                 raise ValueError(f"slot {slot} holds no sequence; it must be prefilled first")
             if state.position >= self.max_len:
                 raise ValueError(f"request {state.request_id} reached the runner's max_len {self.max_len}")
-            states.append(state)
-        states.sort(key=lambda state: state.row)  # consecutive rows: read by slicing
+        slots = sorted(slots, key=lambda slot: self.slots[slot].row)  # consecutive rows: read by slicing
+        states = [self.slots[slot] for slot in slots]
         self._fit_cache(between_layers)
         batch = self.cache.step_batch([s.row for s in states], [s.position for s in states],
-                                      [s.input_len for s in states])
+                                      [s.input_len for s in states], [s.cross_row for s in states])
         last_tokens = torch.tensor([s.token_ids[-1] for s in states], device=model.device)
         logits = t5.decode_step(model.weights, self.cache, batch, last_tokens,
                                 between_layers)  # [n, vocab]
-        tokens = choose_tokens(logits, states, model.eos_token_id)
-        for state, token in zip(states, tokens):
-            state.append(token)
-        return {state.request_id: token for state, token in zip(states, tokens)}
+        searches = self._searches(slots)
+        in_beams = {i for _, beams in searches for i in beams}
+        single = [i for i in range(len(states)) if i not in in_beams]
+        tokens = {}
+        if single:  # before beam_candidates overwrites the logits
+            chosen = choose_tokens(logits[single] if searches else logits, [states[i] for i in single],
+                                   model.eos_token_id)
+            for i, token in zip(single, chosen):
+                states[i].append(token)
+                tokens[states[i].request_id] = token
+        return tokens, beam_candidates(logits, searches, states, model.eos_token_id) if searches else {}
+
+    def _searches(self, slots: list[int]) -> list[tuple[BeamRows, list[int]]]:
+        """The beam searches among a step's slots, each with its beams' indices in `slots`."""
+        index_of = {slot: i for i, slot in enumerate(slots)}
+        searches = []
+        for beam in self.beams.values():
+            beams = [index_of.get(slot) for slot in beam.slots]
+            if None in beams and any(i is not None for i in beams):
+                raise ValueError(f"request {beam.request_id}: a beam search decodes all its beams or none")
+            if beams[0] is not None:
+                searches.append((beam, beams))
+        return searches
 
     @property
     def grammars(self) -> GrammarCompiler:

@@ -2,7 +2,8 @@
 
 The order is Hugging Face `generate`'s: repetition penalty, no-repeat n-gram, min_new_tokens, then
 (when sampling) temperature, top-k, top-p. Each sequence draws from its own torch.Generator, so a
-seeded request gets the same tokens alone or in any batch.
+seeded request gets the same tokens alone or in any batch. A beam search's beams are processed
+alike (`process_logits`, on log-probabilities as HF's beam search does); kernels/beam.py chooses.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class SlotState:
     token_ids: list[int]  # decoder input so far: the start token, then every generated token
     generator: torch.Generator | None = None  # only for sampled requests
     row: int = -1  # the KV-cache row holding this sequence (the runner keeps rows packed)
+    cross_row: int = -1  # the cross-attention row of its request (a beam search's beams share one)
     # no-repeat n-gram index: the (n-1) tokens before each n-gram -> the tokens that followed them
     ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
     matcher: Matcher | None = None  # only for requests with a regex or JSON schema
@@ -50,6 +52,16 @@ class SlotState:
         if self.matcher is not None and len(self.token_ids) > 1:  # the start token is no output
             self.matcher.advance(token_id)
 
+    def fork(self, row: int) -> SlotState:
+        """A copy of this sequence, to continue apart from it in KV row `row` (a beam's second
+        child); the sampling generator is not copied (beams decode greedily)."""
+        twin = SlotState(self.request_id, self.sampling, self.input_len, [], row=row,
+                         cross_row=self.cross_row)
+        twin.token_ids = list(self.token_ids)
+        twin.ngrams = {prefix: set(followers) for prefix, followers in self.ngrams.items()}
+        twin.matcher = None if self.matcher is None else self.matcher.fork()
+        return twin
+
     def banned_tokens(self) -> set[int]:
         n = self.sampling.no_repeat_ngram_size
         if not n or len(self.token_ids) + 1 < n:
@@ -69,10 +81,7 @@ def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
 
 def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> list[int]:
     """logits: [n, vocab] fp32, one row per state (modified in place). Returns one token per row."""
-    constrained = [i for i, state in enumerate(states) if state.matcher is not None]
-    grammar_only = mask_logits(logits, constrained, [states[i].matcher for i in constrained])
-    apply_penalties(logits, states, eos_token_id)
-    unban_grammar_tokens(logits, constrained, grammar_only)
+    process_logits(logits, states, eos_token_id)
     tokens = logits.argmax(dim=-1).tolist()
     for i, state in enumerate(states):
         if not state.sampling.is_greedy:
@@ -81,9 +90,24 @@ def choose_tokens(logits: torch.Tensor, states: list[SlotState], eos_token_id: i
     return tokens
 
 
-def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id: int) -> None:
-    """Repetition penalty, no-repeat n-gram and min_new_tokens, in place on logits [n, vocab]."""
-    for i, state in enumerate(states):
+def process_logits(scores: torch.Tensor, states: list[SlotState], eos_token_id: int,
+                   rows: list[int] | None = None) -> None:
+    """Grammar masks, penalties and min_new_tokens, in place on scores [n, vocab] (logits, or a
+    beam search's log-probabilities): states[i]'s in row rows[i] (default: row i)."""
+    rows = list(range(len(states))) if rows is None else rows
+    constrained = [row for row, state in zip(rows, states) if state.matcher is not None]
+    matchers = [state.matcher for state in states if state.matcher is not None]
+    grammar_only = mask_logits(scores, constrained, matchers)
+    apply_penalties(scores, states, eos_token_id, rows)
+    unban_grammar_tokens(scores, constrained, grammar_only)
+
+
+def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id: int,
+                    rows: list[int] | None = None) -> None:
+    """Repetition penalty, no-repeat n-gram and min_new_tokens, in place on logits [n, vocab]:
+    states[i]'s in row rows[i] (default: row i)."""
+    rows = list(range(len(states))) if rows is None else rows
+    for i, state in zip(rows, states):
         penalty = state.sampling.repetition_penalty
         if penalty != 1.0:
             seen = torch.tensor(state.token_ids, device=logits.device)
@@ -93,7 +117,7 @@ def apply_penalties(logits: torch.Tensor, states: list[SlotState], eos_token_id:
         banned = state.banned_tokens()
         if banned:
             logits[i, list(banned)] = float("-inf")
-    suppress_eos = [i for i, s in enumerate(states) if s.num_generated < s.sampling.min_new_tokens]
+    suppress_eos = [i for i, s in zip(rows, states) if s.num_generated < s.sampling.min_new_tokens]
     if suppress_eos:
         logits[suppress_eos, eos_token_id] = float("-inf")
 

@@ -239,8 +239,7 @@ def decode_step(w: T5Weights, cache: KVCache, batch, token_ids: torch.Tensor,
         x = x + _clamp(linear(attn.view(n, w.inner), layer.self_out))
 
         q = linear(rms_norm(x, layer.cross_norm, w.eps), layer.cross_q).view(n, w.num_heads, 1, w.d_kv)
-        keys, values = cache.read_cross(i, batch)  # [n, num_heads, cross capacity, d_kv]
-        attn = attend(q, keys, values, batch.cross_mask)
+        attn = cache.attend_cross(i, batch, q, attend)  # [n, num_heads, 1, d_kv]
         x = x + _clamp(linear(attn.view(n, w.inner), layer.cross_out))
         x = feed_forward(w, layer, x)
         if between_layers is not None:

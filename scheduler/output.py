@@ -22,9 +22,34 @@ class OnePassInput:
 @dataclass
 class PrefillInput:
     request_id: str
-    slot: int  # KV slot this sequence owns until it finishes
+    slot: int  # KV slot this sequence owns until it finishes (a beam search: its beam 0's)
     prompt_ids: list[int]  # encoder input, EOS included, len <= max_input_len
     sampling: SamplingParams
+    extra_slots: list[int] = field(default_factory=list)  # a beam search: beams 1..num_beams-1
+
+    @property
+    def slots(self) -> list[int]:
+        """Every slot of this request, beam order."""
+        return [self.slot] + self.extra_slots
+
+
+@dataclass
+class BeamStep:
+    """How a running beam search goes on (scheduler/beams.py chose it from the last candidates):
+    before this step's decode, beam j becomes a copy of beam parents[j] plus token_ids[j]."""
+    request_id: str
+    parents: list[int]  # [num_beams] the beam (index into the last candidates' beams) each continues
+    token_ids: list[int]  # [num_beams] the token each beam appends
+    scores: list[float]  # [num_beams] each beam's cumulative log-probability (float32 values)
+    num_generated: int  # tokens each beam holds once this is applied (a step run again skips it)
+
+
+@dataclass
+class BeamCandidates:
+    """A beam search's 2 * num_beams best continuations of one step, best first."""
+    beams: list[int]  # the beam each one continues
+    token_ids: list[int]  # the token it appends
+    scores: list[float]  # cumulative log-probability with that token (float32 values)
 
 
 @dataclass
@@ -33,8 +58,11 @@ class SchedulerOutput:
     one_pass: list[OnePassInput] = field(default_factory=list)
     # New generations: encoder pass, cross-attention K/V into `slot`, and their first token.
     prefill: list[PrefillInput] = field(default_factory=list)
-    # Slots already holding a sequence that need exactly one more token each.
+    # Slots already holding a sequence that need exactly one more token each (a beam search's
+    # every beam).
     decode_slots: list[int] = field(default_factory=list)
+    # Running beam searches: how each one's beams continue, applied before they decode.
+    beam_steps: list[BeamStep] = field(default_factory=list)
     # Slots whose sequences left since the last step (finished or aborted); the runner drops
     # their per-slot state before anything else in this step. The scheduler has already made
     # them free, and may hand one to a prefill of this very step.
@@ -66,6 +94,8 @@ class RunnerOutput:
     embeddings: dict[str, list[float]] = field(default_factory=dict)
     # request_id -> the token id chosen this step (one per prefilled or decoded sequence).
     next_token_ids: dict[str, int] = field(default_factory=dict)
+    # request_id -> a beam search's candidates this step (instead of a token).
+    beam_candidates: dict[str, BeamCandidates] = field(default_factory=dict)
     # request_id -> why this request alone could not run (its input or output broke); the
     # others of the step have their results above.
     errors: dict[str, str] = field(default_factory=dict)

@@ -33,16 +33,23 @@ def round_order(slotless: Sequence[T], generators: Sequence[T], round_index: int
 def prefill_group(window: list[Request], num_free: int, budget: int) -> list[Request]:
     """Which of the waiting prompts in `window` (oldest first) prefill together: the oldest, even
     over budget (so nothing starves), then those nearest its length while the padded batch
-    (`num_prompts * longest`) fits `budget` and a slot is free for each. In arrival order."""
+    (`num_prompts * longest`) fits `budget` and the free slots cover each one's `num_slots` (a
+    beam search needs all of its num_beams at once). In arrival order. None while the oldest's
+    slots are not all free: nothing overtakes it, so a beam search is not starved by the single
+    sequences behind it taking each slot as it frees."""
     head, rest = window[0], window[1:]
+    if head.num_slots > num_free:
+        return []
     chosen, longest = [head], head.num_prompt_tokens
+    num_free -= head.num_slots
     rest = sorted(rest, key=lambda r: abs(r.num_prompt_tokens - head.num_prompt_tokens))
     for request in rest:
-        if len(chosen) == num_free:
+        if not num_free:
             break
         padded = max(longest, request.num_prompt_tokens) * (len(chosen) + 1)
-        if padded <= budget:
+        if padded <= budget and request.num_slots <= num_free:
             chosen.append(request)
+            num_free -= request.num_slots
             longest = max(longest, request.num_prompt_tokens)
     order = {id(request): i for i, request in enumerate(window)}
     return sorted(chosen, key=lambda r: order[id(r)])

@@ -1,5 +1,6 @@
-"""One request and the state it owns: task, status, token ids, KV slot, timing; and `Task`, the
-one name for what a model does, used from the loader to the management API."""
+"""One request and the state it owns: task, status (scheduler/status.py), token ids, KV slots,
+timing; and `Task`, the one name for what a model does, used from the loader to the management
+API."""
 from __future__ import annotations
 
 import enum
@@ -7,34 +8,11 @@ import time
 from typing import TYPE_CHECKING
 
 from scheduler.sampling_params import SamplingParams
+from scheduler.status import FINISH_REASONS, RequestStatus
 
 if TYPE_CHECKING:
+    from scheduler.beams import BeamSearch, BeamSequence
     from scheduler.detokenizer import IncrementalDetokenizer
-
-
-class RequestStatus(enum.IntEnum):
-    # Finished states sort after the live ones, so `status > RUNNING` means finished.
-    WAITING = 0
-    RUNNING = 1
-    FINISHED_LENGTH = 2
-    FINISHED_EOS = 3
-    FINISHED_STOP = 4
-    FINISHED_ABORTED = 5
-    FINISHED_ERROR = 6
-    FINISHED_ONE_PASS = 7  # a one-pass request (classification, embedding) whose result is in
-
-    @property
-    def is_finished(self) -> bool:
-        return self > RequestStatus.RUNNING
-
-
-_FINISH_REASONS = {
-    RequestStatus.FINISHED_LENGTH: "length",
-    RequestStatus.FINISHED_EOS: "eos_token",
-    RequestStatus.FINISHED_STOP: "stop_sequence",
-    RequestStatus.FINISHED_ABORTED: "aborted",
-    RequestStatus.FINISHED_ERROR: "error",
-}
 
 
 class Task(enum.Enum):
@@ -74,11 +52,15 @@ class Request:
         self.status = RequestStatus.WAITING
         self.output_ids: list[int] = []  # generated tokens, the final EOS included
         self.text = ""  # every piece of text sent so far, joined
-        self.slot: int | None = None
+        self.slots: list[int] = []  # KV slots held while running: one, or num_beams
         self.probabilities: list[float] | None = None  # classification result, label order
         self.embedding: list[float] | None = None  # embedding result
         self.error: str | None = None
         self.detokenizer: IncrementalDetokenizer | None = None  # set by the scheduler on add
+        self.beam: BeamSearch | None = None  # a beam search's state, set by the scheduler on add
+        # A finished beam search's num_return_sequences hypotheses, best first; output_ids and
+        # text are the best one's.
+        self.sequences: list[BeamSequence] = []
         # Clock: time.monotonic() seconds, the same clock Scheduler uses when `now` is omitted.
         self.arrival_time = time.monotonic() if arrival_time is None else arrival_time
         self.first_scheduled_time: float | None = None
@@ -92,11 +74,24 @@ class Request:
         return self.status.is_finished
 
     @property
+    def slot(self) -> int | None:
+        """The first KV slot (a beam search's beam 0), or None."""
+        return self.slots[0] if self.slots else None
+
+    @property
+    def num_slots(self) -> int:
+        """KV slots this request needs at once: num_beams for a generation, none otherwise."""
+        return self.sampling.num_beams if self.task.holds_slots else 0
+
+    @property
     def num_prompt_tokens(self) -> int:
         return len(self.prompt_ids)
 
     @property
     def num_output_tokens(self) -> int:
+        """Generated tokens, EOS included; a beam search counts every sequence it returns."""
+        if self.sequences:
+            return sum(len(s.token_ids) for s in self.sequences)
         return len(self.output_ids)
 
     @property
@@ -105,7 +100,13 @@ class Request:
         `embedded` (a one-pass request's result is in), or None while unfinished."""
         if self.status is RequestStatus.FINISHED_ONE_PASS:
             return _ONE_PASS_REASONS[self.task]
-        return _FINISH_REASONS.get(self.status)
+        return FINISH_REASONS.get(self.status)
+
+    def take_sequences(self, sequences: list[BeamSequence]) -> None:
+        """A finished beam search's results, best first: the best one's ids and text become
+        the request's."""
+        self.sequences = list(sequences)
+        self.output_ids, self.text = list(sequences[0].token_ids), sequences[0].text
 
     def finish(self, status: RequestStatus, now: float, error: str | None = None) -> bool:
         """Enter a terminal state. The first reason sticks; later calls return False."""

@@ -24,6 +24,11 @@ once: its slot is free for the very next schedule, and reported in that step's `
 A request still waiting after `queue_timeout_s` finishes with FINISHED_ERROR ("timed out in
 queue").
 
+Beam search (num_beams = k): k slots taken at once (policy.prefill_group; more than the reader
+has: it fails when added), k decode tokens a step, its candidates taken by its BeamSearch
+(scheduler/beams.py), whose choice is the next schedule's `beam_steps`; its text comes in one
+piece at the end, its hypotheses in `sequences`; an abort frees all k slots.
+
 The rules a caller keeps (EngineCore.step does, and tests/unit/test_engine_core.py holds them):
 - `schedule()` and `update()` alternate: every `schedule()` is followed by exactly one
   `update()` with that step's output before the next `schedule()`, even when the step was empty
@@ -44,11 +49,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from scheduler.beams import BeamSearch
 from scheduler.detokenizer import IncrementalDetokenizer
-from scheduler.output import OnePassInput, PrefillInput, RunnerOutput, SchedulerOutput
+from scheduler.output import (BeamCandidates, OnePassInput, PrefillInput, RunnerOutput,
+                              SchedulerOutput)
 from scheduler.policy import prefill_group
 from scheduler.request import Request, RequestStatus, Task
-from scheduler.slots import SlotPool
+from scheduler.slots import RunningTable
 
 QUEUE_TIMEOUT_MESSAGE = "timed out in queue"
 
@@ -84,15 +91,15 @@ class Scheduler:
     def __init__(self, config: SchedulerConfig, decode: Callable[[list[int]], str]) -> None:
         self.config = config
         self._decode = decode
-        self._slots = SlotPool(config.max_num_seqs)
+        self._running = RunningTable(config.max_num_seqs)  # generations holding slots
         self._requests: dict[str, Request] = {}  # every request not yet finished
         # Insertion-ordered dicts: FIFO queues with O(1) removal on abort.
         self._waiting_generate: dict[str, Request] = {}
         self._waiting_one_pass: dict[str, Request] = {}
-        self._slot_owner: dict[int, Request] = {}  # running generations, in join order
         self._running_one_pass: dict[str, Request] = {}  # one-pass requests scheduled, results due
-        self._freed_slots: list[int] = []  # freed since the last schedule
-        self._expired: list[RequestOutput] = []  # timed out in schedule(), returned by update()
+        # Finished outside update() (timed out in schedule(), refused by add()): returned by
+        # the next update().
+        self._unreported: list[RequestOutput] = []
 
     # ---- counters -------------------------------------------------------------------------
     @property
@@ -101,21 +108,21 @@ class Scheduler:
 
     @property
     def num_running(self) -> int:
-        return len(self._slot_owner) + len(self._running_one_pass)
+        return len(self._running.requests) + len(self._running_one_pass)
 
     @property
     def num_free_slots(self) -> int:
-        return self._slots.num_free
+        return self._running.pool.num_free
 
     @property
     def has_work(self) -> bool:
-        return bool(self.num_waiting or self.num_running or self._expired)
+        return bool(self.num_waiting or self.num_running or self._unreported)
 
     @property
     def has_freed_slots(self) -> bool:
         """Slots freed since the last schedule: the runner holds their sequences until a step
         tells it to drop them."""
-        return bool(self._freed_slots)
+        return self._running.has_freed
 
     @property
     def has_waiting_one_pass(self) -> bool:
@@ -125,7 +132,7 @@ class Scheduler:
         return self._requests.get(request_id)
 
     def request_in_slot(self, slot: int) -> Request | None:
-        return self._slot_owner.get(slot)
+        return self._running.owner.get(slot)
 
     @property
     def request_ids(self) -> list[str]:
@@ -139,11 +146,16 @@ class Scheduler:
         if request.status is not RequestStatus.WAITING:
             raise ValueError("only a new, waiting request can be added")
         self._requests[request.request_id] = request
-        if request.task is Task.GENERATE:
-            request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
-            self._waiting_generate[request.request_id] = request
-        else:
+        if request.task is not Task.GENERATE:
             self._waiting_one_pass[request.request_id] = request
+        elif request.num_slots > self.config.max_num_seqs:
+            self._unreported += self.fail([request.request_id], (
+                f"num_beams {request.num_slots} needs {request.num_slots} KV slots at once; this "
+                f"reader has {self.config.max_num_seqs} (max_num_seqs)"))
+        else:
+            request.detokenizer = IncrementalDetokenizer(self._decode, request.sampling.stop)
+            request.beam = BeamSearch.of(request, self._decode)
+            self._waiting_generate[request.request_id] = request
 
     def abort(self, request_id: str, now: float | None = None) -> Request | None:
         """Finish a request as aborted, in whatever state it is. Returns it, or None when it is
@@ -184,17 +196,16 @@ class Scheduler:
         self._waiting_generate.pop(request.request_id, None)
         self._waiting_one_pass.pop(request.request_id, None)
         self._running_one_pass.pop(request.request_id, None)
-        if request.slot is not None:
-            del self._slot_owner[request.slot]
-            self._slots.free(request.slot)
-            self._freed_slots.append(request.slot)
+        self._running.release(request)
 
     # ---- schedule -------------------------------------------------------------------------
     def schedule(self, now: float | None = None) -> SchedulerOutput:
         now = _now(now)
-        self._expired.extend(self.expire(now))
-        output = SchedulerOutput(decode_slots=list(self._slot_owner), freed_slots=self._freed_slots)
-        self._freed_slots = []
+        self._unreported.extend(self.expire(now))
+        running = self._running
+        output = SchedulerOutput(decode_slots=list(running.owner), freed_slots=running.take_freed(),
+                                 beam_steps=[r.beam.pending for r in running.requests.values()
+                                             if r.beam is not None and r.beam.pending])
         budget = self.config.max_num_batched_tokens - len(output.decode_slots)
         budget = self._admit_one_pass(output, budget, now)
         self._admit_prefill(output, budget, now)
@@ -219,13 +230,12 @@ class Scheduler:
         for request in chosen:
             del self._waiting_generate[request.request_id]
             self._start(request, now)
-            request.slot = self._slots.allocate()
-            self._slot_owner[request.slot] = request
-            output.prefill.append(
-                PrefillInput(request.request_id, request.slot, request.prompt_ids, request.sampling))
+            self._running.admit(request)
+            output.prefill.append(PrefillInput(request.request_id, request.slot, request.prompt_ids,
+                                               request.sampling, request.slots[1:]))
 
     def _prefill_group(self, budget: int) -> list[Request]:
-        num_free = self._slots.num_free
+        num_free = self._running.pool.num_free
         if not self._waiting_generate or not num_free:
             return []
         window = list(itertools.islice(self._waiting_generate.values(),
@@ -243,16 +253,15 @@ class Scheduler:
         """Apply one step's results; also returns the requests `schedule` found timed out.
         Requests aborted while the step ran are skipped."""
         now = _now(now)
-        outputs, self._expired = self._expired, []
+        outputs, self._unreported = self._unreported, []
         for item in scheduler_output.one_pass:
             request = self._running_one_pass.get(item.request_id)
             if request is not None:
                 outputs.append(self._apply(request, runner_output, now))
         slots = [p.slot for p in scheduler_output.prefill] + scheduler_output.decode_slots
-        for slot in slots:
-            request = self._slot_owner.get(slot)
-            if request is not None:
-                outputs.append(self._apply(request, runner_output, now))
+        owners = {id(r): r for r in map(self._running.owner.get, slots) if r is not None}
+        for request in owners.values():  # a beam search holds several of these slots
+            outputs.append(self._apply(request, runner_output, now))
         return outputs
 
     def _apply(self, request: Request, runner_output: RunnerOutput, now: float) -> RequestOutput:
@@ -261,6 +270,9 @@ class Scheduler:
         try:
             if request_id in runner_output.errors:
                 raise RuntimeError(runner_output.errors[request_id])
+            if request.beam is not None:
+                return self._advance_beams(request, runner_output.beam_candidates.get(request_id),
+                                           now)
             if request.task is Task.GENERATE:
                 return self._append_token(request, runner_output.next_token_ids.get(request_id),
                                           now)
@@ -304,6 +316,19 @@ class Scheduler:
         elif at_length:
             self._finish(request, RequestStatus.FINISHED_LENGTH, now)
         return RequestOutput(request, delta, request.is_finished, new_token=True)
+
+    def _advance_beams(self, request: Request, candidates: BeamCandidates | None,
+                       now: float) -> RequestOutput:
+        """One step of a beam search; when it ends, its best text goes out in one piece."""
+        if candidates is None:
+            raise RuntimeError("the generator gave no beam candidates")
+        request.first_token_time = request.first_token_time or now
+        request.beam.step(candidates)
+        if not request.beam.is_done:
+            return RequestOutput(request, "", False)
+        request.take_sequences(request.beam.results())
+        self._finish(request, request.sequences[0].status, now)
+        return RequestOutput(request, request.text, True)
 
 
 def _now(now: float | None) -> float:

@@ -1,6 +1,7 @@
 """The `takeoff` command: `serve` runs the server; `chat`, `generate`, `classify` talk to one;
 commands registered under the `takeoff.commands` entry-point group (pyproject.toml: `bench` is
-benchmarks.load) get their arguments untouched, so the server never imports what they need."""
+benchmarks.load, `triton` is takeoff.triton.command) get their arguments untouched, so the server
+never imports what they need."""
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(name: str, arguments: list[str]) -> int | None:
     """`takeoff NAME ARGS` for a registered command: every argument, --help too, goes to its
-    `main(ARGS)` untouched (argparse would claim the options for itself); None when NAME is not
-    one."""
+    `main(ARGS)` untouched (argparse would claim the options for itself); its exit status is
+    what `main` returns when that is an int (`triton`), else 0 (`bench` returns its report).
+    None when NAME is not one."""
     for command in entry_points(group=COMMANDS_GROUP, name=name):
-        command.load()(arguments)
-        return 0
+        status = command.load()(arguments)
+        return status if isinstance(status, int) else 0
     return None
 
 

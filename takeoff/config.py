@@ -13,7 +13,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from takeoff.api.chat_template import CHAT_TEMPLATES
 
@@ -66,6 +66,8 @@ class ServerConfig:
                                      "model's own limit)")
     max_new_tokens: int = option(512, "largest max_new_tokens a request may ask for; a default "
                                       "above it is lowered to it")
+    max_num_beams: int = option(8, "largest num_beams a request may ask for (a beam search holds "
+                                   "one KV slot per beam); a default above it is lowered to it")
     queue_timeout: float = option(60.0, "seconds a request may wait for a slot before it fails")
     api_key: str | None = option(None, "require 'Authorization: Bearer KEY' on every endpoint "
                                        "but /health")
@@ -93,7 +95,8 @@ class ServerConfig:
             raise ValueError("--config FILE names the readers: leave out --model, --classifier "
                              "and --embedder")
         for name in ("port", "max_num_seqs", "max_queue", "max_num_batched_tokens",
-                     "max_classify_batch", "max_input_len", "max_new_tokens", "max_body_bytes"):
+                     "max_classify_batch", "max_input_len", "max_new_tokens", "max_num_beams",
+                     "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{flag(name)} must be at least 1")
         for name in ("queue_timeout", "drain_timeout", "watchdog_timeout"):
@@ -139,10 +142,12 @@ def env_name(name: str) -> str:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                         config_type: type = ServerConfig) -> None:
-    """One flag per field of `config_type`, its help and default from the field; all default to
-    None so that the environment can fill in."""
+                         config_type: type = ServerConfig, exclude: Collection[str] = ()) -> None:
+    """One flag per field of `config_type` (but those named in `exclude`), its help and default
+    from the field; all default to None so that the environment can fill in."""
     for item in fields(config_type):
+        if item.name in exclude:
+            continue
         shown = item.metadata["shown"] or (None if item.default is None else item.default)
         default = "" if shown is None else f" (default: {shown})"
         metavar = "DIR" if item.name in ("model", "classifier", "embedder") else item.name.upper()
@@ -152,11 +157,15 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
 
 
 def config_from(args: Mapping[str, Any], environ: Mapping[str, str] | None = None,
-                config_type: type = ServerConfig):
-    """Flags first, then TAKEOFF_* variables, then the defaults. Raises ValueError, one line."""
+                config_type: type = ServerConfig, exclude: Collection[str] = ()):
+    """Flags first, then TAKEOFF_* variables, then the defaults. Raises ValueError, one line.
+    The fields in `exclude` (a command without their flags) keep their defaults: neither a flag
+    nor a variable sets them."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for item in fields(config_type):
+        if item.name in exclude:
+            continue
         if args.get(item.name) is not None:
             values[item.name] = args[item.name]
         elif environ.get(env_name(item.name)):

@@ -64,6 +64,27 @@ class FailingRunner:
         return getattr(self.runner, name)
 
 
+class MixRecorder(SlowRunner):
+    """The slow runner, counting the steps that decoded a beam search's beams beside single
+    sequences (one running batch holding both)."""
+
+    def __init__(self, runner, delay_s: float = STEP_DELAY_S):
+        super().__init__(runner, delay_s)
+        self.num_mixed_steps = 0
+
+    def execute(self, scheduler_output, between_layers=None):
+        num_beam_rows = sum(len(step.parents) for step in scheduler_output.beam_steps)
+        if 0 < num_beam_rows < len(scheduler_output.decode_slots):
+            self.num_mixed_steps += 1
+        return super().execute(scheduler_output, between_layers)
+
+
+def mix_recorder(config, reader):
+    from takeoff.app import build_runner
+
+    return MixRecorder(build_runner(config, reader))
+
+
 def slow_runner(config, reader):
     from takeoff.app import build_runner
 

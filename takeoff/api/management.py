@@ -29,6 +29,8 @@ def reader_description(info: ReaderInfo) -> dict:
                  "max_input_len": info.max_input_len, "max_batch_size": info.max_batch_size}
     if info.max_new_tokens is not None:
         described["max_new_tokens"] = info.max_new_tokens
+    if info.beam_limit is not None:
+        described["max_num_beams"] = info.beam_limit[0]
     return described
 
 

@@ -26,6 +26,8 @@ class ReaderDescription(Answer):
     max_input_len: int
     max_batch_size: int
     max_new_tokens: int | None = Field(None, description="a generator's cap")
+    max_num_beams: int | None = Field(None, description="a generator's largest num_beams: "
+                                                        "--max-num-beams, or its KV slots if fewer")
 
 
 class ReaderGroups(RootModel[dict[str, list[ReaderDescription]]]):

@@ -94,8 +94,9 @@ async def _run(request: Request, engine: Engine, job: Job):
 
 
 def _answer(job: Job, results: list[GenerationResult]) -> dict:
+    """One choice per prompt, or a beam search's n best sequences per prompt, in order."""
     choices = []
-    for index, result in enumerate(results):
+    for index, result in enumerate(c for r in results for c in r.choices()):
         choice: dict = {"index": index, "logprobs": None,
                         "finish_reason": FINISH_REASONS.get(result.finish_reason, "stop")}
         if job.kind == "chat.completion":
@@ -125,7 +126,8 @@ def _error_chunk(error: ApiError) -> ServerSentEvent:
 
 
 async def _chunks(job: Job, work: Submission) -> AsyncIterator[ServerSentEvent]:
-    """`data: {chunk}` events, then `data: [DONE]`."""
+    """`data: {chunk}` events, then `data: [DONE]`. Prompt i's choices are i * n .. i * n + n - 1;
+    a beam search's come whole, one chunk each, when its search ends."""
     chat = job.kind == "chat.completion"
     envelope = _envelope(job, "chat.completion.chunk" if chat else "text_completion")
 
@@ -137,17 +139,21 @@ async def _chunks(job: Job, work: Submission) -> AsyncIterator[ServerSentEvent]:
             choice["text"] = text or ""
         return ServerSentEvent(data=json.dumps({**envelope, "choices": [choice]}))
 
+    n, beams = work.sampling.num_return_sequences, work.sampling.is_beam_search
     if chat:
-        for index in range(len(work.streams)):
+        for index in range(len(work.streams) * n):
             yield ServerSentEvent(data=json.dumps({**envelope, "choices": [{
                 "index": index, "delta": {"role": "assistant", "content": ""},
                 "logprobs": None, "finish_reason": None}]}))
     async for index, piece in work.pieces():
         if piece is not None:
-            yield chunk(index, piece)
-        else:
-            reason = FINISH_REASONS.get(work.streams[index].result.finish_reason, "stop")
-            yield chunk(index, None, reason)
+            if not beams:  # a beam search's piece is its best text: sent with its choices
+                yield chunk(index, piece)
+            continue
+        for j, choice in enumerate(work.streams[index].result.choices()):
+            if beams and choice.text:
+                yield chunk(index * n + j, choice.text)
+            yield chunk(index * n + j, None, FINISH_REASONS.get(choice.finish_reason, "stop"))
     if job.include_usage:
         usage = _usage([s.result for s in work.streams])
         yield ServerSentEvent(data=json.dumps({**envelope, "choices": [], "usage": usage}))

@@ -2,7 +2,9 @@
 
 OpenAI's names and defaults: temperature 1 (sampling) unless told 0, `max_tokens` (or
 `max_completion_tokens`) 16 for completions and the group's cap for chat. Fields that would
-change the answer in ways this server cannot honour are refused, not ignored.
+change the answer in ways this server cannot honour are refused, not ignored. Beam search comes
+as extra fields (Takeoff's names, and vLLM's `use_beam_search`, num_beams = n); `n` choices per
+prompt are its n best sequences.
 """
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator, mod
 
 from scheduler.sampling_params import SamplingRequest
 from takeoff.api.chat_template import Message
-from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Penalty, Stop, \
-    schema_text, stop_field, temperature_field
+from takeoff.api.schemas import MAX_SEED, Answer, BeamFields, Body, Finite, JsonSchemaText, \
+    Penalty, Stop, schema_text, stop_field, temperature_field
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-# OpenAI's name of each sampling field -> SamplingParams' (max_tokens, max_completion_tokens and
-# response_format are mapped in OpenAISampling.sampling).
+# OpenAI's name of each sampling field -> SamplingParams' (max_tokens, max_completion_tokens,
+# response_format, n and use_beam_search are mapped in OpenAISampling.sampling).
 SAMPLING_FIELDS = {"min_tokens": "min_new_tokens", "temperature": "temperature", "top_p": "top_p",
                    "top_k": "top_k", "repetition_penalty": "repetition_penalty", "seed": "seed",
-                   "stop": "stop"}
+                   "stop": "stop", "num_beams": "num_beams", "length_penalty": "length_penalty",
+                   "early_stopping": "early_stopping",
+                   "num_return_sequences": "num_return_sequences"}
 # Where OpenAI's defaults differ from SamplingParams' (Takeoff's): it samples unless told not to.
 DEFAULTS = {"temperature": 1.0, "top_k": 0}
 UNSUPPORTED = {"logprobs": "log probabilities", "top_logprobs": "log probabilities",
@@ -59,7 +63,7 @@ class ResponseFormat(Body):
         return '{"type":"object"}' if self.type == "json_object" else None
 
 
-class OpenAISampling(Body):
+class OpenAISampling(BeamFields):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -70,8 +74,11 @@ class OpenAISampling(Body):
     repetition_penalty: Penalty = 1.0
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stop: Stop = ()
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, description="choices per prompt: more than 1 needs beam search "
+                                         "(its n best sequences)")
     best_of: int = Field(1, ge=1)
+    # Beam search: BeamFields' extra fields, or vLLM's use_beam_search (num_beams = n).
+    use_beam_search: bool = Field(False, description="as vLLM: beam search with num_beams = n")
     presence_penalty: Finite = 0.0
     frequency_penalty: Finite = 0.0
     stream: bool = False
@@ -91,12 +98,27 @@ class OpenAISampling(Body):
     _check_stop = field_validator("stop", mode="before")(stop_field)
     _check_temperature = field_validator("temperature")(temperature_field)
 
-    @field_validator("n", "best_of")
+    @field_validator("best_of")
     @classmethod
-    def _one_choice(cls, value: int, info: ValidationInfo) -> int:
+    def _no_best_of(cls, value: int) -> int:
         if value != 1:
-            raise ValueError(f"'{info.field_name}' must be 1: this server returns one choice "
-                             "per prompt")
+            raise ValueError("'best_of' must be 1 (for several choices, use beam search and n)")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _as_many_as_asked(cls, value: int, info: ValidationInfo) -> int:
+        """n > 1 is num_return_sequences (the beam fields are checked before n)."""
+        if value > 1 and info.data.get("num_return_sequences") not in (None, 1, value):
+            raise ValueError("'n' differs from 'num_return_sequences': give one of them")
+        return value
+
+    @field_validator("use_beam_search")
+    @classmethod
+    def _one_beam_width(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("num_beams") not in (None, 1, info.data.get("n")):
+            raise ValueError("'use_beam_search' takes num_beams from 'n', and 'num_beams' "
+                             "differs")
         return value
 
     @field_validator("presence_penalty", "frequency_penalty")
@@ -126,6 +148,10 @@ class OpenAISampling(Body):
                 explicit["max_new_tokens"], names["max_new_tokens"] = getattr(self, name), name
         if self.temperature == 0:
             explicit["top_k"] = 1
+        if self.n > 1:  # n choices are the n best sequences
+            explicit["num_return_sequences"], names["num_return_sequences"] = self.n, "n"
+        if self.use_beam_search:
+            explicit["num_beams"], names["num_beams"] = self.n, "n"
         if self.response_format is not None:
             explicit["json_schema"] = self.response_format.schema_text()
         defaults = {**DEFAULTS, "max_new_tokens": self.DEFAULT_MAX_TOKENS}

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, \
+    model_validator
+
+from scheduler.sampling_params import SamplingParams
 
 MAX_SEED = 2**63 - 1
 MAX_STOP_SEQUENCES = 16
@@ -42,6 +45,11 @@ Stop = Annotated[tuple[str, ...], WithJsonSchema({
 JsonSchemaText = Annotated[str, WithJsonSchema({
     "anyOf": [{"type": "object"}, {"type": "string"}],
     "description": "a JSON schema, or its JSON text"})]
+EarlyStopping = Annotated[bool | str, WithJsonSchema({
+    "anyOf": [{"type": "boolean"}, {"const": "never"}],
+    "description": "beam search: true ends once num_beams hypotheses are done; false (a "
+                   "heuristic) and \"never\" as Hugging Face's generate"})]
+_BEAM_DEFAULTS = SamplingParams()
 
 
 class Body(BaseModel):
@@ -99,6 +107,27 @@ def schema_text(value: Any, name: str) -> str | None:
     if not isinstance(value, dict):
         raise ValueError(f"'{name}' must be a JSON schema object")
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class BeamFields(Body):
+    """Beam search's fields, the same in every API (OpenAI's take them as extra body fields);
+    their names are SamplingParams'."""
+    num_beams: int = Field(_BEAM_DEFAULTS.num_beams, ge=1, description=(
+        "beam search: hypotheses kept per step, one KV slot each; 1 decodes greedily. At most "
+        "--max-num-beams (8) and the generator's slots (its max_num_beams)"))
+    length_penalty: Finite = Field(_BEAM_DEFAULTS.length_penalty, description=(
+        "beam search: a finished hypothesis scores sum(log p) / its length ** this (above 0 "
+        "favours longer ones)"))
+    early_stopping: EarlyStopping = _BEAM_DEFAULTS.early_stopping
+    num_return_sequences: int = Field(_BEAM_DEFAULTS.num_return_sequences, ge=1, description=(
+        "beam search: the best this many hypotheses come back, 1..num_beams"))
+
+    @field_validator("early_stopping", mode="before")
+    @classmethod
+    def _early_stopping(cls, value: Any) -> bool | str:
+        if isinstance(value, bool) or value == "never":
+            return value
+        raise ValueError("'early_stopping' must be true, false or \"never\"")
 
 
 def parse(model: type[Body], body: dict, **context) -> Any:

@@ -32,9 +32,12 @@ async def generate(request: Request) -> JSONResponse:
                              prompt_max_tokens=body.prompt_max_tokens) as work:
         results = await unless_disconnected(request, work.results())
     one = not isinstance(body.text, list)
-    answer: dict = {"text": results[0].text if one else [r.text for r in results]}
+    many = work.sampling.num_return_sequences > 1  # each input's answer a list, best first
+    texts = [[c.text for c in r.choices()] if many else r.text for r in results]
+    answer: dict = {"text": texts[0] if one else texts}
     if body.return_metadata:
-        metadata = [r.metadata() for r in results]
+        metadata = [[c.metadata() for c in r.choices()] if many else r.metadata()
+                    for r in results]
         answer["metadata"] = metadata[0] if one else metadata
     return JSONResponse(answer)
 
@@ -49,10 +52,11 @@ async def generate_stream(request: Request) -> EventStream:
 
 async def stream_events(stream: RequestStream):
     """Each text piece as one event (sse-starlette writes a multi-line piece as several `data:`
-    lines), then `event: metadata`."""
+    lines), then `event: metadata`. A beam search's one piece is its best sequence, sent when
+    the search ends; the metadata are that sequence's."""
     async for piece in stream:
         yield ServerSentEvent(data=piece)
-    yield ServerSentEvent(data=json.dumps(stream.result.metadata()), event="metadata")
+    yield ServerSentEvent(data=json.dumps(stream.result.choices()[0].metadata()), event="metadata")
 
 
 async def classify(request: Request) -> JSONResponse:

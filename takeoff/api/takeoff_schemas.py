@@ -7,8 +7,8 @@ from pydantic import Field, field_validator
 
 from scheduler.sampling_params import SamplingParams, SamplingRequest
 from takeoff.api.openai_schemas import ChatMessage
-from takeoff.api.schemas import MAX_SEED, Answer, Body, Finite, JsonSchemaText, Penalty, Stop, \
-    schema_text, stop_field, temperature_field, text_field, texts_field
+from takeoff.api.schemas import MAX_SEED, Answer, BeamFields, Body, Finite, JsonSchemaText, \
+    Penalty, Stop, schema_text, stop_field, temperature_field, text_field, texts_field
 
 _DEFAULT = SamplingParams()  # Takeoff's defaults are SamplingParams' own
 # Takeoff's name of each sampling field -> SamplingParams' (a new request field that shapes
@@ -17,10 +17,13 @@ SAMPLING_FIELDS = {"max_new_tokens": "max_new_tokens", "min_new_tokens": "min_ne
                    "sampling_temperature": "temperature", "sampling_topp": "top_p",
                    "sampling_topk": "top_k", "repetition_penalty": "repetition_penalty",
                    "no_repeat_ngram_size": "no_repeat_ngram_size", "seed": "seed",
-                   "stop": "stop", "regex_string": "regex", "json_schema": "json_schema"}
+                   "stop": "stop", "regex_string": "regex", "json_schema": "json_schema",
+                   "num_beams": "num_beams", "length_penalty": "length_penalty",
+                   "early_stopping": "early_stopping",
+                   "num_return_sequences": "num_return_sequences"}
 
 
-class TakeoffSampling(Body):
+class TakeoffSampling(BeamFields):
     """Takeoff's sampling fields and names (defaults: greedy, 128 new tokens)."""
     max_new_tokens: int = Field(_DEFAULT.max_new_tokens, ge=1)
     min_new_tokens: int = Field(_DEFAULT.min_new_tokens, ge=0)
@@ -64,6 +67,8 @@ class GenerateBody(TakeoffSampling):
 
 class GenerateStreamBody(TakeoffSampling):
     text: str
+    num_return_sequences: int = Field(1, ge=1, le=1, description="1: a stream carries the best "
+                                                                 "sequence")
 
     @field_validator("text", mode="before")
     @classmethod
@@ -163,12 +168,18 @@ class Metadata(Answer):
     input_tokens: int
     generated_tokens: int = Field(description="the final EOS included, when there is one")
     finish_reason: Literal["length", "eos_token", "stop_sequence"]
+    score: float | None = Field(None, description="a beam search's: the sequence's sum of "
+                                                  "log-probabilities / its length ** "
+                                                  "length_penalty (Hugging Face's "
+                                                  "sequences_scores)")
 
 
 class GenerateAnswer(Answer):
-    """A list of texts answers a list, in order; `metadata` only with return_metadata."""
-    text: str | list[str]
-    metadata: Metadata | list[Metadata] | None = None
+    """A list of texts answers a list, in order; with num_return_sequences n > 1 each input's
+    answer is a list of n texts, best first. `metadata` (only with return_metadata) has the
+    shape of `text`."""
+    text: str | list[str] | list[list[str]]
+    metadata: Metadata | list[Metadata] | list[list[Metadata]] | None = None
 
 
 class ClassifyAnswer(Answer):

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from scheduler.beams import BeamSequence
 from scheduler.output import RunnerOutput, SchedulerOutput
 from scheduler.policy import round_order
 from scheduler.request import Request, RequestStatus
@@ -51,6 +52,9 @@ class EngineOutput:
     row: list[float] | None = None  # a one-pass result: label probabilities, or an embedding
     never_scheduled: bool = False  # it finished while still waiting (a queue timeout)
     finish_reason: str | None = None  # Request.finish_reason, once finished
+    # A finished beam search: its num_return_sequences hypotheses (token ids, text, score,
+    # finish reason), best first; `text` is the first one's. Empty otherwise.
+    sequences: tuple[BeamSequence, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ class EngineCore:
 
     def _execute_alone(self, lane: Lane, scheduler_output: SchedulerOutput) -> RunnerOutput:
         merged = RunnerOutput()
-        for index, part in enumerate(_split(scheduler_output)):
+        for index, part in enumerate(_split(scheduler_output, lane.scheduler.request_in_slot)):
             if index == 0:
                 part.freed_slots = scheduler_output.freed_slots
             try:
@@ -209,7 +213,7 @@ class EngineCore:
     @staticmethod
     def _request_ids(lane: Lane, part: SchedulerOutput) -> list[str]:
         decoding = [lane.scheduler.request_in_slot(slot) for slot in part.decode_slots]
-        return part.request_ids + [r.request_id for r in decoding if r is not None]
+        return part.request_ids + list(dict.fromkeys(r.request_id for r in decoding if r is not None))
 
     def _between_layers(self) -> None:
         """Called by a generator's runner after each layer: let waiting classifications cut in."""
@@ -264,7 +268,8 @@ class EngineCore:
             return
         for kind, seconds in runner_output.step_seconds.items():
             self.metrics.step_duration.labels(kind).observe(seconds)
-        self.metrics.generated_tokens.inc(len(runner_output.next_token_ids))
+        beams = sum(len(c.beams) // 2 for c in runner_output.beam_candidates.values())
+        self.metrics.generated_tokens.inc(len(runner_output.next_token_ids) + beams)
 
     def _count_finished(self, reason: str) -> None:
         if self.metrics is not None:
@@ -277,12 +282,20 @@ def _has_work(lane: Lane) -> bool:
     return lane.scheduler.has_work or lane.scheduler.has_freed_slots
 
 
-def _split(scheduler_output: SchedulerOutput) -> list[SchedulerOutput]:
-    """One SchedulerOutput per request: each classification, prefill and decode on its own."""
+def _split(scheduler_output: SchedulerOutput,
+           request_in_slot: Callable[[int], Request | None]) -> list[SchedulerOutput]:
+    """One SchedulerOutput per request: each one-pass request, prefill and decode on its own (a
+    beam search's beams together, with its beam step)."""
     parts = [SchedulerOutput(one_pass=[item]) for item in scheduler_output.one_pass]
     parts += [SchedulerOutput(prefill=[item]) for item in scheduler_output.prefill]
-    parts += [SchedulerOutput(decode_slots=[slot]) for slot in scheduler_output.decode_slots]
-    return parts or [SchedulerOutput()]
+    decodes: dict[object, SchedulerOutput] = {}
+    steps = {step.request_id: step for step in scheduler_output.beam_steps}
+    for slot in scheduler_output.decode_slots:
+        request = request_in_slot(slot)
+        key = slot if request is None else request.request_id
+        part = decodes.setdefault(key, SchedulerOutput(beam_steps=[steps[key]] if key in steps else []))
+        part.decode_slots.append(slot)
+    return parts + list(decodes.values()) or [SchedulerOutput()]
 
 
 def _engine_output(item: RequestOutput, streaming: bool) -> EngineOutput:
@@ -293,4 +306,5 @@ def _engine_output(item: RequestOutput, streaming: bool) -> EngineOutput:
         error=request.error, num_prompt_tokens=request.num_prompt_tokens,
         num_output_tokens=request.num_output_tokens,
         row=request.probabilities if request.probabilities is not None else request.embedding,
-        never_scheduled=request.first_scheduled_time is None, finish_reason=request.finish_reason)
+        never_scheduled=request.first_scheduled_time is None, finish_reason=request.finish_reason,
+        sequences=tuple(request.sequences))

@@ -126,11 +126,14 @@ class Engine:
             self._check_accepting()  # the compile awaited: the server may be draining now
             if not self.reader_set.is_serving(reader.reader_id):
                 raise unavailable(f"reader '{reader.reader_id}' was removed meanwhile; retry")
-        if not self.reader_set.admission[reader.reader_id].try_admit(len(requests)):
+        self._check_rows(reader, requests, sampling or SamplingRequest())
+        if not self.reader_set.admission[reader.reader_id].try_admit(
+                sum(_num_rows(r) for r in requests)):
             raise overloaded(retry_after_s=1)
         work.reader = reader
+        work.sampling = requests[0].sampling if requests and task is Task.GENERATE else None
         work.streams = [RequestStream(r.request_id, reader.reader_id, r.num_prompt_tokens,
-                                      self.abort) for r in requests]
+                                      self.abort, _num_rows(r)) for r in requests]
         self._streams.update((s.request_id, s) for s in work.streams)
         self._thread.send(lambda: [self.core.add(r, reader.reader_id, stream) for r in requests])
 
@@ -144,6 +147,17 @@ class Engine:
         encoded = [reader.encode_pair(*_as_pair(text)) for text in inputs]
         return [Request(self._next_id(), task, ids, token_type_ids=types)
                 for ids, types in encoded]
+
+    def _check_rows(self, reader: Reader, requests: list[Request],
+                    sampling: SamplingRequest) -> None:
+        """400 for beam searches that together need more rows than the reader ever admits (a
+        429 would never end)."""
+        num_rows = sum(_num_rows(r) for r in requests)
+        capacity = self.reader_set.admission[reader.reader_id].capacity
+        if num_rows > capacity and num_rows > len(requests):
+            raise bad_request(f"{len(requests)} inputs with num_beams {requests[0].num_slots} "
+                              f"count as {num_rows} requests; this reader admits at most "
+                              f"{capacity} at once", sampling.name("num_beams"))
 
     def abort(self, request_id: str) -> None:
         """Forget a request in any state; the engine drops it at its next step boundary (or
@@ -175,7 +189,7 @@ class Engine:
     def _forget(self, request_id: str) -> RequestStream | None:
         stream = self._streams.pop(request_id, None)
         if stream is not None and stream.reader_id in self.reader_set.admission:
-            self.reader_set.admission[stream.reader_id].release()
+            self.reader_set.admission[stream.reader_id].release(stream.num_rows)
         return stream
 
 
@@ -213,13 +227,21 @@ def _settle(future: asyncio.Future, result, error: BaseException | None) -> None
         future.set_result(result)
 
 
+def _num_rows(request: Request) -> int:
+    """What a request counts for admission: one, or a beam search's num_beams."""
+    return max(1, request.num_slots)
+
+
 def _result_or_error(output: EngineOutput) -> Result | ApiError:
     if output.error is not None or output.finish_reason in ("aborted", "error"):
         return engine_error(output)
     if output.row is not None:
         return output.row
+    sequences = tuple(GenerationResult(s.text, output.num_prompt_tokens, len(s.token_ids),
+                                       s.finish_reason, s.score) for s in output.sequences)
     return GenerationResult(output.text, output.num_prompt_tokens, output.num_output_tokens,
-                            output.finish_reason)
+                            output.finish_reason, sequences[0].score if sequences else None,
+                            sequences)
 
 
 def _as_pair(text: Input) -> tuple[str, str | None]:

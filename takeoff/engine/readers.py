@@ -33,7 +33,19 @@ class ReaderInfo:
     max_input_len: int  # tokens, special tokens included
     max_batch_size: int  # requests it runs at once: KV slots, or inputs per step
     max_new_tokens: int | None = None  # a generator's cap on new tokens
+    max_num_beams: int | None = None  # a generator's cap on num_beams (--max-num-beams)
     dimensions: int | None = None  # an embedder's vector length
+
+    @property
+    def beam_limit(self) -> tuple[int, str] | None:
+        """A generator's most beams and why: a beam search holds one KV slot per beam, so
+        it is the server's cap or the reader's slots, whichever is lower."""
+        if self.max_num_beams is None:
+            return None
+        if self.max_batch_size < self.max_num_beams:
+            return (self.max_batch_size, f"on this reader: a beam search holds a KV slot per "
+                                         f"beam, and it has {self.max_batch_size}")
+        return self.max_num_beams, "on this server (--max-num-beams)"
 
 
 @dataclass
@@ -82,7 +94,8 @@ class Reader:
         """A request's sampling on this reader (400 naming the client's field when it asks for
         more than this reader allows)."""
         try:
-            return request.resolve(self.sampling_defaults, self.info.max_new_tokens)
+            return request.resolve(self.sampling_defaults, self.info.max_new_tokens,
+                                   self.info.beam_limit)
         except SamplingError as exc:
             raise bad_request(str(exc), exc.field) from None
 
@@ -136,6 +149,7 @@ def make_reader(config: ServerConfig, spec: ReaderSpec, task: Task, model) -> Re
         max_input_len=min(spec.max_sequence_length or config.max_input_len, model.max_input_len),
         max_batch_size=batch_size(config, spec, task),
         max_new_tokens=config.max_new_tokens if generates else None,
+        max_num_beams=config.max_num_beams if generates else None,
         dimensions=getattr(model, "dim", None) if task is Task.EMBED else None)
     grammars = None
     if generates:

@@ -17,12 +17,24 @@ class EngineError(ApiError):
 class GenerationResult:
     text: str
     input_tokens: int
-    generated_tokens: int  # the final EOS included, when there is one
+    generated_tokens: int  # the final EOS included, when there is one; every returned sequence's
     finish_reason: str  # "length" | "eos_token" | "stop_sequence"
+    # A beam search's: HF's sequences_scores (sum of log-probabilities / length ** length_penalty).
+    score: float | None = None
+    # A beam search's returned sequences, best first, each a result of its own (the first is
+    # this one's text); empty otherwise.
+    sequences: tuple[GenerationResult, ...] = ()
 
     def metadata(self) -> dict:
-        return {"input_tokens": self.input_tokens, "generated_tokens": self.generated_tokens,
+        data = {"input_tokens": self.input_tokens, "generated_tokens": self.generated_tokens,
                 "finish_reason": self.finish_reason}
+        if self.score is not None:
+            data["score"] = self.score
+        return data
+
+    def choices(self) -> list[GenerationResult]:
+        """One result per returned sequence, best first: a beam search's, or this one."""
+        return list(self.sequences) or [self]
 
 
 # A generation's result, or a one-pass request's row: label probabilities (in the classifier's
@@ -37,10 +49,11 @@ class RequestStream:
     unless it has finished."""
 
     def __init__(self, request_id: str, reader_id: str, num_prompt_tokens: int,
-                 abort: Callable[[str], None]) -> None:
+                 abort: Callable[[str], None], num_rows: int = 1) -> None:
         self.request_id = request_id
         self.reader_id = reader_id
         self.num_prompt_tokens = num_prompt_tokens
+        self.num_rows = num_rows  # what it counts for admission: a beam search's num_beams
         self.result: Result | None = None
         self._abort = abort
         self._items: asyncio.Queue[str | Result | ApiError] = asyncio.Queue()

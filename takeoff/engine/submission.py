@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 from takeoff.engine.stream import RequestStream, Result, merged
 
 if TYPE_CHECKING:
+    from scheduler.sampling_params import SamplingParams
     from takeoff.engine.readers import Reader, ReaderInfo
 
 
@@ -23,6 +24,7 @@ class Submission:
         self._admit = admit
         self._admitted = False
         self.reader: Reader | None = None  # set on admission
+        self.sampling: SamplingParams | None = None  # a generation's, resolved on admission
         self.streams: list[RequestStream] = []
 
     def __await__(self):

@@ -46,6 +46,17 @@ async def test_sampling_fields_reach_the_server(server_url):
     assert short["metadata"]["generated_tokens"] <= 2
 
 
+async def test_beam_fields_reach_the_server(server_url):
+    async with TakeoffClient(server_url) as client:
+        beams = await client.generate(PROMPT, max_new_tokens=10, num_beams=3,
+                                      num_return_sequences=2, return_metadata=True)
+        stream = client.generate_stream(PROMPT, max_new_tokens=10, num_beams=3)
+        pieces = [piece async for piece in stream]
+    assert len(beams["text"]) == 2 and pieces == beams["text"][:1]
+    assert stream.metadata == beams["metadata"][0]
+    assert beams["metadata"][0]["score"] >= beams["metadata"][1]["score"]
+
+
 async def test_classify_tokenize_reader_groups_health(server_url):
     async with TakeoffClient(server_url) as client:
         classified = await client.classify(["You never listen.", "Thanks for the demo!"])

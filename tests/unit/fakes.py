@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from scheduler.output import RunnerOutput, SchedulerOutput
+from scheduler.output import BeamCandidates, RunnerOutput, SchedulerOutput
 from scheduler.request import Request, Task
 from scheduler.sampling_params import SamplingParams
 from scheduler.scheduler import SchedulerConfig
@@ -53,12 +53,16 @@ class MetaspaceTokenizer(_Vocab):
 
 class FakeRunner:
     """Plays the kernels' part: remembers which request owns each slot (as the real runner keeps
-    per-slot state), and answers each step with the next token of that request's script."""
+    per-slot state), and answers each step with the next token of that request's script (a beam
+    search: the next candidates of its script, or 2 * num_beams made-up ones that never end)."""
 
-    def __init__(self, scripts: dict[str, list[int]] | None = None, filler: int = 7) -> None:
+    def __init__(self, scripts: dict[str, list[int]] | None = None, filler: int = 7,
+                 beam_scripts: dict[str, list[BeamCandidates]] | None = None) -> None:
         self.scripts = scripts or {}
         self.filler = filler  # token for requests without a script
+        self.beam_scripts = beam_scripts or {}
         self.slot_owner: dict[int, str] = {}
+        self.num_beams: dict[str, int] = {}  # beam searches' request ids
         self.position: dict[str, int] = {}
         self.steps: list[SchedulerOutput] = []
 
@@ -67,15 +71,31 @@ class FakeRunner:
         for slot in so.freed_slots:
             self.slot_owner.pop(slot, None)
         for item in so.prefill:
-            assert item.slot not in self.slot_owner, f"slot {item.slot} handed out twice"
-            self.slot_owner[item.slot] = item.request_id
+            for slot in item.slots:
+                assert slot not in self.slot_owner, f"slot {slot} handed out twice"
+                self.slot_owner[slot] = item.request_id
+            if item.sampling.is_beam_search:
+                self.num_beams[item.request_id] = len(item.slots)
         out = RunnerOutput()
         for item in so.one_pass:
             out.probabilities[item.request_id] = [0.25, 0.75]
-        for slot in [p.slot for p in so.prefill] + so.decode_slots:
-            request_id = self.slot_owner[slot]
-            out.next_token_ids[request_id] = self._next(request_id)
+        slots = [s for p in so.prefill for s in p.slots] + so.decode_slots
+        for request_id in dict.fromkeys(self.slot_owner[slot] for slot in slots):
+            if request_id in self.num_beams:
+                out.beam_candidates[request_id] = self._candidates(request_id)
+            else:
+                out.next_token_ids[request_id] = self._next(request_id)
         return out
+
+    def _candidates(self, request_id: str) -> BeamCandidates:
+        i = self.position.get(request_id, 0)
+        self.position[request_id] = i + 1
+        script = self.beam_scripts.get(request_id)
+        if script is not None:
+            return script[i]
+        k = self.num_beams[request_id]
+        return BeamCandidates([j % k for j in range(2 * k)], [self.filler + j for j in range(2 * k)],
+                              [-1.0 - i - j for j in range(2 * k)])
 
     def _next(self, request_id: str) -> int:
         script = self.scripts.get(request_id)

@@ -1,5 +1,6 @@
 """SamplingRequest: the API's defaults, then the reader's, then what the client set; the server's
-cap clamps a default and refuses an explicit value above it."""
+caps clamp a default and refuse an explicit value above them; a beam search decodes greedily
+unless the client asks to sample, and its errors name the client's fields."""
 from __future__ import annotations
 
 import pytest
@@ -43,3 +44,34 @@ def test_fixed_params_come_back_unchanged_and_unknown_fields_are_refused():
     assert SamplingRequest.fixed(params).resolve({"top_k": 40}, max_new_tokens=9) == params
     with pytest.raises(ValueError):
         SamplingRequest({"num_beam": 4})
+
+
+def test_num_beams_over_the_limit_is_refused_from_the_client_and_lowered_from_a_default():
+    limit = (4, "on this reader")
+    request = SamplingRequest({"num_beams": 5}, names={"num_beams": "n"})
+    with pytest.raises(SamplingError) as caught:
+        request.resolve({}, max_new_tokens=16, beam_limit=limit)
+    assert caught.value.field == "n" and str(caught.value) == "'n' must be at most 4 on this reader"
+    from_reader = SamplingRequest().resolve({"num_beams": 6, "num_return_sequences": 6},
+                                            max_new_tokens=16, beam_limit=limit)
+    assert (from_reader.num_beams, from_reader.num_return_sequences) == (4, 4)
+    assert SamplingRequest().resolve({}, max_new_tokens=16, beam_limit=limit).num_beams == 1
+
+
+def test_a_beam_search_is_greedy_unless_the_client_asked_to_sample():
+    openai_like = {"temperature": 1.0, "top_k": 0}  # an API whose default samples
+    beams = SamplingRequest({"num_beams": 3}, openai_like).resolve({}, max_new_tokens=16)
+    assert beams.is_greedy and beams.num_beams == 3
+    sampled = SamplingRequest({"num_beams": 3, "temperature": 0.7}, openai_like,
+                              names={"temperature": "sampling_temperature"})
+    with pytest.raises(SamplingError) as caught:
+        sampled.resolve({}, max_new_tokens=16)
+    assert caught.value.field == "num_beams" and "'sampling_temperature'" in str(caught.value)
+
+
+def test_a_beam_error_names_the_clients_field():
+    request = SamplingRequest({"num_beams": 2, "num_return_sequences": 3},
+                              names={"num_return_sequences": "n"})
+    with pytest.raises(SamplingError) as caught:
+        request.resolve({}, max_new_tokens=16)
+    assert caught.value.field == "n" and str(caught.value).startswith("'n' must be 1..'num_beams'")
