@@ -2,8 +2,9 @@
 the n best and the app's pick among them (`takeoff.feedback.choose`), and measure the rewrites of
 every set (`rewrite_checks`), the real development set through the app's own path.
 
-Each set is reported twice when the app picks from several candidates: `<set>` is what the app shows
-(`choose_rewrite` over the n best), `<set> best beam` the plain best sequence.
+Each set is reported twice: `<set>` is what the app shows (`choose_rewrite` over the n best, the
+sentence itself where no candidate passes; `no_rewrite_share` says how often), `<set> best beam` the
+plain best sequence.
 """
 from __future__ import annotations
 
@@ -41,12 +42,13 @@ ORIGINAL_EXAMPLE = dict(
 
 
 def decoding_of(model, **overrides) -> dict:
-    """How the rewriter decodes: what its generation_config.json says (the server reads the same
-    file), with the app's 6-token no-repeat block for a model whose config sets none, and any
+    """How the rewriter decodes: a beam search its generation_config.json sets, or else the app's
+    (`coach.REWRITE_SAMPLING`), with the app's no-repeat block where the config sets none, and any
     `overrides` that are not None (to compare settings)."""
-    config = model.generation_config
-    decoding = dict(num_beams=config.num_beams or 1, length_penalty=config.length_penalty,
-                    no_repeat_ngram_size=config.no_repeat_ngram_size or REWRITE_SAMPLING.no_repeat_ngram_size)
+    config, app = model.generation_config, REWRITE_SAMPLING
+    beams = (config.num_beams, config.length_penalty) if (config.num_beams or 1) > 1 else (app.num_beams, app.length_penalty)
+    decoding = dict(num_beams=beams[0], length_penalty=beams[1],
+                    no_repeat_ngram_size=config.no_repeat_ngram_size or app.no_repeat_ngram_size)
     decoding.update({k: v for k, v in overrides.items() if v is not None})
     if decoding["num_beams"] == 1:
         decoding.pop("length_penalty")  # only beam search uses it
@@ -84,12 +86,14 @@ def rewrite(model, tokenizer, rows: list[dict], **kwargs) -> list[str]:
     return [texts[0] for texts in rewrite_candidates(model, tokenizer, rows, **kwargs)]
 
 
-def app_picks(rows: list[dict], candidates: list[list[str]]) -> list[str]:
-    """What the app shows of each row's candidates (`choose.choose_rewrite`; the subject guessed, as the
-    app has none)."""
-    return [choose_rewrite(texts, r["negative"], r["context"])[0] for r, texts in zip(rows, candidates)]
-
-
+def app_picks(rows: list[dict], candidates: list[list[str]], classifier, cls_tokenizer) -> list[str]:
+    """What the app shows of each row's candidates (`choose.choose_rewrite`, the candidates the classifier
+    reads as critical passed over; the subject guessed, as the app has none); "" where none passes."""
+    texts = sorted({t.strip() for row in candidates for t in row if t.strip()})
+    kinds = [verdict(p, LABELS).kind for p in predict(classifier, cls_tokenizer, texts)] if texts else []
+    critical = {t for t, kind in zip(texts, kinds) if kind == "critical"}
+    return [choose_rewrite(row, r["negative"], r["context"], critical=critical)[0] or ""
+            for r, row in zip(rows, candidates)]
 
 
 def rewrite_set_figures(rows: list[dict], outputs: list[str], labels: list[str], with_text: bool) -> dict:
@@ -147,15 +151,18 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
         return [LABELS[max(range(len(LABELS)), key=p.__getitem__)] for p in predict(classifier, cls_tokenizer, outputs)]
 
     def both(name: str, rows: list[dict], candidates: list[list[str]], finish) -> None:
-        """Figures of the app's pick as `name`, and of the best beam beside it when they can differ."""
-        ways = {name: app_picks(rows, candidates)}
-        if num_candidates > 1:
-            ways[f"{name} best beam"] = [texts[0] for texts in candidates]
+        """Figures of the app's pick as `name` ("" where it shows none), and of the best beam beside it."""
+        picks = app_picks(rows, candidates, classifier, cls_tokenizer)
+        ways = {name: picks, f"{name} best beam": [texts[0] for texts in candidates]}
         for way, outputs in ways.items():
-            figures[way] = finish(outputs)
+            figures[way] = dict(finish(outputs), no_rewrite_share=round(sum(not o for o in outputs) / len(rows), 4))
+
+    def shown(rows: list[dict], outputs: list[str]) -> list[str]:
+        return [o or r["negative"] for r, o in zip(rows, outputs)]  # no rewrite: the sentence stays
     for name, rows in sets.items():
         both(name, rows, rewrite_candidates(generator, gen_tokenizer, rows, num_candidates, decoding=decoding),
-             lambda outputs, rows=rows: rewrite_set_figures(rows, outputs, judged(outputs), with_text=True))
+             lambda outputs, rows=rows: rewrite_set_figures(rows, shown(rows, outputs), judged(shown(rows, outputs)),
+                                                            with_text=True))
     if real_dev:
         lines = (real_dev / REAL_DEV[1]).read_text(encoding="utf-8").splitlines()
         rows = [dict(context=r["context"], negative=r["feedback"], subject=r["subject"]) for r in map(json.loads, lines) if r]
@@ -176,7 +183,7 @@ def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_d
 
 
 SHARES = ("constructive_share", "keep_subject_share", "keep_problem_share", "garbled_share", "invented_claim_share",
-          "names_subject_share", "left_unchanged_share", "broken_word_share", "stutter_share")
+          "names_subject_share", "left_unchanged_share", "no_rewrite_share", "broken_word_share", "stutter_share")
 
 
 def print_rewrite_table(figures: dict) -> None:

@@ -170,8 +170,8 @@ def test_evaluation_decodes_as_the_saved_generation_config_says(tmp_path):
     texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
     tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
     model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
-    # A model whose config says nothing decodes greedily with the app's 6-token no-repeat block.
-    assert decoding_of(model) == dict(num_beams=1, no_repeat_ngram_size=6)
+    # A model whose config says nothing decodes as the app does: 4 beams, no repeated 4-token run.
+    assert decoding_of(model) == dict(num_beams=4, no_repeat_ngram_size=4, length_penalty=1.0)
     model.generation_config.update(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
     train_rewriter.save(model, tokenizer, tmp_path, {})
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
