@@ -44,7 +44,8 @@ def app_figures(truth: list[str], probabilities: list[list[float]]) -> dict:
     verdicts = [verdict(p, LABELS) for p in probabilities]
     n, sure = len(truth), [(t, v) for t, v in zip(truth, verdicts) if not v.unsure]
     num_critical = sum(kind_of(t) == "critical" for t in truth)
-    missed = sum(kind_of(t) == "critical" and v.kind == "constructive" and not v.unsure for t, v in zip(truth, verdicts))
+    # The app rewrites a sentence only when its likelier kind is critical (`Feedback.needs_rewrite`).
+    missed = sum(kind_of(t) == "critical" and v.kind == "constructive" for t, v in zip(truth, verdicts))
     return dict(binary_accuracy=round(sum(kind_of(t) == v.kind for t, v in zip(truth, verdicts)) / n, 4),
                 macro_f1=classification_report(truth, [v.label for v in verdicts])["macro_f1"],
                 unsure_share=round(1 - len(sure) / n, 4),
