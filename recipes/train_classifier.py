@@ -198,7 +198,9 @@ def parse_args(argv: list[str] | None):
                         help="'Label=weight,...': cross-entropy weights for the named labels (others 1)")
     parser.add_argument("--kind-weight", type=float, default=0.0,
                         help="add this times the cross-entropy of the kind (critical or constructive, each the sum of "
-                             "its labels' probabilities, as the app reads it) to the loss")
+                             "its labels' probabilities, as the app reads it) to the loss. Measured at 1.0 with the "
+                             "build's settings (2 epochs, bf16, seed 0): real-dev macro-F1 0.475 and binary 0.8125 "
+                             "against 0.548 and 0.875 without it, so the build leaves it off")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--max-len", type=int, default=64)
