@@ -289,10 +289,23 @@ def replaced(engine, method: str, fake):
         delattr(engine, method)
 
 
-def scripted(submit, answers: dict[str, list[str]]):
+def scripted(submit, answers: dict[str, list[str]], critical: set[str]):
     """The engine's submit, except that each rewrite's candidates are what `answers` has for its
-    sentence."""
+    sentence, and the classifier reads a candidate as critical exactly when it is in `critical` (the
+    tiny classifier's reading of a sentence it never learned is anyone's guess)."""
+    candidates = {text for texts in answers.values() for text in texts}
+
     def rewrites(task, inputs, *args, **kwargs):
+        if task is Task.CLASSIFY and set(inputs) <= candidates:
+            work = submit(task, inputs, *args, **kwargs)
+
+            async def readings():
+                await results()
+                return [[1.0 if label == ("Vague Criticism" if text in critical else "Helpful Suggestion") else 0.0
+                         for label in work.labels] for text in inputs]
+
+            results, work.results = work.results, readings
+            return work
         if task is not Task.GENERATE:
             return submit(task, inputs, *args, **kwargs)
 
@@ -311,13 +324,14 @@ def scripted(submit, answers: dict[str, list[str]]):
 async def test_the_coach_shows_the_first_candidate_that_passes_or_none(server_factory, learned_classifier):
     server = server_factory.server(classifier=learned_classifier)
     faithful = "Could we look at what is broken together?"
-    # CRITICAL[0]: the first candidate is one the classifier learned as critical, the second passes.
+    # CRITICAL[0]: the first candidate reads as critical to the classifier, the second passes.
     # CRITICAL[1]: one invents a missed deadline, a day and a person; the other repeats itself.
-    answers = {CRITICAL[0]: [CRITICAL[2], faithful],
+    still_critical = "Could we look at why this is still broken, for once?"
+    answers = {CRITICAL[0]: [still_critical, faithful],
                CRITICAL[1]: ["I know listening is hard, but the deadline was missed on Friday. Could you ask Priya?",
                              "Could we talk about the talk about the talk about the meeting?"]}
     body = {"text": MIXED, "context": CONTEXT}
-    with replaced(server.engine, "submit", scripted(server.engine.submit, answers)):
+    with replaced(server.engine, "submit", scripted(server.engine.submit, answers, {still_critical})):
         status, _, answer = await post(server.url, "/v1/feedback/improve", body)
         async with aiohttp.ClientSession() as session:
             async with session.post(server.url + "/v1/feedback/improve",
