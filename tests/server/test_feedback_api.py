@@ -15,10 +15,10 @@ from clients.sse import SSEDecoder
 from scheduler.request import Task
 from takeoff.engine.stream import GenerationResult, RequestStream
 from takeoff.engine.submission import Submission
-from takeoff.feedback.choose import choose_rewrite
+from takeoff.feedback.choose import choose_rewrite, judge
 from takeoff.feedback.coach import DEFAULT_CONTEXT, REWRITE_SAMPLING
 from takeoff.feedback.sentences import split_sentences
-from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
+from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt, verdict
 from tests.feedback_models import LEARNED
 from tests.server.helpers import assert_api_error, next_event, read_events
 from tests.runners import failing_runner, generator_runner
@@ -142,14 +142,17 @@ async def test_improve_rewrites_critical_sentences_and_keeps_the_others(coach_ur
             expected_parts.append(sentence["text"])
             continue
         # the same prompt through /generate, with the same beams, gives the candidates; the coach
-        # shows the one `choose_rewrite` picks (the tiny classifier reads none of this gibberish as
-        # critical), or none and says why
+        # shows the one `choose_rewrite` picks with the classifier's reading of them, or none and says why
         _, _, generated = await post(coach_url, "/generate", {
             "text": rewrite_prompt(CONTEXT, sentence["text"]),
             **{name: getattr(REWRITE_SAMPLING, name) for name in (
                 "max_new_tokens", "no_repeat_ngram_size", "num_beams", "num_return_sequences", "length_penalty")}})
         assert len(generated["text"]) == REWRITE_SAMPLING.num_return_sequences
-        chosen = choose_rewrite(generated["text"], sentence["text"], CONTEXT)
+        # the classifier reads the candidates that pass the text checks, as the coach does
+        texts = [c.text for c in judge(generated["text"], sentence["text"], CONTEXT) if c.passes]
+        _, _, read = await post(coach_url, "/classify", {"text": texts}) if texts else (0, 0, {"result": []})
+        critical = {t for t, row in zip(texts, read["result"]) if verdict(row, read.get("labels", LABELS)).kind == "critical"}
+        chosen = choose_rewrite(generated["text"], sentence["text"], CONTEXT, critical=critical)
         assert (sentence["rewrite"], sentence["rewrite_warning"]) == chosen
         expected_parts.append(sentence["rewrite"] or sentence["text"])
     a, b, c, d = expected_parts
