@@ -32,60 +32,10 @@ from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassificati
 
 from recipes.datasets import read_csv
 from recipes.metrics import classification_report, confusion, plot_confusion
-from recipes.rewrite_checks import invented_claims, is_echo, rewrite_checks
+from recipes.rewrite_eval import HANDWRITTEN, REAL_DEV, decoding_of, print_rewrite_table, rewriter_figures
 from recipes.train_classifier import predict
-from recipes.warm_start import is_uncased
-from takeoff.feedback.coach import REWRITE_SAMPLING, AnalyzedSentence, Feedback
-from takeoff.feedback.sentences import split_sentences
-from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt, verdict
-from takeoff.feedback.truecase import restore_case
-
-HANDWRITTEN = Path(__file__).parent / "testset_handwritten.csv"
-# Critical sentences written by hand after the test set, to choose between rewriter settings;
-# unlike the test set it was looked at, so its figures are development figures.
-DEVSET = Path(__file__).parent / "devset_handwritten.csv"
-# Criticisms of several sentences, like the original work's example (its first row), written by hand with
-# the subject a rewrite should name; a development set, looked at while choosing training data.
-PARAGRAPHS = Path(__file__).parent / "paragraphs_handwritten.csv"
-# The real development sets' files, read from the folder given with --real-dev (../shared).
-REAL_DEV = ("real_feedback_dev.csv", "real_rewrite_dev.jsonl")
-HANDWRITTEN_CONTEXT = "You are giving feedback to a colleague at work"
-ORIGINAL_EXAMPLE = dict(
-    context="You are a manager giving feedback to your subordinate, who has been underperforming severely "
-            "over the past few months.",
-    negative="Your performance over the past few months has been absolutely disappointing. It doesn't seem "
-             "that you've put in any effort in improving your performance at all. I'm afraid that we will "
-             "have to evaluate your position in this company if this continues.")
-def decoding_of(model, **overrides) -> dict:
-    """How the rewriter decodes: what its generation_config.json says (the server reads the same
-    file), with the app's 6-token no-repeat block for a model whose config sets none, and any
-    `overrides` that are not None (to compare settings)."""
-    config = model.generation_config
-    decoding = dict(num_beams=config.num_beams or 1, length_penalty=config.length_penalty,
-                    no_repeat_ngram_size=config.no_repeat_ngram_size or REWRITE_SAMPLING.no_repeat_ngram_size)
-    decoding.update({k: v for k, v in overrides.items() if v is not None})
-    if decoding["num_beams"] == 1:
-        decoding.pop("length_penalty")  # only beam search uses it
-    return decoding
-
-
-@torch.no_grad()
-def rewrite(model, tokenizer, rows: list[dict], max_new_tokens: int = 80, batch_size: int = 32,
-            decoding: dict | None = None) -> list[str]:
-    """Greedy or beam rewrites of `rows` (`decoding_of(model)` unless given); an uncased model's text
-    is written as English again (`truecase.restore_case`)."""
-    decoding = decoding or decoding_of(model)
-    uncased = is_uncased(tokenizer)
-    outputs = []
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
-        prompts = [rewrite_prompt(r["context"], r["negative"]) for r in batch]
-        enc = tokenizer(prompts, truncation=True, max_length=256, padding=True, return_tensors="pt")
-        ids = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                             max_new_tokens=max_new_tokens, do_sample=False, **decoding)
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        outputs += [restore_case(t, r["negative"], r["context"]) if uncased else t for t, r in zip(texts, batch)]
-    return outputs
+from takeoff.feedback.choose import NUM_CANDIDATES
+from takeoff.feedback.task import LABELS, kind_of, verdict
 
 
 def app_figures(truth: list[str], probabilities: list[list[float]]) -> dict:
@@ -94,7 +44,8 @@ def app_figures(truth: list[str], probabilities: list[list[float]]) -> dict:
     verdicts = [verdict(p, LABELS) for p in probabilities]
     n, sure = len(truth), [(t, v) for t, v in zip(truth, verdicts) if not v.unsure]
     num_critical = sum(kind_of(t) == "critical" for t in truth)
-    missed = sum(kind_of(t) == "critical" and v.kind == "constructive" and not v.unsure for t, v in zip(truth, verdicts))
+    # The app rewrites a sentence only when its likelier kind is critical (`Feedback.needs_rewrite`).
+    missed = sum(kind_of(t) == "critical" and v.kind == "constructive" for t, v in zip(truth, verdicts))
     return dict(binary_accuracy=round(sum(kind_of(t) == v.kind for t, v in zip(truth, verdicts)) / n, 4),
                 macro_f1=classification_report(truth, [v.label for v in verdicts])["macro_f1"],
                 unsure_share=round(1 - len(sure) / n, 4),
@@ -118,71 +69,6 @@ def classifier_figures(model, tokenizer, out_dir: Path, data_dir: Path, real_dev
     return figures
 
 
-def rewrite_set_figures(rows: list[dict], outputs: list[str], labels: list[str], with_text: bool) -> dict:
-    n, checks = len(rows), rewrite_checks(rows, outputs)
-    figures = dict(
-        num_inputs=n, constructive_share=round(sum(kind_of(l) == "constructive" for l in labels) / n, 4),
-        num_echoes=sum(is_echo(r["negative"], o) for r, o in zip(rows, outputs)),
-        keep_subject_share=round(sum(checks["keep"]) / n, 4), keep_problem_share=round(sum(checks["problem"]) / n, 4),
-        garbled_share=round(sum(checks["garbled"]) / n, 4), broken_word_share=round(sum(checks["broken"]) / n, 4),
-        stutter_share=round(sum(checks["stutter"]) / n, 4), invented_claim_share=round(sum(checks["invented"]) / n, 4),
-        num_distinct_outputs=len(set(outputs)))
-    if "subject" in rows[0]:
-        figures["names_subject_share"] = round(sum(r["subject"].lower() in o.lower() for r, o in zip(rows, outputs)) / n, 4)
-    if with_text:
-        figures["samples"] = [dict(input=r["negative"], rewrite=o, label=l) for r, o, l in list(zip(rows, outputs, labels))[:8]]
-        figures["invented_claim_examples"] = [dict(input=r["negative"], rewrite=o, claims=invented_claims(r, o))
-                                              for r, o in zip(rows, outputs) if invented_claims(r, o)][:6]
-    return figures
-
-
-def improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, rows: list[dict],
-                         decoding: dict | None = None) -> tuple[list[str], list[bool]]:
-    """(improved text, left unchanged) per row, as /v1/feedback/improve makes it: each sentence read by
-    `verdict`, those the app rewrites (`Feedback.needs_rewrite`) rewritten on their own, the others
-    kept, the separators kept."""
-    split = [split_sentences(r["negative"]) for r in rows]
-    probabilities = iter(predict(classifier, cls_tokenizer, [s.text for sentences in split for s in sentences]))
-    feedbacks = []
-    for row, sentences in zip(rows, split):
-        readings = [verdict(next(probabilities), LABELS) for _ in sentences]
-        feedbacks.append(Feedback(row["negative"], row["context"], [
-            AnalyzedSentence(s.text, s.start, s.end, v.label, v.score, v.kind, v.unsure) for s, v in zip(sentences, readings)]))
-    todo = [(i, j) for i, f in enumerate(feedbacks) for j in range(len(f.sentences)) if f.needs_rewrite(j)]
-    inputs = [dict(context=feedbacks[i].prompt_context, negative=feedbacks[i].sentences[j].text) for i, j in todo]
-    rewritten = {key: o.strip() for key, o in zip(todo, rewrite(generator, gen_tokenizer, inputs, decoding=decoding)) if o.strip()}
-    outputs = ["".join(f.separator_before(j) + rewritten.get((i, j), s.text) for j, s in enumerate(f.sentences))
-               for i, f in enumerate(feedbacks)]
-    return outputs, [not any(i == k for k, _ in rewritten) for i in range(len(rows))]
-
-
-def rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, data_dir: Path, num_rows: int,
-                     real_dev: Path | None = None, decoding: dict | None = None, only: tuple[str, ...] = ()) -> dict:
-    def critical_inputs(path: Path) -> list[dict]:
-        return [dict(context=HANDWRITTEN_CONTEXT, negative=r["sentence"])
-                for r in read_csv(path) if kind_of(r["label"]) == "critical"]
-    sets = {"validation": read_csv(data_dir / "rewrite" / "validation.csv")[:num_rows],
-            "handwritten": critical_inputs(HANDWRITTEN), "development": critical_inputs(DEVSET),
-            "paragraphs": read_csv(PARAGRAPHS)}
-    sets = {name: rows for name, rows in sets.items() if not only or name in only}
-    figures = {}
-
-    def judged(outputs: list[str]) -> list[str]:
-        return [LABELS[max(range(len(LABELS)), key=p.__getitem__)] for p in predict(classifier, cls_tokenizer, outputs)]
-    for name, rows in sets.items():
-        outputs = rewrite(generator, gen_tokenizer, rows, decoding=decoding)
-        figures[name] = rewrite_set_figures(rows, outputs, judged(outputs), with_text=True)
-    if real_dev:
-        lines = (real_dev / REAL_DEV[1]).read_text(encoding="utf-8").splitlines()
-        rows = [dict(context=r["context"], negative=r["feedback"], subject=r["subject"]) for r in map(json.loads, lines) if r]
-        outputs, unchanged = improve_like_the_app(generator, gen_tokenizer, classifier, cls_tokenizer, rows, decoding)
-        figures["real_dev"] = dict(rewrite_set_figures(rows, outputs, judged(outputs), with_text=False),
-                                   left_unchanged_share=round(sum(unchanged) / len(rows), 4))
-    example = rewrite(generator, gen_tokenizer, [ORIGINAL_EXAMPLE], decoding=decoding)[0]
-    figures["original_example"] = dict(ORIGINAL_EXAMPLE, rewrite=example)
-    return figures
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", type=Path, default=Path("models/feedback-classifier"))
@@ -197,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-repeat-ngram-size", type=int)
     parser.add_argument("--length-penalty", type=float)
     parser.add_argument("--out-name", default="metrics.json", help="file name of the figures in each model folder")
+    parser.add_argument("--num-candidates", type=int, default=NUM_CANDIDATES,
+                        help="sequences the app asks for and picks from (takeoff.feedback.choose); 1: the best only")
     parser.add_argument("--rewrite-sets", default="", help="comma-separated rewrite sets to measure (default: all), "
                         "e.g. 'development' to choose decoding settings")
     args = parser.parse_args(argv)
@@ -213,23 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     decoding = decoding_of(generator, num_beams=args.num_beams, no_repeat_ngram_size=args.no_repeat_ngram_size,
                            length_penalty=args.length_penalty)
     rw = dict(rewriter_figures(generator, gen_tokenizer, classifier, cls_tokenizer, args.data, args.num_rewrites,
-                               args.real_dev, decoding, tuple(filter(None, args.rewrite_sets.split(",")))),
-              decoding=decoding)
+                               args.real_dev, decoding, tuple(filter(None, args.rewrite_sets.split(","))),
+                               args.num_candidates),
+              decoding=decoding, num_candidates=args.num_candidates)
     (args.rewriter / args.out_name).write_text(json.dumps(rw, indent=2))
     print(json.dumps(rw, indent=2))
     print_rewrite_table(rw)
-
-
-SHARES = ("constructive_share", "keep_subject_share", "keep_problem_share", "garbled_share", "invented_claim_share",
-          "names_subject_share", "left_unchanged_share", "broken_word_share", "stutter_share")
-
-
-def print_rewrite_table(figures: dict) -> None:
-    """One line per set: the shares the rewriter's targets are about."""
-    print("set".ljust(12) + "".join(name.removesuffix("_share")[:12].rjust(13) for name in SHARES))
-    for name, row in figures.items():
-        if isinstance(row, dict) and "num_inputs" in row:
-            print(name.ljust(12) + "".join(str(row.get(k, "")).rjust(13) for k in SHARES))
 
 
 if __name__ == "__main__":

@@ -94,9 +94,9 @@ repository; only their figures are recorded here.
 The app does not take the top label's kind: nine labels split the probability, so it adds up the
 constructive and the critical labels' probabilities and takes the larger kind, with that kind's most
 likely label (`takeoff.feedback.task.verdict`). When the larger kind holds less than
-{_sure_share():.0%} of the probability the sentence is marked *unsure* on the page, and *Improve* rewrites
-it in case it reads as critical: a critical sentence passed on unchanged costs more than a rewrite the
-writer can ignore. The threshold was chosen on the validation split.
+{_sure_share():.0%} of the probability the sentence is marked *unsure* on the page. *Improve* rewrites a
+sentence only when its larger kind is critical, unsure or not, and keeps the others as written: a
+rewrite of a sentence that was fine can only make it worse. The threshold was chosen on the validation split.
 
 | set | binary accuracy | unsure | binary accuracy on the rest | critical sentences left unrewritten |
 |---|---|---|---|---|
@@ -133,6 +133,7 @@ def rewriter_card(model_dir: Path, build_command: str, build_minutes: float | No
     config = _load(model_dir / "config.json")
     val, hand, dev = metrics.get("validation", {}), metrics.get("handwritten", {}), metrics.get("development", {})
     para, real = metrics.get("paragraphs", {}), metrics.get("real_dev", {})
+    hand = dict(hand, best_beam_keep_subject_share=metrics.get("handwritten best beam", {}).get("keep_subject_share"))
     example = metrics.get("original_example", {})
     samples = "\n".join(f"- *{s['input']}* → {s['rewrite']}" for s in hand.get("samples", [])[:6])
     invented = "\n".join(f"- *{e['input']}* → {e['rewrite']} (claims: {', '.join(e['claims'])})"
@@ -181,8 +182,7 @@ when it says a time or date, a deadline or delay, a number, a name or an event t
 ## Measured
 - validation loss: {summary.get('validation_loss', '?')} (held-out workplaces, templates and items)
 - validation rewrites labelled constructive by the demo classifier: {val.get('constructive_share', '?')}
-  ({val.get('num_inputs', '?')} inputs, greedy decoding with no repeated {_ngram()}-token run, as the web app
-  decodes); echoes of the input: {val.get('num_echoes', '?')};
+  ({val.get('num_inputs', '?')} inputs, {_decoding(metrics)}); echoes of the input: {val.get('num_echoes', '?')};
   keep the subject (reuse a content word of the input): {val.get('keep_subject_share', '?')};
   break a word (write one that is neither in the input nor English): {val.get('broken_word_share', '?')};
   stutter (say a phrase of 2-4 words twice in a row): {val.get('stutter_share', '?')};
@@ -230,11 +230,22 @@ def _real_dev_line(real: dict) -> str:
         return ""
     return (f"- real criticisms (`../shared/real_rewrite_dev.jsonl`, {real['num_inputs']} inputs with a context and the "
             "subject a rewrite must keep, quoted from public pages and code-review threads; measured, never trained "
-            "on, kept outside the repository), rewritten as the web app does (sentence by sentence, the critical and "
-            f"unsure ones): constructive {real['constructive_share']}, names the subject {real['names_subject_share']}, "
-            f"keep the subject {real['keep_subject_share']}, invent a claim {real['invented_claim_share']}, left "
-            f"unchanged (no sentence read as critical) {real['left_unchanged_share']}, break a word "
-            f"{real['broken_word_share']}, stutter {real['stutter_share']}")
+            "on, kept outside the repository), rewritten as the web app does (sentence by sentence, the critical "
+            f"ones): constructive {real['constructive_share']}, names the subject {real['names_subject_share']}, "
+            f"keep the subject {real['keep_subject_share']}, keep the problem {real.get('keep_problem_share', '?')}, "
+            f"garbled {real.get('garbled_share', '?')}, invent a claim {real['invented_claim_share']}, left "
+            f"unchanged {real['left_unchanged_share']}, break a word {real['broken_word_share']}, stutter "
+            f"{real['stutter_share']}")
+
+
+def _decoding(metrics: dict) -> str:
+    """How the figures' rewrites were decoded and chosen."""
+    decoding = metrics.get("decoding", {})
+    if decoding.get("num_beams", 1) == 1:
+        return f"greedy decoding with no repeated {decoding.get('no_repeat_ngram_size', _ngram())}-token run"
+    return (f"{decoding['num_beams']} beams, no repeated {decoding.get('no_repeat_ngram_size')}-token run, length "
+            f"penalty {decoding.get('length_penalty')}; the web app's pick among the {metrics.get('num_candidates', 1)} "
+            "best (`takeoff/feedback/choose.py`), the sentence itself where none passes its checks")
 
 
 def _ngram() -> int:
@@ -268,9 +279,16 @@ def _stutter_limit(val: dict, hand: dict) -> str:
 
 
 def _subject_limit(hand: dict) -> str:
-    share = hand.get("keep_subject_share")
+    share, kept = hand.get("keep_subject_share"), hand.get("no_rewrite_share")
     if share is None:
         return ""
+    if kept:
+        return (f"The web app shows a rewrite only when it keeps the subject, reads as fluent, claims nothing new and "
+                f"is not read as critical; for {kept:.0%} of the hand-written sentences none of the 4 best did, and "
+                "they are kept as written with the reason. The rewriter's own best sequence keeps the subject "
+                f"{hand.get('best_beam_keep_subject_share', '?')} of the time: it swaps the subject for a work item seen "
+                "in training or garbles an unfamiliar one, and beam search breaks an unfamiliar word more often than "
+                "greedy decoding did.")
     if share >= 0.75:
         return (f"On the hand-written sentences it keeps the subject {share:.0%} of the time (the project's "
                 "target is 75%); the rest swap the subject for a work item seen in training or garble it. The "

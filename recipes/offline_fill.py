@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from recipes import template_data
-from recipes.rewrite_checks import content_words
+from takeoff.feedback.keeps import content_words
 from takeoff.feedback.task import CRITICAL_LABELS, LABELS
 
 SLOTS, PARTS, CONDUCT = template_data.slots(), template_data.rewrite_parts(), template_data.conduct()

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from recipes.datasets import read_csv
-from recipes.evaluate import rewrite
+from recipes.rewrite_eval import rewrite
 from recipes.rewrite_checks import rewrite_checks
 from recipes.training import pad, save_tokenizer, seed_everything, train
 from recipes.warm_start import bert2bert_from_minilm
@@ -68,20 +68,32 @@ def small_t5(vocab_size: int, d_model: int, num_layers: int) -> T5ForConditional
     return T5ForConditionalGeneration(config)
 
 
-def copy_rows(tokenizer, num_rows: int, seed: int, num_words: int = 30000) -> list[list[int]]:
+def copy_rows(tokenizer, num_rows: int, seed: int, sentences: list[str] = (), sentence_share: float = 0.0,
+              num_words: int = 30000) -> list[list[int]]:
     """Token ids of 1-5 random common English words each: a model trained to write these back learns
-    to copy words it has never seen in a feedback pair, which is what keeping the subject needs."""
+    to copy words it has never seen in a feedback pair, which is what keeping the subject needs.
+    `sentence_share` of the rows are instead a run of 3-16 words from one of `sentences`, with one word
+    in three swapped for a random English word: copying a phrase as people write it, in their words."""
     from wordfreq import top_n_list
     words = [w for w in top_n_list("en", num_words)[100:] if w.isalpha()]
     rng = random.Random(seed)
-    # One word in five capitalised: names and sentence starts are split into different pieces.
-    texts = [" ".join(w.capitalize() if rng.random() < 0.2 else w for w in rng.sample(words, rng.randint(1, 5)))
-             for _ in range(num_rows)]
+
+    def random_words() -> str:
+        # One word in five capitalised: names and sentence starts are split into different pieces.
+        return " ".join(w.capitalize() if rng.random() < 0.2 else w for w in rng.sample(words, rng.randint(1, 5)))
+
+    def phrase() -> str:
+        tokens = rng.choice(sentences).split()
+        start = rng.randrange(max(1, len(tokens) - 2))
+        run = tokens[start:start + rng.randint(3, 16)]
+        return " ".join(rng.choice(words) if rng.random() < 1 / 3 and t.isalpha() else t for t in run)
+    texts = [phrase() if sentences and rng.random() < sentence_share else random_words() for _ in range(num_rows)]
     return tokenizer(texts, truncation=True, max_length=40)["input_ids"]
 
 
 def pretrain_copying(model, tokenizer, args) -> None:
-    rows = copy_rows(tokenizer, args.copy_steps * args.copy_batch_size, args.seed)
+    sentences = [r["sentence"] for r in read_csv(args.copy_sentences)] if args.copy_sentences else []
+    rows = copy_rows(tokenizer, args.copy_steps * args.copy_batch_size, args.seed, sentences, args.copy_sentence_share)
     targets = decoder_targets(tokenizer, rows)
     train(model, lambda idx: seq2seq_loss(model, rows, targets, idx), len(rows), num_epochs=1,
           batch_size=args.copy_batch_size, lr=args.copy_lr, seed=args.seed, bf16=args.bf16, desc="copying",
@@ -239,6 +251,10 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--copy-steps", type=int, default=0,
                         help="without --init: first train N steps on writing back random English words")
     parser.add_argument("--copy-batch-size", type=int, default=64)
+    parser.add_argument("--copy-sentences", type=Path, help="CSV with a `sentence` column (the classifier's "
+                        "training sentences) whose phrases the copy practice also writes back")
+    parser.add_argument("--copy-sentence-share", type=float, default=0.5,
+                        help="share of copy-practice rows taken from --copy-sentences")
     parser.add_argument("--num-beams", type=int, help="decoding written into generation_config.json (the server and "
                         "recipes.evaluate decode as it says; the checkpoint pick too)")
     parser.add_argument("--no-repeat-ngram-size", type=int)

@@ -2,7 +2,8 @@
 (the work itself: takeoff/feedback/coach.py).
 
 Improve answers `{"text", "kind", "sentences": [... "rewrite": str | null, "rewrite_warning": str |
-null]}`. With `stream: true`, SSE `data` events carry the pieces of "text" in order and a last
+null]}` ("rewrite" null and a warning when no rewrite passed the coach's checks). With `stream:
+true`, SSE `data` events carry the pieces of "text" in order (one per sentence and separator) and a last
 `event: result` carries that JSON (`event: error` with the error JSON if the engine fails mid-way).
 The routes are mounted only on a server that can serve the coach (takeoff/app.py).
 """
@@ -84,11 +85,11 @@ async def improve(request: Request):
     engine = engine_of(request)
     feedback = await unless_disconnected(request, analyze_feedback(
         engine, body.text, body.context, body.sentences))
-    work, rewrites = await submit_rewrites(engine, feedback, stream=body.stream)
+    work, rewrites = await submit_rewrites(engine, feedback)
     if body.stream:
-        return EventStream(_improve_events(feedback, rewrites), work)
+        return EventStream(_improve_events(engine, feedback, rewrites), work)
     async with work:
-        pieces = await unless_disconnected(request, _collect(improved_pieces(feedback, rewrites)))
+        pieces = await unless_disconnected(request, _collect(improved_pieces(engine, feedback, rewrites)))
     return JSONResponse(improve_result(feedback, rewrites, "".join(pieces)))
 
 
@@ -96,10 +97,10 @@ async def _collect(pieces) -> list[str]:
     return [piece async for piece in pieces]
 
 
-async def _improve_events(feedback: Feedback, rewrites: list[Rewrite]):
+async def _improve_events(engine, feedback: Feedback, rewrites: list[Rewrite]):
     """SSE events: text pieces as `data`, then `event: result` with the final JSON."""
     pieces = []
-    async for piece in improved_pieces(feedback, rewrites):
+    async for piece in improved_pieces(engine, feedback, rewrites):
         if piece:
             pieces.append(piece)
             yield ServerSentEvent(data=piece)

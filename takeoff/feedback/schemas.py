@@ -59,9 +59,10 @@ class Analysis(Answer):
 
 
 class ImprovedSentence(AnalyzedSentence):
-    rewrite: str | None
-    rewrite_warning: str | None = Field(description="what the rewrite claims that its "
-                                                    "sentence and context do not")
+    rewrite: str | None = Field(description="the constructive version shown; null for a sentence kept "
+                                            "as written (constructive, or no rewrite passed the checks)")
+    rewrite_warning: str | None = Field(description="for a critical sentence with no rewrite: why none "
+                                                    "of the rewriter's candidates passed the checks")
 
 
 class Improvement(Answer):

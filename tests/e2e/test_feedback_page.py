@@ -60,7 +60,11 @@ async def test_analyze_then_improve_in_the_browser(page):
     improved = await page.inner_text("#improved")
     writes = await page.evaluate("window.improvedWrites")
     assert improved.startswith(CONSTRUCTIVE)  # the constructive sentence is kept as it was
-    assert improved != f"{CONSTRUCTIVE} {CRITICAL}"  # the critical one was rewritten
+    if improved == f"{CONSTRUCTIVE} {CRITICAL}":  # no rewrite passed the checks: the page says so
+        warnings = await page.inner_text("#warnings")
+        assert CRITICAL in warnings and "kept as you wrote it" in warnings, warnings
+    else:
+        assert CRITICAL not in improved  # the critical one was rewritten
     assert writes >= 4  # cleared, then piece by piece, then the final text: not in one lump
 
     await page.click("#copy")
@@ -157,33 +161,42 @@ async def test_the_api_key_is_sent_and_remembered(page):
     assert seen == [None, "Bearer s3cret"]
 
 
-async def test_unsure_sentences_and_rewrite_warnings_are_shown(page):
-    sentence = {"text": CRITICAL, "start": 0, "end": len(CRITICAL), "label": "Vague Criticism",
+async def test_unsure_sentences_and_a_sentence_with_no_rewrite_are_explained(page):
+    critical = {"text": CRITICAL, "start": 0, "end": len(CRITICAL), "label": "Vague Criticism",
                 "score": 0.4, "kind": "critical", "unsure": True}
-    warning = ("This rewrite mentions a deadline or delay that your feedback does not (“the "
-               "deadline”). Check it is true before you use it.")
-    rewrite = "Could we talk about the deadline?"
-    result = {"text": rewrite, "kind": "critical",
-              "sentences": [{**sentence, "rewrite": rewrite, "rewrite_warning": warning}]}
+    start = len(CRITICAL) + 1
+    constructive = {"text": CONSTRUCTIVE, "start": start, "end": start + len(CONSTRUCTIVE),
+                    "label": "Positive Comment", "score": 0.45, "kind": "constructive", "unsure": True}
+    text = f"{CRITICAL} {CONSTRUCTIVE}"
+    warning = ("No rewrite of this sentence passed the checks (each one does not read well), so it is "
+               "kept as you wrote it. Try saying what the problem is and what would help.")
+    result = {"text": text, "kind": "critical", "sentences": [
+        {**critical, "rewrite": None, "rewrite_warning": warning},
+        {**constructive, "rewrite": None, "rewrite_warning": None}]}
 
     async def analyze(route):
         await route.fulfill(status=200, content_type="application/json",
-                            body=json.dumps({"kind": "critical", "sentences": [sentence]}))
+                            body=json.dumps({"kind": "critical", "sentences": [critical, constructive]}))
 
     async def improve(route):
         await route.fulfill(status=200, content_type="text/event-stream",
-                            body=f"data: {rewrite}\n\nevent: result\ndata: {json.dumps(result)}\n\n")
+                            body=f"data: {text}\n\nevent: result\ndata: {json.dumps(result)}\n\n")
 
     await page.route("**/v1/feedback/analyze", analyze)
     await page.route("**/v1/feedback/improve", improve)
     await page.goto("/")
-    await page.fill("#feedback", CRITICAL)
+    await page.fill("#feedback", text)
     await page.click("#analyze")
     shown = page.locator("#result .sentence")
-    await shown.first.wait_for()
+    await shown.nth(1).wait_for()
     assert await shown.first.get_attribute("data-unsure") == "true"
     assert "(unsure)" in await shown.first.inner_text()
+    assert "Improve rewrites it in case." in await shown.first.get_attribute("title")
+    assert "Improve keeps it as written." in await shown.nth(1).get_attribute("title")
     await page.click("#improve")
     await page.locator("#warnings").wait_for(state="visible")
-    shown_warning = await page.inner_text("#warnings")
-    assert rewrite in shown_warning and warning in shown_warning
+    assert await page.inner_text("#improved") == text  # nothing was made worse
+    items = page.locator("#warnings li")
+    assert await items.count() == 1  # the kept constructive sentence needs no word
+    item = await items.first.inner_text()
+    assert CRITICAL in item and warning in item

@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, T5ForConditionalGeneration
 
-from recipes.rewrite_checks import broken_words, is_echo, keeps_subject
+from recipes.rewrite_checks import broken_words, is_echo
+from takeoff.feedback.keeps import keeps_subject
 from takeoff.feedback.task import LABELS, kind_of, rewrite_prompt
 from takeoff.feedback.sentences import split_sentences
 
@@ -95,7 +96,7 @@ def test_a_broken_word_is_one_neither_in_the_input_nor_english():
 
 def test_paragraph_set_names_each_subject_and_starts_with_the_original_example():
     from recipes.datasets import read_csv
-    from recipes.evaluate import ORIGINAL_EXAMPLE, PARAGRAPHS
+    from recipes.rewrite_eval import ORIGINAL_EXAMPLE, PARAGRAPHS
     rows = read_csv(PARAGRAPHS)
     assert len(rows) >= 20 and rows[0]["negative"].replace("’", "'") == ORIGINAL_EXAMPLE["negative"]
     for row in rows:

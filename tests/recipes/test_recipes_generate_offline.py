@@ -233,7 +233,7 @@ def test_no_constructive_side_is_garbled(data):
 
 
 def test_a_fault_is_restated_in_the_criticisms_words_and_its_parts_stay_on_one_side(data):
-    from recipes.rewrite_checks import keeps_problem
+    from takeoff.feedback.keeps import keeps_problem
     train, validation = data["rewrite"]
     with_fault = [row for row in train if row.get("problem") == "fault"]
     assert 0.3 < len(with_fault) / sum(row["kind"] == "work" for row in train) < 0.7
@@ -247,7 +247,7 @@ def test_a_fault_is_restated_in_the_criticisms_words_and_its_parts_stay_on_one_s
 
 
 def test_a_criticism_with_nothing_to_name_is_answered_by_asking_what_would_help(data):
-    from recipes.rewrite_checks import content_words
+    from takeoff.feedback.keeps import content_words
     rows = [row for row in data["rewrite"][0] if row["kind"] == "no_subject"]
     assert rows
     for row in rows:

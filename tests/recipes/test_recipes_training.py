@@ -166,14 +166,29 @@ def test_bert2bert_targets_do_not_start_with_the_decoder_start_token():
 def test_evaluation_decodes_as_the_saved_generation_config_says(tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
-    from recipes.evaluate import decoding_of
+    from recipes.rewrite_eval import decoding_of
     texts = [p["negative"] + " " + p["constructive"] for p in PAIRS] * 5
     tokenizer = train_rewriter.build_tokenizer(texts, tmp_path, vocab_size=700, num_common_words=600)
     model = train_rewriter.small_t5(len(tokenizer), d_model=64, num_layers=1)
-    # A model whose config says nothing decodes greedily with the app's 6-token no-repeat block.
-    assert decoding_of(model) == dict(num_beams=1, no_repeat_ngram_size=6)
+    # A model whose config says nothing decodes as the app does: 4 beams, no repeated 4-token run.
+    assert decoding_of(model) == dict(num_beams=4, no_repeat_ngram_size=4, length_penalty=1.0)
     model.generation_config.update(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
     train_rewriter.save(model, tokenizer, tmp_path, {})
     reloaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
     assert decoding_of(reloaded) == dict(num_beams=4, no_repeat_ngram_size=4, length_penalty=0.8)
     assert decoding_of(reloaded, num_beams=1, length_penalty=None) == dict(num_beams=1, no_repeat_ngram_size=4)
+
+
+def test_kind_loss_counts_a_wrong_label_of_the_right_kind_as_right():
+    from takeoff.feedback.task import kind_of
+    critical = [i for i, label in enumerate(LABELS) if kind_of(label) == "critical"]
+    constructive = [i for i, label in enumerate(LABELS) if kind_of(label) != "critical"]
+    # All the mass on another critical label: the kind is right, so the kind loss is near 0 ...
+    logits = torch.full((1, len(LABELS)), -20.0)
+    logits[0, critical[1]] = 20.0
+    target = torch.tensor([critical[0]])
+    assert train_classifier.kind_loss(logits, target) < 1e-3
+    # ... and all of it on a constructive label is the wrong kind, a large loss.
+    logits = torch.full((1, len(LABELS)), -20.0)
+    logits[0, constructive[0]] = 20.0
+    assert train_classifier.kind_loss(logits, target) > 10

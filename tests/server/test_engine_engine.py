@@ -12,6 +12,7 @@ import pytest
 
 from scheduler.request import Task
 from takeoff.errors import ApiError
+from takeoff.feedback.coach import REWRITE_SAMPLING
 from takeoff.feedback.task import kind_of
 from tests.feedback_models import LEARNED
 from tests.runners import failing_runner, generator_runner, slow_runner
@@ -95,10 +96,11 @@ async def test_a_non_streaming_client_that_leaves_frees_its_slot(server_factory,
 async def test_leaving_the_feedback_coach_frees_its_rewrites(server_factory, http,
                                                              learned_classifier):
     critical = [s for s, label in LEARNED.items() if kind_of(label) == "critical"]
-    url = server_factory(classifier=learned_classifier, runner_factory=slow_runner)
+    url = server_factory(classifier=learned_classifier, runner_factory=slow_runner, max_num_seqs=8)
     request = asyncio.create_task(http.post(url + "/v1/feedback/improve",
                                             json={"text": " ".join(critical)}))
-    assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", len(critical)) > 0
+    # Each rewrite is a beam search holding a slot per beam: two of them fill the 8 slots.
+    assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", 2 * REWRITE_SAMPLING.num_beams) == 8
     request.cancel()
     await asyncio.gather(request, return_exceptions=True)
     assert await wait_for_metric(http, url, "takeoff_kv_slots_in_use", 0, timeout_s=2) == 0

@@ -149,7 +149,8 @@ function showAnalysis(text, analysis) {
     span.dataset.unsure = String(Boolean(sentence.unsure));
     span.title = sentence.unsure
       ? `Unsure: this could read as constructive or as critical (${sentence.label}, ` +
-        `score ${sentence.score.toFixed(2)}). Improve rewrites it in case.`
+        `score ${sentence.score.toFixed(2)}). ` +
+        (sentence.kind === "critical" ? "Improve rewrites it in case." : "Improve keeps it as written.")
       : `${sentence.label} (${sentence.kind}), score ${sentence.score.toFixed(2)}`;
     span.append(sentence.text, tag(sentence));
     paragraph.append(span);
@@ -163,14 +164,14 @@ function showAnalysis(text, analysis) {
     `${critical} of ${total} sentence${total === 1 ? "" : "s"} critical`;
 }
 
-// A rewrite that says something the sentence did not (a deadline, a time, a name...) is listed
-// under the constructive version with the server's warning, so it is never passed on unread.
+// A critical sentence that no rewrite passed the checks for is kept as written: it is listed under
+// the constructive version with the server's reason, so the writer knows it still needs their work.
 function showWarnings(sentences) {
   const flagged = sentences.filter((s) => s.rewrite_warning);
   ui.warnings.replaceChildren(...flagged.map((sentence) => {
     const item = document.createElement("li");
     const quote = document.createElement("q");
-    quote.textContent = sentence.rewrite;
+    quote.textContent = sentence.rewrite ?? sentence.text;
     item.append(quote, ` ${sentence.rewrite_warning}`);
     return item;
   }));
