@@ -1,7 +1,8 @@
 """The offline benchmark's beam-search workload (issue 27).
 
 flan-t5-small-beams: the flan-t5-small workload's model and requests (64; inputs of 40-56
-tokens; exactly 16-128 new tokens each) searched with num_beams 4. Hugging Face runs static
+tokens; exactly 16-128 new tokens each) searched with num_beams 4; marian-beams: the marian
+workload's (opus-mt-en-de's shape) likewise. Hugging Face runs static
 generate(num_beams=4) batches in which every row keeps its own length (EOS held back until its
 min_new_tokens, its candidates done at its max_new_tokens), so an HF row computes what the engine
 computes for its request and their tokens must agree; a batch still runs until its longest row
@@ -25,6 +26,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from tqdm import tqdm
 
 from benchmarks.baselines.hf import MinNewTokensPerRow
+from benchmarks.offline_families import marian
 from benchmarks.offline_systems import BenchRequest, SystemResult, run_engine
 from benchmarks.offline_workloads import Workload, flan_t5_small
 from scheduler.sampling_params import SamplingParams
@@ -33,15 +35,23 @@ NUM_BEAMS = 4
 NUM_REPLAYED = 16  # requests whose beam steps the row-move replay records
 
 
-def flan_t5_small_beams(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
-    greedy = flan_t5_small(tmp, seed, num_requests, quick)
+def searched(greedy: Workload, name: str) -> Workload:
+    """A greedy workload's model and requests, each searched with NUM_BEAMS beams."""
     requests = [BenchRequest(r.prompt_ids, r.num_tokens, params=SamplingParams(
         max_new_tokens=r.num_tokens, min_new_tokens=r.num_tokens, num_beams=NUM_BEAMS)) for r in greedy.requests]
-    return replace(greedy, name="flan-t5-small-beams", requests=requests, num_beams=NUM_BEAMS,
-                   run_hf=run_hf_beams, report=beam_report)
+    return replace(greedy, name=name, requests=requests, num_beams=NUM_BEAMS, run_hf=run_hf_beams,
+                   report=beam_report)
 
 
-BEAM_WORKLOADS = {"flan-t5-small-beams": flan_t5_small_beams}
+def flan_t5_small_beams(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
+    return searched(flan_t5_small(tmp, seed, num_requests, quick), "flan-t5-small-beams")
+
+
+def marian_beams(tmp: Path, seed: int, num_requests: int | None, quick: bool) -> Workload:
+    return searched(marian(tmp, seed, num_requests, quick), "marian-beams")
+
+
+BEAM_WORKLOADS = {"flan-t5-small-beams": flan_t5_small_beams, "marian-beams": marian_beams}
 
 
 class MaxNewTokensPerRow(StoppingCriteria):
@@ -64,12 +74,14 @@ def run_hf_beams(model, requests: list[BenchRequest], batch_size: int, name: str
         chunk = requests[first:first + batch_size]
         num_beams = chunk[0].sampling.num_beams
         width = max(len(r.prompt_ids) for r in chunk)
-        input_ids = torch.tensor([r.prompt_ids + [0] * (width - len(r.prompt_ids)) for r in chunk])
+        pad = model.config.pad_token_id  # Marian's is its last id; its </s> is 0
+        input_ids = torch.tensor([r.prompt_ids + [pad] * (width - len(r.prompt_ids)) for r in chunk])
+        mask = torch.tensor([[1] * len(r.prompt_ids) + [0] * (width - len(r.prompt_ids)) for r in chunk])
         lengths = [r.num_tokens for r in chunk]
         minimum = MinNewTokensPerRow([n for n in lengths for _ in range(num_beams)], model.config.eos_token_id)
         with torch.inference_mode():
             out = model.generate(input_ids.to(model.device),
-                                 attention_mask=(input_ids != 0).long().to(model.device), do_sample=False, num_beams=num_beams, max_new_tokens=max(lengths),
+                                 attention_mask=mask.to(model.device), do_sample=False, num_beams=num_beams, max_new_tokens=max(lengths),
                                  logits_processor=[minimum],
                                  stopping_criteria=StoppingCriteriaList([MaxNewTokensPerRow(lengths, num_beams)]))
         outputs += [row[1:1 + n] for n, row in zip(lengths, out.tolist())]
