@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+import aiohttp
 import pytest
 import uvicorn
 
@@ -65,6 +66,13 @@ class ThreadServer:
         self.thread.join(timeout=30)
         for sock in self.sockets:
             sock.close()
+
+
+@pytest.fixture
+async def http():
+    """An HTTP client session for one test."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture(scope="session")

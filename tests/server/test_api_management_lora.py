@@ -9,7 +9,6 @@ import json
 import shutil
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from benchmarks.models import save_random_lora
@@ -22,12 +21,6 @@ from tests.server.helpers import assert_api_error
 
 PROMPT = "Your report was late again."
 READER = "primary-0"
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,12 @@
 /v1/models with its consumer group as `parent`, and runs the group's base with that adapter."""
 from __future__ import annotations
 
-import aiohttp
 import openai
 import pytest
 
 from tests.server.helpers import assert_api_error
 
 PROMPT = "Your report was late again."
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_v1_models_lists_each_adapter_with_its_group_as_parent(lora_server, http):

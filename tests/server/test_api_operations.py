@@ -1,19 +1,12 @@
 """Classification, tokens, consumer groups, readiness, metrics and the API key."""
 from __future__ import annotations
 
-import aiohttp
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from takeoff.feedback.task import LABELS
 from tests.server.helpers import assert_api_error, metric
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def get(http, url):

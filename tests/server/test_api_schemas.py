@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 
 from tests.server.helpers import assert_api_error
@@ -83,12 +82,6 @@ CASES = [
     ("/tokenize", {"text": ["a"]}, 400, "text"),
     ("/tokenize", {"text": "a", "consumer_group": "nope"}, 404, "consumer_group"),
 ]
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def still_serves(http, url) -> None:

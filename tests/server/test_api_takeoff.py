@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import pytest
 import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
@@ -26,12 +25,6 @@ def hf_greedy(tiny_t5_dir):
         return tokenizer.decode(out[0], skip_special_tokens=True)
 
     return generate
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def post(http, url, body):

@@ -45,12 +45,6 @@ def reference(tiny_t5_dir):
     return generate
 
 
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def post(http, url, body):
     async with http.post(url + "/generate", json=body) as response:
         return response.status, await response.json()

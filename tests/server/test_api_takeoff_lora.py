@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from tests.runners import generator_runner
@@ -15,12 +14,6 @@ PROMPTS = ["Your report was late again.", "Thanks for the demo",
            "Café 🙂 line one\nline two", "Why is this still broken?"]
 CYCLE = [None, "qv", "all-rslora"]  # each request's adapter in turn; None: the base
 MAX_NEW = 24
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def generate_body(text: str, lora: str | None, **fields) -> dict:

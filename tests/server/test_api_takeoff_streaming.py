@@ -5,7 +5,6 @@ import asyncio
 import json
 import time
 
-import aiohttp
 import pytest
 
 from clients.sse import SSEDecoder
@@ -13,12 +12,6 @@ from tests.runners import failing_runner, generator_runner
 from tests.server.helpers import assert_api_error, metric, next_event, read_events, wait_for_metric
 
 LONG = {"max_new_tokens": 250, "min_new_tokens": 250}  # EOS suppressed: exactly 250 steps
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def timed_events(http, url, body) -> list[tuple[float, str]]:

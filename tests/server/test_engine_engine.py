@@ -21,12 +21,6 @@ from tests.server.helpers import assert_api_error, metric, read_events, wait_for
 LONG = {"max_new_tokens": 200, "min_new_tokens": 200}
 
 
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def prompt_ids(server, text: str) -> tuple[int, ...]:
     reader = server.engine.reader_set.pick(None, Task.GENERATE)
     return tuple(reader.encode(text))
